@@ -1,0 +1,120 @@
+"""U-Nets from segmentation-models-pytorch, with any smp encoder or any timm encoder (``tu-...``).
+
+Weights are never downloaded here: ``encoder_weights`` defaults to None, and asking for
+pretrained weights is refused unless they are already in the local cache (the explicit ``fetch``
+command is the only place that may download).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from torch import nn
+
+from variants.overrides import ConfigError, near_matches
+from variants.registry import register_variant
+from variants.sizes import closest_accepted, refuse
+
+
+def _encoder_names() -> list[str]:
+    import segmentation_models_pytorch as smp
+
+    return list(smp.encoders.get_encoder_names())
+
+
+def _check_encoder(name: str) -> None:
+    """Fail early, with near matches, on an encoder that neither smp nor timm knows."""
+    if name.startswith("tu-"):
+        import timm
+
+        model = name[3:]
+        if not timm.is_model(model):
+            close = near_matches(model, timm.list_models(), n=3)
+            hint = f" Did you mean {', '.join('tu-' + c for c in close)}?" if close else ""
+            raise ConfigError(f"unknown timm encoder {name!r}.{hint}")
+        return
+    names = _encoder_names()
+    if name not in names:
+        close = near_matches(name, names, n=3)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise ConfigError(f"unknown smp encoder {name!r}.{hint} Prefix a timm model name with 'tu-'.")
+
+
+@dataclass(frozen=True)
+class SmpConfig:
+    """A segmentation-models-pytorch decoder over an encoder; same-size output."""
+
+    arch: Literal["Unet", "UnetPlusPlus"] = "Unet"
+    encoder: str = "resnet18"
+    encoder_depth: int = 5
+    encoder_weights: str | None = None
+    decoder_channels: tuple[int, ...] = (256, 128, 64, 32, 16)
+    in_channels: int = 1
+    num_classes: int = 2
+
+    family = "smp"
+
+    def __post_init__(self) -> None:
+        if len(self.decoder_channels) != self.encoder_depth:
+            raise ValueError(
+                f"decoder_channels needs one entry per encoder level: {len(self.decoder_channels)} "
+                f"given for encoder_depth={self.encoder_depth}"
+            )
+
+    def _accepts(self, size: int) -> bool:
+        return size > 0 and size % 2**self.encoder_depth == 0
+
+    def output_size(self, input_size: int) -> int:
+        if not self._accepts(input_size):
+            why = f"the side must be divisible by 2**encoder_depth = {2**self.encoder_depth}"
+            raise refuse(f"smp {self.arch}({self.encoder})", input_size, self._accepts, why)
+        return input_size
+
+    def valid_input_size(self, near: int) -> int:
+        return closest_accepted(near, self._accepts)
+
+    def input_size(self, output_size: int) -> int:
+        return self.output_size(output_size)  # same size in and out
+
+    def tiny(self) -> "SmpConfig":
+        return dataclasses.replace(self, decoder_channels=tuple(max(4, c // 16) for c in self.decoder_channels))
+
+    def build(self) -> nn.Module:
+        import segmentation_models_pytorch as smp
+
+        _check_encoder(self.encoder)
+        return smp.create_model(
+            self.arch,
+            encoder_name=self.encoder,
+            encoder_depth=self.encoder_depth,
+            encoder_weights=self.encoder_weights,
+            decoder_channels=self.decoder_channels,
+            in_channels=self.in_channels,
+            classes=self.num_classes,
+        )
+
+
+@register_variant("smp-resnet18-unet")
+def smp_resnet18_unet() -> SmpConfig:
+    """smp Unet with a ResNet-18 encoder (random init)."""
+    return SmpConfig(encoder="resnet18")
+
+
+@register_variant("smp-resnet18-unetplusplus")
+def smp_resnet18_unetplusplus() -> SmpConfig:
+    """smp UNet++ (nested dense skips) with a ResNet-18 encoder (random init)."""
+    return SmpConfig(arch="UnetPlusPlus", encoder="resnet18")
+
+
+@register_variant("smp-tu-mobilenetv3-unet")
+def smp_tu_mobilenetv3_unet() -> SmpConfig:
+    """smp Unet with timm's MobileNetV3-Small encoder (random init), a light, fast variant."""
+    return SmpConfig(encoder="tu-mobilenetv3_small_100")
+
+
+@register_variant("smp-tu-efficientnet-b0-unet")
+def smp_tu_efficientnet_b0_unet() -> SmpConfig:
+    """smp Unet with timm's EfficientNet-B0 encoder (random init)."""
+    return SmpConfig(encoder="tu-efficientnet_b0")
