@@ -173,20 +173,3 @@ def summarize_variant(name: str, near_input: int = REFERENCE_INPUT) -> dict[str,
         "output_size": config.output_size(input_size),
         "description": spec.description,
     }
-
-
-__all__ = [
-    "REFERENCE_INPUT",
-    "summarize_variant",
-    "ConfigError",
-    "ModelConfig",
-    "UnknownVariantError",
-    "VariantSpec",
-    "count_parameters",
-    "create_model",
-    "forward_flops",
-    "get_variant",
-    "list_variants",
-    "register_variant",
-    "resolve_config",
-]

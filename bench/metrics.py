@@ -1,0 +1,278 @@
+"""Segmentation metrics as the challenges scored them (numpy / scipy, vectorised).
+
+Convention: a *mask* is 1 for cell interior (foreground) and 0 for membrane / boundary, as the
+ISBI 2012 labels (255 interior, 0 membrane). A *probability map* is P(interior) in [0, 1].
+Cells are the 4-connected components of the interior, so one-pixel membranes separate them.
+Definitions and sources are in docs/metrics.md.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Iterable
+
+import numpy as np
+from scipy import ndimage
+
+FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
+EIGHT_CONNECTED = ndimage.generate_binary_structure(2, 2)
+CHALLENGE_THRESHOLDS = tuple(round(0.1 * i, 1) for i in range(1, 10))  # 0.1 ... 0.9
+
+
+def label_cells(mask: np.ndarray) -> np.ndarray:
+    """Instance labels 1..n of the 4-connected interior regions; 0 on the boundary."""
+    labels, _ = ndimage.label(mask.astype(bool), structure=FOUR_CONNECTED)
+    return labels
+
+
+def pixel_error(pred_mask: np.ndarray, true_mask: np.ndarray) -> float:
+    """Fraction of pixels whose binary label differs from the truth."""
+    return float(np.mean(pred_mask.astype(bool) != true_mask.astype(bool)))
+
+
+def iou(pred_mask: np.ndarray, true_mask: np.ndarray) -> float:
+    """Intersection over union of the foreground (1.0 when both are empty)."""
+    p, t = pred_mask.astype(bool), true_mask.astype(bool)
+    union = np.logical_or(p, t).sum()
+    return 1.0 if union == 0 else float(np.logical_and(p, t).sum() / union)
+
+
+def dice(pred_mask: np.ndarray, true_mask: np.ndarray) -> float:
+    """Dice coefficient (F1) of the foreground (1.0 when both are empty)."""
+    p, t = pred_mask.astype(bool), true_mask.astype(bool)
+    total = p.sum() + t.sum()
+    return 1.0 if total == 0 else float(2 * np.logical_and(p, t).sum() / total)
+
+
+def _foreground_contingency(pred_labels: np.ndarray, true_labels: np.ndarray) -> np.ndarray:
+    """Joint counts n_ij over pixels where the truth is foreground (true label > 0).
+
+    Proposal background (pred label 0) inside the true foreground counts as one singleton
+    segment per pixel, as the ISBI 2012 scoring does: an unlabelled pixel is split from all.
+    """
+    fg = true_labels.ravel() > 0
+    t = true_labels.ravel()[fg].astype(np.int64)
+    p = pred_labels.ravel()[fg].astype(np.int64)
+    singletons = p == 0
+    # give each proposal-background pixel its own label above every real one
+    p = p.copy()
+    p[singletons] = p.max(initial=0) + 1 + np.arange(singletons.sum())
+    _, p = np.unique(p, return_inverse=True)
+    _, t = np.unique(t, return_inverse=True)
+    return np.stack([p, t])
+
+
+def _joint_counts(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """Non-zero joint counts n_ij and the marginals of proposal (s) and truth (t)."""
+    n = pairs.shape[1]
+    if n == 0:
+        return np.zeros(0), np.zeros(0), np.zeros(0), 0
+    p, t = pairs
+    key = p * (t.max() + 1) + t
+    _, joint = np.unique(key, return_counts=True)
+    s = np.bincount(p).astype(np.float64)
+    tt = np.bincount(t).astype(np.float64)
+    return joint.astype(np.float64), s, tt, n
+
+
+def rand_scores(pred_labels: np.ndarray, true_labels: np.ndarray) -> dict[str, float]:
+    """Foreground-restricted Rand scores (Arganda-Carreras et al. 2015), counted over pixel pairs.
+
+    With n_ij the joint counts and s_i, t_j the proposal and truth segment sizes, and pairs
+    counted without a pixel paired to itself (x(x-1) instead of x^2, as ``skimage`` does):
+    ``rand_split = sum n_ij(n_ij-1) / sum t_j(t_j-1)`` (1 when no true cell is split),
+    ``rand_merge = sum n_ij(n_ij-1) / sum s_i(s_i-1)`` (1 when no two cells are merged),
+    ``v_rand`` is their harmonic mean and ``rand_error = 1 - v_rand``.
+    """
+    joint, s, t, n = _joint_counts(_foreground_contingency(pred_labels, true_labels))
+    pairs_joint = float(np.sum(joint * (joint - 1)))
+    pairs_s = float(np.sum(s * (s - 1)))
+    pairs_t = float(np.sum(t * (t - 1)))
+    if n == 0 or pairs_s + pairs_t == 0:
+        perfect = pairs_s == pairs_t == 0
+        value = 1.0 if perfect else 0.0
+        return {"v_rand": value, "rand_split": value, "rand_merge": value, "rand_error": 1.0 - value}
+    split = pairs_joint / pairs_t if pairs_t else 1.0
+    merge = pairs_joint / pairs_s if pairs_s else 1.0
+    v_rand = 2 * pairs_joint / (pairs_s + pairs_t)
+    return {"v_rand": v_rand, "rand_split": split, "rand_merge": merge, "rand_error": 1.0 - v_rand}
+
+
+def _entropy(probabilities: np.ndarray) -> float:
+    probabilities = probabilities[probabilities > 0]
+    return float(-np.sum(probabilities * np.log2(probabilities)))
+
+
+def info_scores(pred_labels: np.ndarray, true_labels: np.ndarray) -> dict[str, float]:
+    """Foreground-restricted information scores (Arganda-Carreras et al. 2015), in bits.
+
+    ``vi_split = H(S|T)`` and ``vi_merge = H(T|S)`` are the variation-of-information parts;
+    ``info_split = I(S;T)/H(S)``, ``info_merge = I(S;T)/H(T)`` and
+    ``v_info = 2 I(S;T) / (H(S) + H(T))`` their normalised forms (1 = perfect).
+    """
+    joint, s, t, n = _joint_counts(_foreground_contingency(pred_labels, true_labels))
+    if n == 0:
+        return {"v_info": 1.0, "info_split": 1.0, "info_merge": 1.0, "vi_split": 0.0, "vi_merge": 0.0}
+    h_joint = _entropy(joint / n)
+    h_s, h_t = _entropy(s / n), _entropy(t / n)
+    mutual = h_s + h_t - h_joint
+    denominator = h_s + h_t
+    return {
+        "v_info": float(2 * mutual / denominator) if denominator > 0 else 1.0,
+        "info_split": float(mutual / h_s) if h_s > 0 else 1.0,
+        "info_merge": float(mutual / h_t) if h_t > 0 else 1.0,
+        "vi_split": float(h_joint - h_t),
+        "vi_merge": float(h_joint - h_s),
+    }
+
+
+# --- warping error (Jain et al. 2010) ---------------------------------------------------------
+# A pixel is *simple* when flipping it changes no topology: with 4-connected foreground and
+# 8-connected background, exactly one foreground 4-component of its 8-neighbourhood touches it
+# 4-adjacently and exactly one background 8-component exists in that neighbourhood.
+_NEIGHBOUR_OFFSETS = [(-1, -1), (-1, 0), (-1, 1), (0, 1), (1, 1), (1, 0), (1, -1), (0, -1)]
+
+
+@lru_cache(maxsize=1)
+def _simple_point_table() -> np.ndarray:
+    """Lookup table: neighbourhood code (8 bits, clockwise from top-left) -> simple or not."""
+    table = np.zeros(256, dtype=bool)
+    for code in range(256):
+        patch = np.zeros((3, 3), dtype=bool)
+        for bit, (dy, dx) in enumerate(_NEIGHBOUR_OFFSETS):
+            patch[1 + dy, 1 + dx] = bool(code >> bit & 1)
+        fg_labels, _ = ndimage.label(patch, structure=FOUR_CONNECTED)
+        touching_fg = {fg_labels[y, x] for y, x in ((0, 1), (1, 0), (1, 2), (2, 1))} - {0}
+        background = ~patch
+        background[1, 1] = False
+        _, n_bg = ndimage.label(background, structure=EIGHT_CONNECTED)
+        table[code] = len(touching_fg) == 1 and n_bg == 1
+    return table
+
+
+def _neighbour_codes(mask: np.ndarray) -> np.ndarray:
+    padded = np.pad(mask.astype(np.uint16), 1, mode="constant")
+    h, w = mask.shape
+    code = np.zeros((h, w), dtype=np.uint16)
+    for bit, (dy, dx) in enumerate(_NEIGHBOUR_OFFSETS):
+        code |= padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] << bit
+    return code
+
+
+def _flip_pass(warped: np.ndarray, target: np.ndarray, remove: bool) -> bool:
+    """Flip every simple pixel that differs from ``target`` in one direction (foreground to
+    background if ``remove``), sweeping the nine 3x3 sub-lattice phases. Pixels of one phase have
+    disjoint neighbourhoods, so they flip at once without interacting: topology-preserving, yet
+    vectorised. Returns whether anything flipped."""
+    table = _simple_point_table()
+    flipped = False
+    for py in range(3):
+        for px in range(3):
+            w = warped[py::3, px::3]
+            differ = (w != target[py::3, px::3]) & (w == remove)
+            if not differ.any():
+                continue
+            flip = differ & table[_neighbour_codes(warped)][py::3, px::3]
+            if flip.any():
+                warped[py::3, px::3] ^= flip
+                flipped = True
+    return flipped
+
+
+def warp_to(source: np.ndarray, target: np.ndarray, max_rounds: int = 10_000) -> np.ndarray:
+    """Flip simple pixels of ``source`` towards ``target`` until none is left: the warped mask.
+
+    Removals and additions alternate, each run to exhaustion: moving a boundary first widens it,
+    then lets the other side grow in. Flipping both at once can strand a boundary half-way (a
+    cell would have to split to finish), which would count a mere shift as a topology error.
+    """
+    warped = source.astype(bool).copy()
+    target = target.astype(bool)
+    for _ in range(max_rounds):
+        changed = False
+        for remove in (True, False):
+            while _flip_pass(warped, target, remove):
+                changed = True
+        if not changed:
+            break
+    return warped
+
+
+def warping_error(pred_mask: np.ndarray, true_mask: np.ndarray) -> float:
+    """Fraction of pixels where the prediction differs from the truth warped towards it.
+
+    Boundary shifts are absorbed by the warp; splits, merges and holes are not, so this counts
+    topological errors only (Jain et al. 2010, as used by the ISBI 2012 challenge).
+    """
+    warped = warp_to(true_mask, pred_mask)
+    return float(np.mean(warped != pred_mask.astype(bool)))
+
+
+def seg_measure(pred_labels: np.ndarray, true_labels: np.ndarray) -> float:
+    """Cell Tracking Challenge SEG: mean Jaccard of each true object with the predicted object
+    covering more than half of it (0 for a true object with no such match)."""
+    true_ids = np.unique(true_labels)
+    true_ids = true_ids[true_ids > 0]
+    if true_ids.size == 0:
+        return 1.0
+    scores = []
+    for tid in true_ids:
+        obj = true_labels == tid
+        candidates, counts = np.unique(pred_labels[obj], return_counts=True)
+        best = 0.0
+        for pid, count in zip(candidates, counts):
+            if pid > 0 and count > 0.5 * obj.sum():
+                pred_obj = pred_labels == pid
+                best = count / np.logical_or(obj, pred_obj).sum()
+        scores.append(best)
+    return float(np.mean(scores))
+
+
+def score_masks(pred_mask: np.ndarray, true_mask: np.ndarray, warping: bool = True) -> dict[str, float]:
+    """Every binary metric of one prediction against one truth mask."""
+    pred_labels, true_labels = label_cells(pred_mask), label_cells(true_mask)
+    scores = {
+        "pixel_error": pixel_error(pred_mask, true_mask),
+        "iou": iou(pred_mask, true_mask),
+        "dice": dice(pred_mask, true_mask),
+        **rand_scores(pred_labels, true_labels),
+        **info_scores(pred_labels, true_labels),
+    }
+    if warping:
+        scores["warping_error"] = warping_error(pred_mask, true_mask)
+    return scores
+
+
+# Which way is better, for picking each metric's best threshold.
+HIGHER_IS_BETTER = {"iou", "dice", "v_rand", "rand_split", "rand_merge", "v_info", "info_split", "info_merge", "seg"}
+
+
+def score_probabilities(
+    prob: np.ndarray,
+    true_mask: np.ndarray,
+    thresholds: Iterable[float] = (0.5,),
+    warping: bool = True,
+) -> dict[str, float]:
+    """Score a P(interior) map at each threshold and keep each metric's best, as the challenge did.
+
+    With one threshold this is plain fixed-threshold scoring. The chosen thresholds are returned
+    as ``threshold_<metric>`` for the headline metrics.
+    """
+    best: dict[str, float] = {}
+    chosen: dict[str, float] = {}
+    for threshold in thresholds:
+        scores = score_masks(prob >= threshold, true_mask, warping=warping)
+        for metric, value in scores.items():
+            if metric not in best:
+                better = True
+            elif metric in HIGHER_IS_BETTER:
+                better = value > best[metric]
+            else:
+                better = value < best[metric]
+            if better:
+                best[metric] = value
+                chosen[metric] = threshold
+    for metric in ("pixel_error", "v_rand", "v_info", "warping_error"):
+        if metric in chosen:
+            best[f"threshold_{metric}"] = chosen[metric]
+    return best
