@@ -5,12 +5,21 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Sequence
 
 from bench.console import format_table
+from bench.fetch import FetchError
+from bench.train import NonFiniteLossError
 
 # Errors a user can cause and fix; they print as one line, never a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (ValueError, KeyError, FileNotFoundError)
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ValueError,  # ConfigError, InvalidInputSize, DataError, bad checkpoints
+    KeyError,  # UnknownVariantError
+    FileNotFoundError,
+    FetchError,
+    NonFiniteLossError,
+)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -32,6 +41,86 @@ def cmd_list(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_assignments(items: Sequence[str]) -> dict[str, object]:
+    """``key=value`` pairs; values are read as TOML literals (numbers, booleans, strings)."""
+    import tomllib
+
+    parsed: dict[str, object] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--set expects key=value, got {item!r}")
+        try:
+            parsed[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            parsed[key.strip()] = raw  # a bare word is a string
+    return parsed
+
+
+def split_overrides(assignments: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
+    """``model.x=..`` goes to the variant, everything else to the training config."""
+    model = {k.removeprefix("model."): v for k, v in assignments.items() if k.startswith("model.")}
+    train = {k.removeprefix("train."): v for k, v in assignments.items() if not k.startswith("model.")}
+    return model, train
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from bench.config import RECIPES
+    from bench.data import parse_indices
+    from bench.progress import EpochPrinter
+    from bench.runner import format_metrics, train_variant
+
+    model_overrides, train_overrides = split_overrides(parse_assignments(args.set))
+    if args.epochs is not None:
+        train_overrides["epochs"] = args.epochs
+    if args.minutes is not None:
+        train_overrides["max_minutes"] = args.minutes
+        train_overrides.setdefault("epochs", 10_000)  # the clock decides
+    cfg = RECIPES[args.recipe].with_overrides(train_overrides, owner="--set")
+    out_dir = Path(args.output) if args.output else Path("runs") / f"train-{args.variant}"
+    run = train_variant(
+        args.variant,
+        args.data,
+        parse_indices(args.val_sections) if args.val_sections else None,
+        cfg,
+        out_dir,
+        overrides=model_overrides,
+        resume=args.resume,
+        callbacks=(EpochPrinter(cfg.epochs),),
+    )
+    if args.json:
+        print(json.dumps({"checkpoint": str(run.checkpoint), "metrics": run.final, "history": run.fit.history}))
+    else:
+        print(f"best checkpoint: {run.checkpoint}")
+        print(f"held-out sections {run.val_sections}: {format_metrics(run.final)}")
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from bench.data import parse_indices
+    from bench.runner import evaluate_checkpoint, format_metrics
+
+    sections = parse_indices(args.val_sections) if args.val_sections else None
+    metrics = evaluate_checkpoint(Path(args.checkpoint), args.data, sections)
+    print(json.dumps(metrics) if args.json else format_metrics(metrics))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from bench.runner import format_metrics, score_folders
+
+    metrics = score_folders(Path(args.pred), Path(args.truth))
+    print(json.dumps(metrics) if args.json else format_metrics(metrics))
+    return 0
+
+
+def cmd_data_fetch(args: argparse.Namespace) -> int:
+    from bench.fetch import fetch_dataset
+
+    fetch_dataset(args.name, Path(args.dest) if args.dest else None, args.url)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unet-bench", description="Benchmark, ablate and profile U-Net segmentation networks."
@@ -43,6 +132,42 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--input", type=int, default=572, metavar="N", help="reference input side (default 572)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=cmd_list)
+
+    p = sub.add_parser("train", help="train one variant and evaluate it on held-out sections")
+    p.add_argument("--variant", required=True, help="a registered variant (see `unet-bench list`)")
+    p.add_argument("--data", default="synthetic", help="'synthetic' (built in) or a data folder")
+    p.add_argument("--val-sections", metavar="LIST", help="held-out indices, e.g. 25-29 (default: the last sixth)")
+    p.add_argument("--epochs", type=int, help="number of epochs")
+    p.add_argument("--minutes", type=float, help="wall-clock budget (validation included)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="training (lr=1e-3, optimizer=adamw) or model (model.base_width=8) settings")
+    p.add_argument("--recipe", choices=["paper", "adamw"], default="adamw",
+                   help="starting settings: the paper's SGD (momentum 0.99) or AdamW (default; fast on CPUs)")
+    p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in -o")
+    p.add_argument("-o", "--output", help="checkpoint folder (default runs/train-VARIANT)")
+    p.add_argument("--json", action="store_true", help="print metrics and history as JSON")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("eval", help="evaluate a checkpoint (default: its held-out sections)")
+    p.add_argument("checkpoint")
+    p.add_argument("--data", help="another data set: every image of it is scored")
+    p.add_argument("--val-sections", metavar="LIST", help="score these sections instead")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_eval)
+
+    p = sub.add_parser("score", help="score prediction images against labels, as the challenge did")
+    p.add_argument("--pred", required=True, help="folder of P(interior) maps or masks (bright = interior)")
+    p.add_argument("--truth", required=True, help="folder of labels with the same file names")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("data", help="data sets: fetch (with SHA-256 checks)")
+    data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
+    q = data_sub.add_parser("fetch", help="download a known data set and verify every file")
+    q.add_argument("name", help="isbi2012")
+    q.add_argument("--url", help="a mirror laid out like the data set (https:// or file://)")
+    q.add_argument("--dest", help="target folder (default ~/.cache/unet-bench/data/NAME or $UNETBENCH_DATA/NAME)")
+    q.set_defaults(func=cmd_data_fetch)
     return parser
 
 

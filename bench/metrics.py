@@ -243,8 +243,38 @@ def score_masks(pred_mask: np.ndarray, true_mask: np.ndarray, warping: bool = Tr
     return scores
 
 
-# Which way is better, for picking each metric's best threshold.
+# Which way is better, for picking the best threshold.
 HIGHER_IS_BETTER = {"iou", "dice", "v_rand", "rand_split", "rand_merge", "v_info", "info_split", "info_merge", "seg"}
+
+# Companion scores are reported at their headline metric's best threshold, so that e.g. the
+# split and merge parts shown always belong to the V_rand shown.
+HEADLINES = {
+    "pixel_error": ("pixel_error", "iou", "dice"),
+    "v_rand": ("v_rand", "rand_split", "rand_merge", "rand_error"),
+    "v_info": ("v_info", "info_split", "info_merge", "vi_split", "vi_merge"),
+    "warping_error": ("warping_error",),
+}
+
+
+def scores_per_threshold(
+    prob: np.ndarray, true_mask: np.ndarray, thresholds: Iterable[float], warping: bool = True
+) -> dict[float, dict[str, float]]:
+    """Every metric of a P(interior) map thresholded at each of ``thresholds``."""
+    return {float(t): score_masks(prob >= t, true_mask, warping=warping) for t in thresholds}
+
+
+def pick_best_threshold(per_threshold: dict[float, dict[str, float]]) -> dict[str, float]:
+    """Each headline metric at its best threshold, with its companions from that threshold."""
+    best: dict[str, float] = {}
+    for headline, members in HEADLINES.items():
+        candidates = [(t, s) for t, s in per_threshold.items() if headline in s]
+        if not candidates:
+            continue
+        sign = -1 if headline in HIGHER_IS_BETTER else 1
+        threshold, scores = min(candidates, key=lambda item: (sign * item[1][headline], abs(item[0] - 0.5)))
+        best.update({m: scores[m] for m in members})
+        best[f"threshold_{headline}"] = threshold
+    return best
 
 
 def score_probabilities(
@@ -253,26 +283,21 @@ def score_probabilities(
     thresholds: Iterable[float] = (0.5,),
     warping: bool = True,
 ) -> dict[str, float]:
-    """Score a P(interior) map at each threshold and keep each metric's best, as the challenge did.
+    """Score one P(interior) map at a fixed threshold, or at the best of several."""
+    return pick_best_threshold(scores_per_threshold(prob, true_mask, thresholds, warping))
 
-    With one threshold this is plain fixed-threshold scoring. The chosen thresholds are returned
-    as ``threshold_<metric>`` for the headline metrics.
-    """
-    best: dict[str, float] = {}
-    chosen: dict[str, float] = {}
-    for threshold in thresholds:
-        scores = score_masks(prob >= threshold, true_mask, warping=warping)
-        for metric, value in scores.items():
-            if metric not in best:
-                better = True
-            elif metric in HIGHER_IS_BETTER:
-                better = value > best[metric]
-            else:
-                better = value < best[metric]
-            if better:
-                best[metric] = value
-                chosen[metric] = threshold
-    for metric in ("pixel_error", "v_rand", "v_info", "warping_error"):
-        if metric in chosen:
-            best[f"threshold_{metric}"] = chosen[metric]
-    return best
+
+def score_stack(
+    probs: Iterable[np.ndarray],
+    true_masks: Iterable[np.ndarray],
+    thresholds: Iterable[float] = (0.5,),
+    warping: bool = True,
+) -> dict[str, float]:
+    """Score a stack of images as the challenge did: at each threshold the mean over images,
+    then the best threshold for the whole stack (one threshold for all images, not per image)."""
+    thresholds = tuple(thresholds)
+    per_image = [scores_per_threshold(p, m, thresholds, warping) for p, m in zip(probs, true_masks)]
+    if not per_image:
+        raise ValueError("no images to score")
+    mean = {t: {k: float(np.mean([img[t][k] for img in per_image])) for k in per_image[0][t]} for t in thresholds}
+    return pick_best_threshold(mean)

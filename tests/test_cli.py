@@ -39,3 +39,81 @@ def test_list_with_no_match_fails_and_says_so() -> None:
     result = run_cli("list", "nothing-like-this*")
     assert result.returncode != 0
     assert "no variant matches" in result.stderr
+
+
+TINY_TRAIN = [
+    "--variant", "unet-original", "--data", "synthetic", "--epochs", "2",
+    "--set", "model.base_width=8", "--set", "model.depth=2", "--set", "tile=92", "--set", "val_tile=92",
+    "--set", "steps_per_epoch=5", "--set", "batch_size=2",
+]
+
+
+def test_train_then_eval_print_the_same_numbers(tmp_path) -> None:
+    out = tmp_path / "run"
+    trained = run_cli("train", *TINY_TRAIN, "-o", str(out), "--json")
+    assert trained.returncode == 0, trained.stderr
+    assert "epoch 2/2" in trained.stderr, "progress is shown on stderr"
+    train_metrics = json.loads(trained.stdout)["metrics"]
+    assert {"pixel_error", "v_rand", "v_info", "warping_error", "threshold_v_rand"} <= train_metrics.keys()
+    evaluated = run_cli("eval", str(out / "best.pt"), "--json")
+    assert evaluated.returncode == 0, evaluated.stderr
+    assert json.loads(evaluated.stdout) == train_metrics
+    plain = run_cli("eval", str(out / "best.pt"))
+    assert f"V_rand {train_metrics['v_rand']:.4f}" in plain.stdout
+
+
+def test_train_rejects_bad_settings_in_one_line() -> None:
+    result = run_cli("train", "--variant", "unet-orignal", "--epochs", "1")
+    assert result.returncode == 2 and "Did you mean 'unet-original'" in result.stderr
+    assert "Traceback" not in result.stderr
+    result = run_cli("train", "--variant", "unet-16", "--set", "lrr=0.1")
+    assert result.returncode == 2 and "'lrr'" in result.stderr and "lr" in result.stderr
+    result = run_cli("train", "--variant", "unet-16", "--epochs", "0")
+    assert result.returncode == 2 and "epochs must be positive" in result.stderr
+
+
+def test_score_folders_like_the_challenge(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+    from scipy import ndimage
+
+    from tests.conftest import SHARED_DATA
+
+    truth = SHARED_DATA / "isbi2012" / "train" / "labels"
+    pred = tmp_path / "pred"
+    pred.mkdir()
+    for name in ("00.png", "01.png"):
+        mask = np.asarray(Image.open(truth / name)) > 0
+        Image.fromarray((ndimage.binary_erosion(mask) * 255).astype(np.uint8)).save(pred / name)
+    subset = tmp_path / "truth"
+    subset.mkdir()
+    for name in ("00.png", "01.png"):
+        (subset / name).write_bytes((truth / name).read_bytes())
+    result = run_cli("score", "--pred", str(pred), "--truth", str(subset), "--json")
+    assert result.returncode == 0, result.stderr
+    scores = json.loads(result.stdout)
+    assert 0 < scores["pixel_error"] < 0.2 and 0.5 < scores["v_rand"] < 1.0
+    missing = run_cli("score", "--pred", str(pred), "--truth", str(truth))
+    assert missing.returncode == 2 and "no prediction for ['02'" in missing.stderr
+
+
+def test_data_fetch_verifies_checksums(tmp_path) -> None:
+    from tests.conftest import SHARED_DATA
+
+    source = SHARED_DATA / "isbi2012"
+    fetched = run_cli("data", "fetch", "isbi2012", "--url", source.as_uri(), "--dest", str(tmp_path / "isbi"))
+    assert fetched.returncode == 0, fetched.stderr
+    assert "90 fetched" in fetched.stdout
+    assert (tmp_path / "isbi" / "train" / "labels" / "29.png").read_bytes() == (source / "train/labels/29.png").read_bytes()
+    again = run_cli("data", "fetch", "isbi2012", "--url", source.as_uri(), "--dest", str(tmp_path / "isbi"))
+    assert "0 fetched, 90 already present" in again.stdout
+
+    tampered = tmp_path / "mirror"
+    for path in source.rglob("*.png"):
+        target = tampered / path.relative_to(source)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    (tampered / "train/images/03.png").write_bytes(b"tampered")
+    bad = run_cli("data", "fetch", "isbi2012", "--url", tampered.as_uri(), "--dest", str(tmp_path / "other"))
+    assert bad.returncode == 2 and "SHA-256 mismatch for train/images/03.png" in bad.stderr
+    assert not (tmp_path / "other" / "train/images/03.png").exists()

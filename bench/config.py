@@ -1,0 +1,76 @@
+"""Frozen, typed configs of the harness. Values are checked when set, with the same override
+machinery as model configs: an unknown key or a wrong type names the key and what is allowed."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from bench.augment import AugmentCfg
+from bench.losses import PAPER_SIGMA, PAPER_W0, LossName
+from variants.overrides import apply_overrides
+
+
+@dataclass(frozen=True)
+class TrainCfg:
+    """How ``bench.train.fit`` trains. The defaults follow the paper where it says something
+    (SGD, momentum 0.99, one large tile per batch, weighted cross-entropy, elastic deformation)."""
+
+    optimizer: Literal["sgd", "adamw"] = "sgd"
+    lr: float = 0.01
+    momentum: float = 0.99  # SGD momentum; AdamW's beta1
+    weight_decay: float = 0.0
+    schedule: Literal["constant", "cosine", "poly"] = "constant"
+    epochs: int = 10
+    steps_per_epoch: int = 50
+    max_minutes: float | None = None  # wall-clock budget for training steps; validation still runs
+    batch_size: int = 1
+    tile: int = 572  # input tile side; the nearest side the network accepts is used
+    loss: LossName = "weighted_ce"
+    w0: float = PAPER_W0
+    sigma: float = PAPER_SIGMA
+    augment: AugmentCfg = field(default_factory=AugmentCfg)
+    grad_clip: float | None = 10.0
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    seed: int = 0
+    val_tile: int = 572
+    val_thresholds: Literal["fixed", "best"] = "best"  # 0.5, or the best of 0.1 ... 0.9
+    val_warping: bool = False  # warping error each epoch is slow; always computed by eval
+    monitor: str = "v_rand"  # the validation metric that picks the best checkpoint
+    device: str = "auto"
+
+    def __post_init__(self) -> None:
+        problems = [
+            f"{name} must be positive, got {getattr(self, name)}"
+            for name in ("epochs", "steps_per_epoch", "batch_size", "tile", "val_tile", "lr")
+            if getattr(self, name) <= 0
+        ]
+        if self.max_minutes is not None and self.max_minutes <= 0:
+            problems.append(f"max_minutes must be positive, got {self.max_minutes}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    def with_overrides(self, overrides: dict[str, Any], owner: str = "train") -> "TrainCfg":
+        """A copy with type-checked overrides; ``augment`` may be given as a dict of its fields."""
+        overrides = dict(overrides)
+        if isinstance(overrides.get("augment"), dict):
+            overrides["augment"] = apply_overrides(self.augment, overrides["augment"], owner=f"{owner}.augment")
+        return apply_overrides(self, overrides, owner=owner)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> "TrainCfg":
+        return cls().with_overrides(values)
+
+
+# Named starting points for ``unet-bench train --recipe``; --set changes single fields on top.
+RECIPES: dict[str, TrainCfg] = {
+    # Ronneberger et al. 2015: SGD with momentum 0.99, one 572x572 tile per step, weighted CE.
+    "paper": TrainCfg(),
+    # The same data pipeline and loss with AdamW: converges in the few hundred steps a CPU
+    # affords in minutes (docs/training.md compares the two).
+    "adamw": TrainCfg(optimizer="adamw", lr=1e-3, momentum=0.9),
+}

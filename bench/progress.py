@@ -1,0 +1,30 @@
+"""Progress shown while training: one line per epoch on stderr, so stdout stays parseable."""
+
+from __future__ import annotations
+
+import sys
+from typing import TextIO
+
+from bench.train import EpochState
+
+
+def format_duration(seconds: float) -> str:
+    minutes, secs = divmod(int(round(seconds)), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{secs}s"
+
+
+class EpochPrinter:
+    """Prints epoch, step, training loss, the headline validation metrics and the time used."""
+
+    def __init__(self, epochs: int, stream: TextIO | None = None):
+        self.epochs = epochs
+        self.stream = stream
+
+    def __call__(self, state: EpochState) -> None:
+        total = f"/{self.epochs}" if self.epochs < 10_000 else ""
+        parts = [f"epoch {state.epoch + 1}{total}", f"step {state.step}", f"loss {state.train_loss:.4f}"]
+        for key, label in (("pixel_error", "pixel error"), ("v_rand", "V_rand")):
+            if key in state.metrics:
+                parts.append(f"{label} {state.metrics[key]:.4f}")
+        parts.append(format_duration(state.elapsed_s))
+        print("  ".join(parts), file=self.stream or sys.stderr, flush=True)

@@ -1,0 +1,125 @@
+"""The one training loop: it learns, it resumes exactly, it stops cleanly on a NaN loss."""
+
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from bench.augment import AugmentCfg
+from bench.checkpoint import UnsafeCheckpointError, load_checkpoint
+from bench.config import TrainCfg
+from bench.data import split_by_index, synthetic_em
+from bench.metrics import label_cells, rand_scores
+from bench.train import NonFiniteLossError, StopTraining, fit
+from tests.conftest import REPO
+from variants import resolve_config
+
+TINY = dict(
+    optimizer="adamw", lr=3e-3, momentum=0.9, steps_per_epoch=4, batch_size=4, tile=92, val_tile=92,
+    val_thresholds="fixed", augment=AugmentCfg(elastic_sigma=4.0),
+)
+
+
+def tiny_setup(epochs: int, **changes: object):
+    config = resolve_config("unet-original", base_width=8, depth=2)
+    data = synthetic_em(5, 96, seed=0)
+    train, val = split_by_index(data, [4])
+    torch.manual_seed(0)
+    cfg = TrainCfg(epochs=epochs, **{**TINY, **changes})  # type: ignore[arg-type]
+    return config, config.build(), train, val, cfg
+
+
+def test_fit_learns_on_synthetic_data() -> None:
+    config, model, train, val, cfg = tiny_setup(epochs=12, steps_per_epoch=10)
+    result = fit(model, config, train, val, cfg)
+    losses = [h["train_loss"] for h in result.history]
+    assert len(result.history) == 12 and all(math.isfinite(v) for v in losses)
+    assert losses[-1] < 0.7 * losses[0], losses
+    # predicting "all interior" merges every cell: V_rand of one segment is the bar to clear
+    mask = val.samples[0].mask
+    trivial = rand_scores(label_cells(np.ones_like(mask)), label_cells(mask))["v_rand"]
+    assert result.best_metrics["v_rand"] > trivial + 0.3, (trivial, result.best_metrics["v_rand"])
+
+
+def test_resume_continues_exactly_where_it_stopped(tmp_path: Path) -> None:
+    config, model, train, val, cfg = tiny_setup(epochs=3)
+    straight = fit(model, config, train, val, cfg)
+
+    def stop_after_first(state):  # an interrupted run: stops after epoch 0's checkpoint
+        if state.epoch == 0:
+            raise StopTraining
+
+    config, model, train, val, cfg = tiny_setup(epochs=3)
+    first = fit(model, config, train, val, cfg, callbacks=(stop_after_first,), checkpoint_dir=tmp_path)
+    assert len(first.history) == 1
+    config, model, train, val, cfg = tiny_setup(epochs=3)
+    resumed = fit(model, config, train, val, cfg, checkpoint_dir=tmp_path, resume=True)
+    assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
+    assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
+
+
+def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
+    config, model, train, val, cfg = tiny_setup(epochs=3)
+
+    def explode(state):
+        with torch.no_grad():
+            for p in model.parameters():
+                p.fill_(float("nan"))
+
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at step 4 \(epoch 1\).*last\.pt"):
+        fit(model, config, train, val, cfg, callbacks=(explode,), checkpoint_dir=tmp_path)
+    state = load_checkpoint(tmp_path / "last.pt")
+    assert state["epoch"] == 0
+    assert all(torch.isfinite(t).all() for t in state["model"].values())
+
+
+def test_a_pickle_payload_checkpoint_is_refused(tmp_path: Path) -> None:
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    path = tmp_path / "evil.pt"
+    torch.save({"model": Payload()}, path)
+    with pytest.raises(UnsafeCheckpointError, match="evil.pt: refused to load"):
+        load_checkpoint(path)
+
+
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
+    """SIGKILL a real `unet-bench train`, then `--resume`: no finished epoch is redone."""
+    out = tmp_path / "run"
+    args = [
+        sys.executable, "-m", "bench", "train", "--variant", "unet-original", "--data", "synthetic",
+        "--val-sections", "10-11", "--epochs", "4", "-o", str(out),
+        "--set", "model.base_width=4", "--set", "model.depth=2", "--set", "tile=92", "--set", "val_tile=92",
+        "--set", "steps_per_epoch=30", "--set", "batch_size=2", "--set", "val_thresholds='fixed'",
+    ]
+    proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not (out / "last.pt").exists():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no checkpoint was written"
+        time.sleep(0.2)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done_before = load_checkpoint(out / "last.pt")["epoch"]
+    assert done_before < 3, "the kill came too late to test anything"
+
+    resumed = subprocess.run(args + ["--resume", "--json"], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert resumed.returncode == 0, resumed.stderr
+    printed = resumed.stderr.splitlines()
+    assert not any(line.startswith(f"epoch {done_before + 1}/") for line in printed), "a finished epoch ran again"
+    assert any(line.startswith("epoch 4/4") for line in printed)
+    import json
+
+    history = json.loads(resumed.stdout)["history"]
+    assert [h["epoch"] for h in history] == [0, 1, 2, 3]
