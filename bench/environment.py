@@ -1,0 +1,87 @@
+"""The environment fingerprint stored with every result: what ran it, on what.
+
+Two numbers are only comparable when the fingerprints say the same hardware and software (or
+say how they differ); reports print it, and ``unet-bench compare`` shows it side by side.
+"""
+
+from __future__ import annotations
+
+import functools
+import platform
+import socket
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@functools.lru_cache(maxsize=1)
+def git_sha() -> str:
+    """Commit of this checkout, ``+dirty`` when tracked files differ; empty outside git."""
+    try:
+        sha = subprocess.run(
+            ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO, capture_output=True, text=True, timeout=10
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return ""
+    return f"{sha}+dirty" if sha and dirty else sha
+
+
+@functools.lru_cache(maxsize=1)
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return cpu_model()
+
+
+def fingerprint(device: torch.device | None = None) -> dict[str, Any]:
+    """Device name and count, driver, CUDA, cuDNN, torch, CPU model, threads, git sha, host."""
+    device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    info: dict[str, Any] = {
+        "device": device.type,
+        "device_name": device_name(device),
+        "device_count": torch.cuda.device_count() if device.type == "cuda" else 1,
+        "torch_version": torch.__version__,
+        "cuda_version": torch.version.cuda or "",
+        "cudnn_version": str(torch.backends.cudnn.version() or "") if torch.backends.cudnn.is_available() else "",
+        "driver_version": "",
+        "cpu_model": cpu_model(),
+        "cpu_threads": torch.get_num_threads(),
+        "python": platform.python_version(),
+        "git_sha": git_sha(),
+        "host": socket.gethostname(),
+    }
+    if device.type == "cuda":
+        try:
+            out = subprocess.run(
+                ["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True, text=True, timeout=10,
+            ).stdout.split()
+            info["driver_version"] = out[0] if out else ""
+        except (OSError, subprocess.SubprocessError):
+            pass
+        props = torch.cuda.get_device_properties(device)
+        info["device_memory_gib"] = round(props.total_memory / 2**30, 1)
+    return info
+
+
+def row_identity(device: torch.device) -> dict[str, Any]:
+    """The fingerprint fields that are columns of every result row."""
+    fp = fingerprint(device)
+    return {k: fp[k] for k in ("device", "device_name", "torch_version", "cuda_version", "git_sha", "host")}

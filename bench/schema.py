@@ -1,0 +1,90 @@
+"""The one result schema: a tidy, long row per measured value.
+
+Identity columns come first, always present and always in this order, so that every plot can
+group by a column instead of a file name. ``results/README.md`` documents each column; a test
+keeps that file and this one in step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Literal
+
+SCHEMA_VERSION = 1
+
+Stage = Literal["search", "train", "eval", "profile"]
+
+
+@dataclass(frozen=True)
+class ResultRow:
+    """One measured value with everything needed to compare it with any other."""
+
+    run_id: str
+    suite: str
+    variant: str
+    config_hash: str
+    seed: int
+    stage: Stage
+    metric: str
+    value: float
+    unit: str = ""
+    trial: int = -1  # Optuna trial number; -1 outside a search
+    dataset: str = ""
+    split: str = ""  # train / val / test, or the held-out sections
+    device: str = "cpu"  # cpu / cuda
+    device_name: str = ""
+    precision: str = "fp32"
+    batch_size: int = 0  # 0 when not applicable
+    input_size: int = 0
+    output_size: int = 0
+    timestamp: str = ""
+    git_sha: str = ""
+    torch_version: str = ""
+    cuda_version: str = ""
+    host: str = ""
+    ci_low: float = math.nan  # 95 % confidence interval of the value, when measured
+    ci_high: float = math.nan
+    n: int = 1  # how many samples the value summarises
+    extra: str = "{}"  # JSON object: settings and anything else, never grouped by in reports
+    schema_version: int = SCHEMA_VERSION
+
+    def __post_init__(self) -> None:
+        if not self.timestamp:
+            object.__setattr__(self, "timestamp", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+
+
+IDENTITY_COLUMNS = (
+    "schema_version", "run_id", "suite", "variant", "config_hash", "seed", "stage", "trial", "dataset",
+    "split", "device", "device_name", "precision", "batch_size", "input_size", "output_size", "metric",
+    "value", "unit", "timestamp", "git_sha", "torch_version", "cuda_version", "host",
+)  # fmt: skip
+COLUMNS = IDENTITY_COLUMNS + ("ci_low", "ci_high", "n", "extra")
+
+assert set(COLUMNS) == {f.name for f in dataclasses.fields(ResultRow)}, "COLUMNS and ResultRow disagree"
+
+INT_COLUMNS = ("schema_version", "seed", "trial", "batch_size", "input_size", "output_size", "n")
+FLOAT_COLUMNS = ("value", "ci_low", "ci_high")
+
+
+def row_values(row: ResultRow) -> list[Any]:
+    """The row's values in column order."""
+    return [getattr(row, c) for c in COLUMNS]
+
+
+def config_hash(*parts: Any) -> str:
+    """A short stable hash of configs (dataclasses or plain data): same settings, same hash."""
+    def plain(obj: Any) -> Any:
+        return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) and not isinstance(obj, type) else obj
+
+    text = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def make_extra(**values: Any) -> str:
+    return json.dumps(values, sort_keys=True, default=str)
+

@@ -1,0 +1,120 @@
+"""Append result rows atomically; read a whole results tree back as one DataFrame.
+
+Every ``append`` writes one new CSV part file in the run folder under a temporary name and
+renames it into place. A rename is atomic, so a reader sees a part whole or not at all; a run
+killed mid-write, or a full disk, leaves no half row. Part names carry the host, the process
+and a random token, so any number of writers (worker processes, machines on a shared disk)
+append to one run without locks. The reader checks the schema version and the columns of
+every part and names the file when something is wrong.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import socket
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Iterable
+
+import pandas as pd
+
+from bench.schema import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, SCHEMA_VERSION, ResultRow, row_values
+
+PART_GLOB = "rows-*.csv"
+
+
+class ResultsError(ValueError):
+    """A results file that cannot be read as result rows; the message names the file."""
+
+
+class ResultWriter:
+    """Appends rows to ``run_dir``; one writer per process (cheap to create)."""
+
+    def __init__(self, run_dir: Path):
+        self.run_dir = Path(run_dir)
+        self.run_dir.mkdir(parents=True, exist_ok=True)
+        self.writer_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self.sequence = 0
+
+    def append(self, rows: Iterable[ResultRow]) -> Path | None:
+        """Write ``rows`` as one new part file; returns its path (None when there were no rows)."""
+        rows = list(rows)
+        if not rows:
+            return None
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(COLUMNS)
+        writer.writerows(row_values(r) for r in rows)
+        data = buffer.getvalue().encode()
+        self.sequence += 1
+        final = self.run_dir / f"rows-{self.writer_id}-{self.sequence:06d}.csv"
+        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=".rows-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, final)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return final
+
+
+def _read_part(path: Path) -> pd.DataFrame:
+    try:
+        with open(path, newline="") as handle:
+            header = next(csv.reader(handle), None)
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ResultsError(f"{path}: cannot read ({exc})") from None
+    if header is None:
+        raise ResultsError(f"{path}: empty file, not a results part")
+    if "schema_version" not in header:
+        raise ResultsError(f"{path}: not a unet-bench results file (no schema_version column)")
+    try:
+        frame = pd.read_csv(path, dtype={"extra": str}, keep_default_na=False, na_values={c: ["", "nan"] for c in FLOAT_COLUMNS})
+    except (pd.errors.ParserError, ValueError) as exc:
+        raise ResultsError(f"{path}: malformed or truncated ({str(exc).splitlines()[0]})") from None
+    versions = set(pd.to_numeric(frame["schema_version"], errors="coerce").dropna().astype(int))
+    if versions != {SCHEMA_VERSION} and len(frame):
+        found = ", ".join(str(v) for v in sorted(versions)) or "unreadable"
+        raise ResultsError(f"{path}: schema version {found}, but this unet-bench reads version {SCHEMA_VERSION}")
+    missing = [c for c in COLUMNS if c not in frame.columns]
+    unknown = [c for c in frame.columns if c not in COLUMNS]
+    if missing or unknown:
+        raise ResultsError(f"{path}: columns differ from schema v{SCHEMA_VERSION}: missing {missing}, unknown {unknown}")
+    if list(frame.columns) != list(COLUMNS):
+        raise ResultsError(f"{path}: columns are out of order for schema v{SCHEMA_VERSION}")
+    required = list(INT_COLUMNS) + ["value"]
+    numeric = frame[required].apply(pd.to_numeric, errors="coerce")
+    damaged = numeric.isna().any(axis=1) | frame["extra"].isna()
+    if damaged.any():
+        line = int(damaged.idxmax()) + 2  # header is line 1
+        raise ResultsError(f"{path}: truncated or damaged row at line {line} (a required value is missing or not a number)")
+    return frame
+
+
+def read_results(root: Path) -> pd.DataFrame:
+    """Every result row under ``root`` (a run folder or a tree of them), in schema column order.
+
+    Only ``rows-*.csv`` files are result parts; any other ``*.csv`` is reported, never skipped
+    silently. Temporary files of writes in progress are ignored.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise ResultsError(f"{root}: no such results folder")
+    parts = sorted(root.rglob(PART_GLOB))
+    strays = sorted(p for p in root.rglob("*.csv") if p not in set(parts))
+    if strays:
+        raise ResultsError(f"{strays[0]}: a CSV file in the results tree that is not a results part (rows-*.csv)")
+    if not parts:
+        return pd.DataFrame({c: pd.Series(dtype=object) for c in COLUMNS})
+    frame = pd.concat([_read_part(p) for p in parts], ignore_index=True)
+    for column in INT_COLUMNS:
+        frame[column] = frame[column].astype(int)
+    for column in FLOAT_COLUMNS:
+        frame[column] = pd.to_numeric(frame[column], errors="coerce")
+    return frame[list(COLUMNS)]

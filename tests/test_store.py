@@ -1,0 +1,111 @@
+"""The result schema and store: atomic parts, concurrent writers, errors that name the file."""
+
+from __future__ import annotations
+
+import multiprocessing
+import re
+from pathlib import Path
+
+import pytest
+
+from bench.schema import COLUMNS, IDENTITY_COLUMNS, SCHEMA_VERSION, ResultRow, config_hash
+from bench.store import ResultsError, ResultWriter, read_results
+from tests.conftest import REPO
+
+
+def row(i: int = 0, **changes: object) -> ResultRow:
+    values = dict(run_id="r1", suite="quick", variant="unet-16", config_hash="abc", seed=0, stage="eval",
+                  metric="v_rand", value=0.5 + i / 1000)
+    values.update(changes)
+    return ResultRow(**values)  # type: ignore[arg-type]
+
+
+def test_identity_columns_come_first_in_the_designed_order() -> None:
+    assert COLUMNS[: len(IDENTITY_COLUMNS)] == IDENTITY_COLUMNS
+    assert IDENTITY_COLUMNS[:3] == ("schema_version", "run_id", "suite") and IDENTITY_COLUMNS[-1] == "host"
+
+
+def test_results_readme_documents_every_column() -> None:
+    readme = (REPO / "results" / "README.md").read_text()
+    documented = set(re.findall(r"^\| `(\w+)` \|", readme, re.M))
+    assert documented == set(COLUMNS)
+
+
+def test_round_trip(tmp_path: Path) -> None:
+    writer = ResultWriter(tmp_path / "run")
+    writer.append([row(0), row(1, extra='{"lr": 0.001, "note": "a, b"}', ci_low=0.4, ci_high=0.6, n=5)])
+    writer.append([row(2, stage="profile", metric="throughput", unit="img/s", batch_size=4)])
+    frame = read_results(tmp_path)
+    assert list(frame.columns) == list(COLUMNS) and len(frame) == 3
+    assert frame["schema_version"].eq(SCHEMA_VERSION).all()
+    assert frame.loc[1, "extra"] == '{"lr": 0.001, "note": "a, b"}' and frame.loc[1, "ci_high"] == 0.6
+    assert frame.loc[2, "batch_size"] == 4 and frame["value"].tolist() == [0.5, 0.501, 0.502]
+
+
+def test_config_hash_is_stable_and_sensitive() -> None:
+    assert config_hash({"a": 1, "b": 2}) == config_hash({"b": 2, "a": 1})
+    assert config_hash({"a": 1}) != config_hash({"a": 2})
+
+
+def _write_many(args: tuple[str, int]) -> None:
+    run_dir, worker = args
+    writer = ResultWriter(Path(run_dir))
+    for batch in range(25):
+        writer.append([row(worker * 1000 + batch * 4 + k, seed=worker) for k in range(4)])
+
+
+def test_four_concurrent_writers_lose_no_row(tmp_path: Path) -> None:
+    run_dir = tmp_path / "run"
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        pool.map(_write_many, [(str(run_dir), w) for w in range(4)])
+    frame = read_results(run_dir)
+    assert len(frame) == 4 * 25 * 4
+    assert frame.groupby("seed").size().tolist() == [100, 100, 100, 100]
+    assert not list(run_dir.glob(".rows-*")), "no temporary file may be left behind"
+
+
+def test_a_failed_write_leaves_no_partial_file(tmp_path: Path) -> None:
+    writer = ResultWriter(tmp_path / "run")
+    writer.append([row(0)])
+
+    class Boom(Exception):
+        pass
+
+    def exploding_rows():
+        yield row(1)
+        raise Boom
+
+    with pytest.raises(Boom):
+        writer.append(exploding_rows())
+    assert len(read_results(tmp_path)) == 1
+    assert sorted(p.name.startswith("rows-") for p in (tmp_path / "run").iterdir()) == [True]
+
+
+def test_schema_version_mismatch_names_file_and_both_versions(tmp_path: Path) -> None:
+    path = ResultWriter(tmp_path).append([row(0, schema_version=SCHEMA_VERSION + 1)])
+    with pytest.raises(ResultsError) as err:
+        read_results(tmp_path)
+    assert str(path) in str(err.value)
+    assert f"schema version {SCHEMA_VERSION + 1}" in str(err.value) and f"reads version {SCHEMA_VERSION}" in str(err.value)
+
+
+def test_truncated_part_is_named(tmp_path: Path) -> None:
+    path = ResultWriter(tmp_path).append([row(0), row(1)])
+    text = path.read_text()
+    path.write_text(text[: len(text) - 30])
+    with pytest.raises(ResultsError, match=re.escape(str(path)) + ".*truncated or damaged row at line 3"):
+        read_results(tmp_path)
+
+
+def test_foreign_files_are_named_not_skipped(tmp_path: Path) -> None:
+    ResultWriter(tmp_path).append([row(0)])
+    (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ResultsError, match=r"notes\.csv: a CSV file in the results tree that is not a results part"):
+        read_results(tmp_path)
+    (tmp_path / "notes.csv").unlink()
+    (tmp_path / "rows-foreign.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(ResultsError, match=r"rows-foreign\.csv: not a unet-bench results file"):
+        read_results(tmp_path)
+    (tmp_path / "rows-foreign.csv").write_text("schema_version,run_id\n1,x\n")
+    with pytest.raises(ResultsError, match=r"rows-foreign\.csv: columns differ from schema v1: missing \['suite'"):
+        read_results(tmp_path)
