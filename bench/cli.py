@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 from pathlib import Path
@@ -121,6 +122,93 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_profile(args: argparse.Namespace) -> int:
+    import uuid
+
+    from bench.profile import ProfileCfg, batch_sweep, measure
+    from bench.store import ResultWriter
+
+    if args.suite:
+        from bench.profile_suite import run_profile_suite
+
+        def log(line: str) -> None:
+            print(line, file=sys.stderr, flush=True)
+
+        run_dir, done = run_profile_suite(args.suite, Path(args.results or "results"), args.device, args.minutes, log)
+        print(f"{len(done)} measurements written to {run_dir}")
+        return 0
+    if not args.variant:
+        raise ValueError("profile needs --variant NAME (or --suite NAME)")
+    modes = ["infer", "train"] if args.mode == "both" else [args.mode]
+    measurements = []
+    for mode in modes:
+        cfg = ProfileCfg(
+            variant=args.variant, input_size=args.input, batch_size=1 if args.batch == "auto" else int(args.batch),
+            mode=mode, precision=args.precision, channels_last=args.channels_last,
+            compile="default" if args.compile else None, device=args.device, max_seconds=args.max_seconds,
+            memory_cap_mib=args.memory_cap_mib,
+        )  # fmt: skip
+        measurements += list(batch_sweep(cfg, args.max_batch)) if args.batch == "auto" else [measure(cfg)]
+    run_id = f"profile-{uuid.uuid4().hex[:8]}"
+    rows = [row for m in measurements for row in m.rows(run_id)]
+    if args.results:
+        path = ResultWriter(Path(args.results) / run_id).append(rows)
+        print(f"rows written to {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps([dataclasses.asdict(r) for r in rows], default=str, indent=1))
+        return 0
+    table = []
+    for m in measurements:
+        values = m.summary()
+        entry = {"mode": m.cfg.mode, "batch": m.cfg.batch_size, "size": f"{m.input_size}->{m.output_size}"}
+        if m.oom:
+            entry["img/s"] = "out of memory"
+        else:
+            thr, _, (low, high) = values["throughput"]
+            entry.update({
+                "img/s": f"{thr:.2f} [{low:.2f}, {high:.2f}]",
+                "MPix/s": values["throughput_mpix"][0],
+                "p50 ms": values["latency_p50"][0], "p90 ms": values["latency_p90"][0],
+                "p99 ms": values["latency_p99"][0],
+                "GFLOP/img": values["gflops_per_image"][0], "TFLOP/s": values["tflops_achieved"][0],
+                "peak MiB": max(v[0] for k, v in values.items() if k.startswith("peak_memory")),
+                "MFU": f"{values['mfu'][0]:.1%}" if "mfu" in values else "n/a",
+            })  # fmt: skip
+        table.append(entry)
+    columns = ["mode", "batch", "size", "img/s", "MPix/s", "p50 ms", "p90 ms", "p99 ms", "GFLOP/img", "TFLOP/s", "peak MiB", "MFU"]
+    print(format_table(table, columns))
+    first = measurements[0]
+    print(f"\n{args.variant}: {first.params:,} parameters on {first.device_name}; img/s with its 95 % interval.")
+    if not any("mfu" in m.summary() for m in measurements):
+        print(f"MFU n/a: no peak TFLOP/s is known for {first.device_name} in {args.precision}.")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench.report import build_report
+
+    results = Path(args.results)
+    out_dir = Path(args.output) if args.output else Path("reports") / results.name
+    report = build_report(results, out_dir, baseline=args.baseline)
+    print(f"{len(report.sections)} sections, {len(report.figures)} figures -> {out_dir / 'report.html'}")
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.aggregate import compare_runs
+    from bench.store import read_results
+
+    table = compare_runs(read_results(Path(args.run_a)), read_results(Path(args.run_b)))
+    if table.empty:
+        raise ValueError(f"{args.run_a} and {args.run_b} share no (variant, metric, setting) to compare")
+    if args.json:
+        print(table.to_json(orient="records"))
+        return 0
+    rows = table.to_dict("records")
+    print(format_table(rows, ["variant", "metric", "precision", "batch_size", "input_size", "a", "b", "ratio_b_over_a"]))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unet-bench", description="Benchmark, ablate and profile U-Net segmentation networks."
@@ -160,6 +248,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", required=True, help="folder of labels with the same file names")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("profile", help="throughput, latency, memory and FLOPs of a variant")
+    p.add_argument("--variant", help="a registered variant")
+    p.add_argument("--suite", help="run a profile suite instead (gpu, cpu-smoke, or a TOML path)")
+    p.add_argument("--minutes", type=float, help="with --suite: time budget (default: the suite's)")
+    p.add_argument("--input", type=int, default=572, metavar="N", help="input side (nearest accepted is used)")
+    p.add_argument("--batch", default="1", metavar="N|auto", help="batch size, or 'auto': double until out of memory")
+    p.add_argument("--max-batch", type=int, default=1024, help="largest batch an auto sweep tries")
+    p.add_argument("--mode", choices=["infer", "train", "both"], default="infer")
+    p.add_argument("--precision", choices=["fp32", "tf32", "fp16", "bf16"], default="fp32")
+    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--compile", action="store_true", help="torch.compile the model (mode 'default')")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
+    p.add_argument("--max-seconds", type=float, default=30.0, help="cap on timed repetitions per configuration")
+    p.add_argument("--memory-cap-mib", type=float, help="CPU: treat allocations beyond this as out-of-memory")
+    p.add_argument("--results", metavar="DIR", help="also append the rows to DIR/<run>/ (see results/README.md)")
+    p.add_argument("--json", action="store_true", help="print the result rows as JSON")
+    p.set_defaults(func=cmd_profile)
+
+    p = sub.add_parser("report", help="Markdown + self-contained HTML report from a results tree")
+    p.add_argument("results", help="a run folder or a tree of them (results/...)")
+    p.add_argument("-o", "--output", help="report folder (default reports/<name of RESULTS>)")
+    p.add_argument("--baseline", help="variant the ablation deltas compare against (default unet-original)")
+    p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("compare", help="per-metric ratios of two runs (two GPUs, before / after)")
+    p.add_argument("run_a")
+    p.add_argument("run_b")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_compare)
 
     p = sub.add_parser("data", help="data sets: fetch (with SHA-256 checks)")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")

@@ -219,7 +219,7 @@ def load_data(spec: str | Path, **synthetic_kwargs: int) -> Dataset:
     """``"synthetic"`` or a folder (images/ + labels/, TIFF stacks, or the CTC layout)."""
     if str(spec) == "synthetic":
         return synthetic_em(**synthetic_kwargs)
-    root = Path(spec).expanduser()
+    root = Path(spec).expanduser().resolve()  # the source recorded with results is absolute
     if not root.exists():
         raise DataError(f"{root}: no such data folder (use 'synthetic' for the built-in data)")
     if any(root.glob("*_GT")):

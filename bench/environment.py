@@ -53,6 +53,12 @@ def device_name(device: torch.device) -> str:
 def fingerprint(device: torch.device | None = None) -> dict[str, Any]:
     """Device name and count, driver, CUDA, cuDNN, torch, CPU model, threads, git sha, host."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return dict(_fingerprint(str(device)), cpu_threads=torch.get_num_threads())
+
+
+@functools.lru_cache(maxsize=8)
+def _fingerprint(device_text: str) -> dict[str, Any]:
+    device = torch.device(device_text)
     info: dict[str, Any] = {
         "device": device.type,
         "device_name": device_name(device),

@@ -150,33 +150,61 @@ def _simple_point_table() -> np.ndarray:
     return table
 
 
-def _neighbour_codes(mask: np.ndarray) -> np.ndarray:
-    padded = np.pad(mask.astype(np.uint16), 1, mode="constant")
-    h, w = mask.shape
-    code = np.zeros((h, w), dtype=np.uint16)
+def _codes_at(padded: np.ndarray, ys: np.ndarray, xs: np.ndarray) -> np.ndarray:
+    """Neighbourhood codes of pixels (ys, xs) of an image held with a one-pixel zero border."""
+    code = np.zeros(ys.shape, dtype=np.int32)
     for bit, (dy, dx) in enumerate(_NEIGHBOUR_OFFSETS):
-        code |= padded[1 + dy : 1 + dy + h, 1 + dx : 1 + dx + w] << bit
+        code |= padded[ys + 1 + dy, xs + 1 + dx].astype(np.int32) << bit
     return code
 
 
-def _flip_pass(warped: np.ndarray, target: np.ndarray, remove: bool) -> bool:
-    """Flip every simple pixel that differs from ``target`` in one direction (foreground to
-    background if ``remove``), sweeping the nine 3x3 sub-lattice phases. Pixels of one phase have
-    disjoint neighbourhoods, so they flip at once without interacting: topology-preserving, yet
-    vectorised. Returns whether anything flipped."""
+def _flip_simple(padded: np.ndarray, ys: np.ndarray, xs: np.ndarray, remove: bool) -> tuple[np.ndarray, np.ndarray]:
+    """Flip the simple pixels among candidates (ys, xs), phase by phase of the 3x3 sub-lattice.
+
+    Pixels of one phase have disjoint neighbourhoods, so they flip at once without interacting:
+    topology-preserving, yet vectorised. Returns the coordinates that flipped.
+    """
     table = _simple_point_table()
-    flipped = False
-    for py in range(3):
-        for px in range(3):
-            w = warped[py::3, px::3]
-            differ = (w != target[py::3, px::3]) & (w == remove)
-            if not differ.any():
-                continue
-            flip = differ & table[_neighbour_codes(warped)][py::3, px::3]
-            if flip.any():
-                warped[py::3, px::3] ^= flip
-                flipped = True
-    return flipped
+    phase = (ys % 3) * 3 + xs % 3
+    flipped_y, flipped_x = [], []
+    for p in np.unique(phase):
+        py, px = ys[phase == p], xs[phase == p]
+        simple = table[_codes_at(padded, py, px)]
+        if simple.any():
+            padded[py[simple] + 1, px[simple] + 1] = not remove
+            flipped_y.append(py[simple])
+            flipped_x.append(px[simple])
+    if not flipped_y:
+        return np.empty(0, dtype=np.intp), np.empty(0, dtype=np.intp)
+    return np.concatenate(flipped_y), np.concatenate(flipped_x)
+
+
+def _neighbours(ys: np.ndarray, xs: np.ndarray, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct pixels within the 3x3 neighbourhoods of (ys, xs)."""
+    ny = (ys[:, None] + np.array([-1, -1, -1, 0, 0, 0, 1, 1, 1])).ravel()
+    nx = (xs[:, None] + np.array([-1, 0, 1, -1, 0, 1, -1, 0, 1])).ravel()
+    inside = (ny >= 0) & (ny < shape[0]) & (nx >= 0) & (nx < shape[1])
+    flat = np.unique(ny[inside] * shape[1] + nx[inside])
+    return flat // shape[1], flat % shape[1]
+
+
+def _flip_all(padded: np.ndarray, target: np.ndarray, remove: bool) -> bool:
+    """Flip simple differing pixels in one direction (foreground to background if ``remove``)
+    until none is left. Simpleness depends only on the 3x3 neighbourhood, so after the first
+    sweep only the neighbours of what just flipped need another look: the work is proportional
+    to the flips, not to image size x sweeps (a long thin error is peeled pixel by pixel)."""
+    warped = padded[1:-1, 1:-1]
+    ys, xs = np.nonzero((warped != target) & (warped == remove))
+    changed = False
+    while ys.size:
+        fy, fx = _flip_simple(padded, ys, xs, remove)
+        if fy.size == 0:
+            break
+        changed = True
+        ys, xs = _neighbours(fy, fx, target.shape)
+        keep = (warped[ys, xs] != target[ys, xs]) & (warped[ys, xs] == remove)
+        ys, xs = ys[keep], xs[keep]
+    return changed
 
 
 def warp_to(source: np.ndarray, target: np.ndarray, max_rounds: int = 10_000) -> np.ndarray:
@@ -186,16 +214,14 @@ def warp_to(source: np.ndarray, target: np.ndarray, max_rounds: int = 10_000) ->
     then lets the other side grow in. Flipping both at once can strand a boundary half-way (a
     cell would have to split to finish), which would count a mere shift as a topology error.
     """
-    warped = source.astype(bool).copy()
+    padded = np.pad(source.astype(bool), 1)
     target = target.astype(bool)
     for _ in range(max_rounds):
-        changed = False
-        for remove in (True, False):
-            while _flip_pass(warped, target, remove):
-                changed = True
-        if not changed:
+        removed = _flip_all(padded, target, remove=True)
+        added = _flip_all(padded, target, remove=False)
+        if not (removed or added):
             break
-    return warped
+    return padded[1:-1, 1:-1].copy()
 
 
 def warping_error(pred_mask: np.ndarray, true_mask: np.ndarray) -> float:

@@ -73,7 +73,7 @@ def train_variant(
         "variant": variant,
         "overrides": overrides,
         "train_cfg": cfg.to_dict(),
-        "data": data_spec if data_spec == "synthetic" else str(Path(data_spec).resolve()),
+        "data": data_key(data_spec),
         "data_source": data.source,
         "val_sections": list(val_sections),
     }
@@ -84,6 +84,11 @@ def train_variant(
     else:
         final = evaluate(model, config, val_data, cfg, resolve_device(cfg.device), warping=True)
     return TrainRun(result, final, best_path, format_sections(val_sections))
+
+
+def data_key(data_spec: str) -> str:
+    """How a data set is named in checkpoints: 'synthetic' or the folder's absolute path."""
+    return data_spec if data_spec == "synthetic" else str(Path(data_spec).expanduser().resolve())
 
 
 def format_sections(indices: Sequence[int]) -> str:
@@ -120,7 +125,8 @@ def evaluate_checkpoint(path: Path, data_spec: str | None = None, val_sections: 
     device = resolve_device(cfg.device)
     model.to(device)
     data = load_data(data_spec or meta["data"])
-    if val_sections is None and data.source == meta["data_source"]:
+    same_data = data_spec is None or data_key(data_spec) == meta["data"]
+    if val_sections is None and same_data:
         val_sections = meta["val_sections"]
     target: Dataset = data if val_sections is None else split_by_index(data, val_sections)[1]
     return evaluate(model, config, target, cfg, device, warping=True)

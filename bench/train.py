@@ -198,11 +198,9 @@ def fit(
                 stopped_early = True
                 break
             tiles = sampler.sample(cfg.batch_size, generator).to(device)
-            images, labels, weights = augment_batch(
-                tiles[:, :1], tiles[:, 1].round().long(), tiles[:, 2], cfg.augment, aug_generator
-            )
+            images, labels, weights = augment_batch(tiles[:, :1], tiles[:, 1], tiles[:, 2], cfg.augment, aug_generator)
             end = input_tile - crop
-            labels, weights = labels[:, crop:end, crop:end], weights[:, crop:end, crop:end]
+            labels, weights = labels[:, crop:end, crop:end].round().long(), weights[:, crop:end, crop:end]
             with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
                 logits = model(images)
             loss = segmentation_loss(cfg.loss, logits.float(), labels, weights)

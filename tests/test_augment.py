@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from bench.augment import AugmentCfg, augment_batch, sampling_grid
+from bench.augment import AugmentCfg, augment_batch, elastic_grid
 
 
 def blobs(batch: int = 3, side: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
@@ -17,7 +17,7 @@ def blobs(batch: int = 3, side: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
 
 def test_zero_displacement_grid_is_the_identity() -> None:
     images, labels = blobs()
-    grid = sampling_grid(torch.zeros(3, 2, 64, 64))
+    grid = elastic_grid(3, 64, 64, 0.0, 3, torch.Generator().manual_seed(0), torch.device("cpu"))
     for mode in ("bilinear", "bicubic", "nearest"):
         out = F.grid_sample(images, grid, mode=mode, padding_mode="reflection", align_corners=True)
         assert torch.allclose(out, images, atol=1e-5), mode
@@ -50,3 +50,22 @@ def test_same_seed_same_augmentation() -> None:
     c = augment_batch(images, labels, None, cfg, torch.Generator().manual_seed(6))
     assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
     assert not torch.equal(a[0], c[0])
+
+
+def test_separable_field_equals_bicubic_interpolation_of_the_coarse_grid() -> None:
+    """The grid is the identity plus F.interpolate(bicubic) of the coarse displacements."""
+    grid = elastic_grid(2, 57, 43, 10.0, 3, torch.Generator().manual_seed(3), torch.device("cpu"))
+    coarse = torch.randn(2, 2, 3, 3, generator=torch.Generator().manual_seed(3)) * 10.0
+    pixels = F.interpolate(coarse, size=(57, 43), mode="bicubic", align_corners=True).permute(0, 2, 3, 1)
+    identity = elastic_grid(1, 57, 43, 0.0, 3, torch.Generator(), torch.device("cpu"))
+    reference = identity + pixels * torch.tensor([2 / 42, 2 / 56])
+    assert torch.allclose(grid, reference, atol=1e-5)
+
+
+def test_shift_moves_the_image_by_that_many_pixels() -> None:
+    image = torch.zeros(1, 1, 32, 32)
+    image[0, 0, 16, 10] = 1.0
+    grid = elastic_grid(1, 32, 32, 0.0, 3, torch.Generator(), torch.device("cpu"), shift=torch.tensor([[3.0, -2.0]]))
+    moved = F.grid_sample(image, grid, mode="nearest", align_corners=True)
+    # output pixel p samples input p + shift: the bright pixel appears at (16 + 2, 10 - 3)
+    assert moved[0, 0, 18, 7] == 1.0 and moved.sum() == 1.0

@@ -1,0 +1,101 @@
+"""pandas aggregation of result rows into the tables reports show.
+
+Input is always the tidy frame of ``bench.store.read_results``; every function returns a new
+tidy frame, so tables are testable against values computed independently.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+from scipy import stats
+
+from bench.metrics import HIGHER_IS_BETTER
+
+GROUP = ("variant", "stage", "metric", "precision", "batch_size", "input_size")
+
+
+def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
+    """Percentile-bootstrap interval of the mean (``scipy.stats.bootstrap``); a single value
+    or identical values give a zero-width interval."""
+    array = np.asarray(values, dtype=float)
+    if array.size < 2 or np.all(array == array[0]):
+        return float(array.mean()), float(array.mean())
+    result = stats.bootstrap(
+        (array,), np.mean, confidence_level=confidence, method="percentile", n_resamples=2000,
+        random_state=np.random.default_rng(seed),
+    )  # fmt: skip
+    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+
+
+def summarize(frame: pd.DataFrame, by: Sequence[str] = GROUP) -> pd.DataFrame:
+    """Mean, standard deviation, count and bootstrap 95 % CI of ``value`` per group (seeds,
+    images or repetitions pooled)."""
+    rows = []
+    for keys, group in frame.groupby(list(by), sort=True, dropna=False):
+        values = group["value"].to_numpy(dtype=float)
+        low, high = bootstrap_ci(values)
+        rows.append({
+            **dict(zip(by, keys)), "mean": float(values.mean()),
+            "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
+            "n": int(values.size), "ci_low": low, "ci_high": high,
+            "unit": group["unit"].iloc[0],
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def ablation_deltas(frame: pd.DataFrame, baseline: str, metric: str, pair_on: str = "seed") -> pd.DataFrame:
+    """Each variant against ``baseline`` on ``metric``, paired by ``pair_on`` (seed or image).
+
+    delta = mean(variant - baseline) over pairs, its bootstrap CI, the Wilcoxon signed-rank
+    p-value (needs >= 2 pairs with a difference) and Cohen's d_z (mean / std of differences).
+    """
+    rows = frame[frame["metric"] == metric]
+    base = rows[rows["variant"] == baseline].groupby(pair_on)["value"].mean()
+    if base.empty:
+        raise ValueError(f"baseline {baseline!r} has no {metric!r} rows")
+    out = []
+    for variant, group in rows[rows["variant"] != baseline].groupby("variant", sort=True):
+        mine = group.groupby(pair_on)["value"].mean()
+        paired = pd.concat([mine, base], axis=1, keys=["variant", "baseline"]).dropna()
+        diff = (paired["variant"] - paired["baseline"]).to_numpy()
+        low, high = bootstrap_ci(diff) if diff.size else (np.nan, np.nan)
+        nonzero = diff[diff != 0]
+        p = float(stats.wilcoxon(diff).pvalue) if nonzero.size >= 2 else np.nan
+        sd = diff.std(ddof=1) if diff.size > 1 else 0.0
+        out.append({
+            "variant": variant, "baseline": baseline, "metric": metric, "pairs": int(diff.size),
+            "delta": float(diff.mean()) if diff.size else np.nan, "ci_low": low, "ci_high": high,
+            "p_wilcoxon": p, "effect_size_dz": float(diff.mean() / sd) if sd > 0 else np.nan,
+            "better": bool(diff.mean() > 0) == (metric in HIGHER_IS_BETTER) if diff.size else None,
+        })  # fmt: skip
+    return pd.DataFrame(out)
+
+
+def pareto_front(table: pd.DataFrame, quality: str, cost: str, higher_quality_is_better: bool = True,
+                 higher_cost_is_better: bool = False) -> pd.Series:
+    """Boolean mask of rows no other row beats on both ``quality`` and ``cost``."""
+    q = table[quality].to_numpy(dtype=float) * (1 if higher_quality_is_better else -1)
+    c = table[cost].to_numpy(dtype=float) * (1 if higher_cost_is_better else -1)
+    on_front = []
+    for i in range(len(table)):
+        dominated = np.any((q >= q[i]) & (c >= c[i]) & ((q > q[i]) | (c > c[i])))
+        on_front.append(not dominated)
+    return pd.Series(on_front, index=table.index, name="pareto")
+
+
+def scaling_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
+    """Least-squares line y = slope * x + intercept with R^2 (e.g. memory vs input pixels)."""
+    fit = stats.linregress(np.asarray(x, dtype=float), np.asarray(y, dtype=float))
+    return {"slope": float(fit.slope), "intercept": float(fit.intercept), "r2": float(fit.rvalue**2)}
+
+
+def compare_runs(a: pd.DataFrame, b: pd.DataFrame, keys: Sequence[str] = GROUP) -> pd.DataFrame:
+    """Per-metric ratio B / A of the mean values of two runs (two GPUs, or before / after)."""
+    ma = a.groupby(list(keys), dropna=False)["value"].mean().rename("a")
+    mb = b.groupby(list(keys), dropna=False)["value"].mean().rename("b")
+    joined = pd.concat([ma, mb], axis=1).dropna().reset_index()
+    joined["ratio_b_over_a"] = joined["b"] / joined["a"]
+    return joined

@@ -1,0 +1,90 @@
+"""Does the profiler measure what a hand-written loop measures? Side by side, in one process.
+
+Times training steps of one model two ways, interleaved round by round so that machine load
+hits both alike: ``bench.profile`` (its own warm-up, synchronisation and timing) and a bare
+loop of forward, loss, backward and SGD step around ``time.perf_counter``. Prints the ratio of
+the medians; the target is within 2 %.
+
+    python -m bench.benchmarks.profiler_overhead [--variant unet-16] [--input 188] [--batch 4]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+from bench.profile import ProfileCfg, measure
+from bench.train import resolve_device
+from variants import resolve_config
+
+
+def bare_loop(variant: str, input_size: int, batch: int, steps: int, device: torch.device) -> list[float]:
+    """The simplest honest training-step timing: the reference the profiler must agree with."""
+    config = resolve_config(variant)
+    side = config.valid_input_size(input_size)
+    torch.manual_seed(0)
+    model = config.build().to(device).train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.99)
+    x = torch.randn(batch, config.in_channels, side, side, device=device)
+    out = config.output_size(side)
+    target = torch.randint(0, config.num_classes, (batch, out, out), device=device)
+    times = []
+    for i in range(steps + 1):  # the first step is warm-up
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        loss = F.cross_entropy(model(x), target)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        if device.type == "cuda":
+            torch.cuda.synchronize()
+        if i:
+            times.append(time.perf_counter() - t0)
+    return times
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--variant", default="unet-16")
+    parser.add_argument("--input", type=int, default=188)
+    parser.add_argument("--batch", type=int, default=4)
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round and method")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    device = resolve_device(args.device)
+
+    profiler_times: list[float] = []
+    bare_times: list[float] = []
+    cfg = ProfileCfg(
+        args.variant, input_size=args.input, batch_size=args.batch, mode="train", device=str(device),
+        warmup=1, min_reps=args.steps, max_reps=args.steps, max_seconds=1e9, target_rel_ci=0.0,
+    )  # fmt: skip
+    for _ in range(args.rounds):
+        profiler_times += measure(cfg).step_seconds
+        bare_times += bare_loop(args.variant, args.input, args.batch, args.steps, device)
+    ratio = statistics.median(profiler_times) / statistics.median(bare_times)
+    result = {
+        "variant": args.variant, "device": str(device), "batch": args.batch, "input": args.input,
+        "profiler_ms": round(statistics.median(profiler_times) * 1e3, 2),
+        "bare_loop_ms": round(statistics.median(bare_times) * 1e3, 2), "ratio": round(ratio, 4),
+    }  # fmt: skip
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(
+            f"{args.variant} train step, batch {args.batch}, {device}: profiler {result['profiler_ms']} ms, "
+            f"bare loop {result['bare_loop_ms']} ms -> ratio {ratio:.4f} (target within 2 %: "
+            f"{'yes' if abs(ratio - 1) <= 0.02 else 'NO'})"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,379 @@
+"""Throughput, latency, memory and FLOPs of any variant, on GPUs and honestly on CPUs.
+
+Timing is correct by construction: warm-up first, the device synchronised before every clock
+read, and repetitions until the 95 % confidence interval of the median step time is within
+``target_rel_ci`` (or a stated cap on repetitions / seconds is reached; the interval achieved
+is stored either way). FLOPs are counted by ``torch.utils.flop_counter`` on the meta device,
+forward and backward, never guessed. Out-of-memory is a result (a row), not a crash: a sweep
+frees memory and goes on with its next configuration.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gc
+import math
+import resource
+import statistics
+import time
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Iterator, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.environment import row_identity
+from bench.schema import ResultRow, config_hash, make_extra
+from variants.registry import ModelConfig, count_parameters, resolve_config
+
+Precision = Literal["fp32", "tf32", "fp16", "bf16"]
+Mode = Literal["infer", "train"]
+
+# Dense peak TFLOP/s by (device name fragment, precision), from the vendors' data sheets.
+# MFU = achieved / peak; devices missing here get no MFU, and the report says why.
+PEAK_TFLOPS: dict[str, dict[str, float]] = {
+    "H200": {"fp32": 66.9, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4},
+    "H100 PCIe": {"fp32": 51.2, "tf32": 378.0, "fp16": 756.0, "bf16": 756.0},
+    "H100": {"fp32": 66.9, "tf32": 494.7, "fp16": 989.4, "bf16": 989.4},  # SXM
+    "A100": {"fp32": 19.5, "tf32": 156.0, "fp16": 312.0, "bf16": 312.0},
+    "L40S": {"fp32": 91.6, "tf32": 183.0, "fp16": 362.0, "bf16": 362.0},
+    "L4": {"fp32": 30.3, "tf32": 60.0, "fp16": 121.0, "bf16": 121.0},
+    "RTX 4090": {"fp32": 82.6, "tf32": 82.6, "fp16": 165.2, "bf16": 165.2},
+    "V100": {"fp32": 15.7, "tf32": 15.7, "fp16": 125.0, "bf16": 0.0},
+}
+
+
+def peak_tflops(device_name: str, precision: Precision) -> float | None:
+    """The device's dense peak for ``precision``, or None when unknown (MFU left empty)."""
+    for fragment, peaks in PEAK_TFLOPS.items():
+        if fragment in device_name:
+            return peaks.get(precision) or None
+    return None
+
+
+class OutOfMemory(RuntimeError):
+    """A configuration that did not fit (CUDA OOM, or the CPU memory cap)."""
+
+
+@dataclass(frozen=True)
+class ProfileCfg:
+    """One measurement: a variant, a batch of square inputs, and the execution settings."""
+
+    variant: str
+    input_size: int = 572  # the nearest accepted size is used
+    batch_size: int = 1
+    mode: Mode = "infer"
+    precision: Precision = "fp32"
+    channels_last: bool = False
+    compile: str | None = None  # torch.compile mode, e.g. "default", "max-autotune"
+    cudnn_benchmark: bool = True
+    device: str = "auto"
+    warmup: int = 3
+    min_reps: int = 5
+    max_reps: int = 200
+    max_seconds: float = 30.0  # cap on the timed repetitions
+    target_rel_ci: float = 0.02
+    memory_cap_mib: float | None = None  # CPU only: allocations beyond this raise OutOfMemory
+
+
+@dataclass
+class Measurement:
+    """What one ``measure`` call found; ``rows()`` turns it into result rows."""
+
+    cfg: ProfileCfg
+    device: torch.device
+    input_size: int
+    output_size: int
+    params: int
+    step_seconds: list[float]
+    flops_per_step: int
+    peak_memory_mib: dict[str, float]
+    oom: str | None = None
+
+    @property
+    def median_s(self) -> float:
+        return statistics.median(self.step_seconds)
+
+    def median_ci(self) -> tuple[float, float]:
+        return median_confidence_interval(self.step_seconds)
+
+    def summary(self) -> dict[str, Any]:
+        """The measured values with units and intervals, keyed by metric name."""
+        if self.oom:
+            return {"oom": (1.0, "", None)}
+        batch = self.cfg.batch_size
+        low, high = self.median_ci()
+        images_per_s = batch / self.median_s
+        mpix = self.output_size**2 / 1e6
+        out: dict[str, tuple[float, str, tuple[float, float] | None]] = {
+            "throughput": (images_per_s, "img/s", (batch / high, batch / low)),
+            "throughput_mpix": (images_per_s * mpix, "MPix/s", (batch / high * mpix, batch / low * mpix)),
+            "latency_p50": (percentile(self.step_seconds, 50) * 1e3, "ms", (low * 1e3, high * 1e3)),
+            "latency_p90": (percentile(self.step_seconds, 90) * 1e3, "ms", None),
+            "latency_p99": (percentile(self.step_seconds, 99) * 1e3, "ms", None),
+            "params": (float(self.params), "", None),
+            "gflops_per_image": (self.flops_per_step / batch / 1e9, "GFLOP", None),
+            "tflops_achieved": (self.flops_per_step / self.median_s / 1e12, "TFLOP/s", None),
+        }
+        for kind, mib in self.peak_memory_mib.items():
+            out[f"peak_memory_{kind}"] = (mib, "MiB", None)
+        peak = peak_tflops(self.device_name, self.cfg.precision)
+        if peak:
+            out["mfu"] = (self.flops_per_step / self.median_s / 1e12 / peak, "", None)
+        return out
+
+    @property
+    def device_name(self) -> str:
+        return row_identity(self.device)["device_name"]
+
+    def rows(self, run_id: str, suite: str = "adhoc") -> list[ResultRow]:
+        identity = row_identity(self.device)
+        chash = config_hash(resolve_config(self.cfg.variant), replace(self.cfg, batch_size=0, device=""))
+        extra = make_extra(
+            mode=self.cfg.mode,
+            channels_last=self.cfg.channels_last,
+            compile=self.cfg.compile,
+            cudnn_benchmark=self.cfg.cudnn_benchmark,
+            oom=self.oom,
+            mfu_note=None if peak_tflops(identity["device_name"], self.cfg.precision) else
+            f"no peak TFLOP/s known for {identity['device_name']!r} in {self.cfg.precision}",
+        )
+        rows = []
+        for metric, (value, unit, ci) in self.summary().items():
+            rows.append(
+                ResultRow(
+                    run_id=run_id, suite=suite, variant=self.cfg.variant, config_hash=chash, seed=0,
+                    stage="profile", metric=f"{self.cfg.mode}_{metric}", value=float(value), unit=unit,
+                    precision=self.cfg.precision, batch_size=self.cfg.batch_size, input_size=self.input_size,
+                    output_size=self.output_size, ci_low=ci[0] if ci else math.nan, ci_high=ci[1] if ci else math.nan,
+                    n=len(self.step_seconds), extra=extra, **identity,
+                )
+            )  # fmt: skip
+        return rows
+
+
+# --- statistics ---------------------------------------------------------------------------------
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = min(low + 1, len(ordered) - 1)
+    return ordered[low] + (ordered[high] - ordered[low]) * (rank - low)
+
+
+def median_confidence_interval(values: list[float], z: float = 1.96) -> tuple[float, float]:
+    """Distribution-free 95 % interval of the median from order statistics (binomial ranks)."""
+    ordered = sorted(values)
+    n = len(ordered)
+    half = z * math.sqrt(n) / 2
+    low = max(0, math.floor(n / 2 - half))
+    high = min(n - 1, math.ceil(n / 2 + half) - 1)
+    return ordered[low], ordered[high]
+
+
+def relative_ci_width(values: list[float]) -> float:
+    low, high = median_confidence_interval(values)
+    return (high - low) / 2 / statistics.median(values)
+
+
+# --- FLOPs ----------------------------------------------------------------------------------------
+
+
+def step_flops(config: ModelConfig, input_size: int, batch: int, mode: Mode) -> int:
+    """FLOPs of one step (forward, or forward + backward), counted on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"):
+        model = config.build()
+        x = torch.empty(batch, config.in_channels, input_size, input_size, requires_grad=mode == "train")
+    model.train(mode == "train")
+    counter = FlopCounterMode(display=False)
+    with counter:
+        if mode == "train":
+            model(x).float().mean().backward()
+        else:
+            with torch.no_grad():
+                model(x)
+    return int(counter.get_total_flops())
+
+
+# --- memory ---------------------------------------------------------------------------------------
+
+
+def _status_mib(field: str) -> float:
+    """A memory field of /proc/self/status (VmRSS, VmHWM) in MiB."""
+    with open("/proc/self/status") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise OSError(f"no {field} in /proc/self/status")
+
+
+class RssPeak:
+    """Peak resident memory of this process while the block runs.
+
+    Linux resets the high-water mark (VmHWM) when 5 is written to /proc/self/clear_refs, so the
+    peak is read exactly, with no sampling thread competing with the measured code for the CPU.
+    """
+
+    def __enter__(self) -> "RssPeak":
+        with open("/proc/self/clear_refs", "w") as handle:
+            handle.write("5")
+        self.peak = 0.0
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.peak = _status_mib("VmHWM")
+
+
+@contextlib.contextmanager
+def cpu_memory_cap(cap_mib: float | None) -> Iterator[None]:
+    """Make allocations beyond ``cap_mib`` more than now fail, via the address-space limit."""
+    if cap_mib is None:
+        yield
+        return
+    with open("/proc/self/statm") as handle:
+        virtual = int(handle.read().split()[0]) * resource.getpagesize()
+    old = resource.getrlimit(resource.RLIMIT_AS)
+    resource.setrlimit(resource.RLIMIT_AS, (virtual + int(cap_mib * 2**20), old[1]))
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, old)
+
+
+def is_oom(exc: BaseException) -> bool:
+    if isinstance(exc, (torch.OutOfMemoryError, MemoryError)):
+        return True
+    text = str(exc).lower()
+    signs = ("out of memory", "can't allocate memory", "cannot allocate memory", "bad_alloc")
+    return isinstance(exc, RuntimeError) and any(sign in text for sign in signs)
+
+
+# --- measuring ------------------------------------------------------------------------------------
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager[Any]:
+    if precision in ("fp16", "bf16"):
+        dtype = torch.float16 if precision == "fp16" else torch.bfloat16
+        return torch.autocast(device.type, dtype=dtype)
+    return contextlib.nullcontext()
+
+
+def make_step(model: nn.Module, x: torch.Tensor, cfg: ProfileCfg, device: torch.device, num_classes: int) -> Callable[[], None]:
+    """One inference forward pass, or one full training step (forward, loss, backward, update)."""
+    if cfg.mode == "infer":
+        model.eval()
+
+        def infer() -> None:
+            with torch.no_grad(), _autocast(device, cfg.precision):
+                model(x)
+
+        return infer
+
+    model.train()
+    optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.99)
+    scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
+    target: list[torch.Tensor] = []
+
+    def train() -> None:
+        with _autocast(device, cfg.precision):
+            logits = model(x)
+        if not target:
+            target.append(torch.randint(0, num_classes, (x.shape[0], *logits.shape[-2:]), device=device))
+        loss = F.cross_entropy(logits.float(), target[0])
+        optimizer.zero_grad(set_to_none=True)
+        scaler.scale(loss).backward()
+        scaler.step(optimizer)
+        scaler.update()
+
+    return train
+
+
+def time_steps(step: Callable[[], None], cfg: ProfileCfg, device: torch.device) -> list[float]:
+    """Warm up, then time single steps until the median's interval is tight or a cap is hit."""
+    for _ in range(cfg.warmup):
+        step()
+    _synchronize(device)
+    times: list[float] = []
+    started = time.perf_counter()
+    while len(times) < cfg.max_reps:
+        _synchronize(device)
+        t0 = time.perf_counter()
+        step()
+        _synchronize(device)
+        times.append(time.perf_counter() - t0)
+        if len(times) >= cfg.min_reps and relative_ci_width(times) <= cfg.target_rel_ci:
+            break
+        if time.perf_counter() - started > cfg.max_seconds and len(times) >= 2:
+            break
+    return times
+
+
+def measure(cfg: ProfileCfg) -> Measurement:
+    """Measure one configuration. Out-of-memory gives a Measurement with ``oom`` set."""
+    from bench.train import resolve_device
+
+    device = resolve_device(cfg.device)
+    config = resolve_config(cfg.variant)
+    input_size = config.valid_input_size(cfg.input_size)
+    output_size = config.output_size(input_size)
+    flops = step_flops(config, input_size, cfg.batch_size, cfg.mode)
+    base = dict(cfg=cfg, device=device, input_size=input_size, output_size=output_size)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
+        torch.backends.cuda.matmul.allow_tf32 = cfg.precision == "tf32"
+        torch.backends.cudnn.allow_tf32 = cfg.precision == "tf32"
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats(device)
+    model = x = None
+    try:
+        with cpu_memory_cap(cfg.memory_cap_mib if device.type == "cpu" else None), RssPeak() as rss:
+            torch.manual_seed(0)
+            model = config.build().to(device)
+            params = count_parameters(model)
+            memory_format = torch.channels_last if cfg.channels_last else torch.contiguous_format
+            model = model.to(memory_format=memory_format)
+            x = torch.randn(cfg.batch_size, config.in_channels, input_size, input_size, device=device)
+            x = x.contiguous(memory_format=memory_format)
+            if cfg.compile:
+                model = torch.compile(model, mode=cfg.compile)
+            times = time_steps(make_step(model, x, cfg, device, config.num_classes), cfg, device)
+    except Exception as exc:  # noqa: BLE001 - only OOM is swallowed, anything else re-raised
+        if not is_oom(exc):
+            raise
+        del model, x
+        gc.collect()
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        return Measurement(**base, params=0, step_seconds=[], flops_per_step=flops, peak_memory_mib={},
+                           oom=str(exc).splitlines()[0][:200])  # fmt: skip
+    if device.type == "cuda":
+        memory = {
+            "allocated": torch.cuda.max_memory_allocated(device) / 2**20,
+            "reserved": torch.cuda.max_memory_reserved(device) / 2**20,
+        }
+    else:
+        memory = {"rss": rss.peak}
+    del model, x
+    gc.collect()
+    return Measurement(**base, params=params, step_seconds=times, flops_per_step=flops, peak_memory_mib=memory)
+
+
+def batch_sweep(cfg: ProfileCfg, max_batch: int = 1024) -> Iterator[Measurement]:
+    """Batch sizes 1, 2, 4, ... until the first out-of-memory (recorded) or ``max_batch``."""
+    batch = 1
+    while batch <= max_batch:
+        result = measure(replace(cfg, batch_size=batch))
+        yield result
+        if result.oom:
+            return
+        batch *= 2

@@ -1,0 +1,124 @@
+"""Profile suites: a TOML file of sweeps, expanded into ``ProfileCfg`` runs under a time budget.
+
+``bench/suites/gpu.toml`` is the prepared check for a lent GPU: one command measures the paper's
+network across precisions, batch sizes (until out of memory) and resolutions, and the design
+axes at one setting, writing every row through the result store as it goes, so whatever
+finished before the budget (or a crash) is kept.
+"""
+
+from __future__ import annotations
+
+import itertools
+import time
+import uuid
+from dataclasses import fields, replace
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from bench.config import SuiteError, load_toml, suite_key_error, suite_path
+from bench.profile import Measurement, ProfileCfg, batch_sweep, measure
+from bench.store import ResultWriter
+from variants import UnknownVariantError, get_variant
+from variants.overrides import ConfigError, apply_overrides
+
+# sweep key -> ProfileCfg field it lists
+LIST_KEYS = {
+    "variants": "variant",
+    "modes": "mode",
+    "precisions": "precision",
+    "input_sizes": "input_size",
+    "batch_sizes": "batch_size",
+    "channels_last": "channels_last",
+    "compile": "compile",
+}
+SCALAR_KEYS = {f.name for f in fields(ProfileCfg)} - set(LIST_KEYS.values()) | {"max_batch"}
+
+
+def expand_sweep(sweep: dict[str, Any], defaults: dict[str, Any], path: Path, text: str, index: int) -> list[tuple[ProfileCfg, int | None]]:
+    """Every combination of a sweep's lists: (config, max_batch if the batch is 'auto')."""
+    unknown = set(sweep) - set(LIST_KEYS) - SCALAR_KEYS
+    if unknown:
+        key = sorted(unknown)[0]
+        allowed = ", ".join(sorted(set(LIST_KEYS) | SCALAR_KEYS))
+        raise suite_key_error(path, text, f"sweep[{index}].{key}", f"unknown key; allowed: {allowed}")
+    for key in ("variants",):
+        if key not in sweep:
+            raise SuiteError(f"{path}: sweep[{index}] needs a '{key}' list")
+    for name in sweep["variants"]:
+        try:
+            get_variant(name)
+        except UnknownVariantError as exc:
+            raise suite_key_error(path, text, f"sweep[{index}].variants", str(exc)) from None
+    lists = {key: sweep.get(key, [None]) for key in LIST_KEYS}
+    for key, values in lists.items():
+        if not isinstance(values, list):
+            raise suite_key_error(path, text, f"sweep[{index}].{key}", f"must be a list, got {values!r}")
+    scalars = {**defaults, **{k: v for k, v in sweep.items() if k in SCALAR_KEYS}}
+    max_batch = int(scalars.pop("max_batch", 1024))
+    configs = []
+    for combo in itertools.product(*lists.values()):
+        values = {LIST_KEYS[k]: v for k, v in zip(lists, combo) if v is not None}
+        auto = values.get("batch_size") == "auto"
+        if auto:
+            values["batch_size"] = 1
+        try:
+            cfg = apply_overrides(ProfileCfg(variant=values.pop("variant")), {**scalars, **values}, owner=f"sweep[{index}]")
+        except ConfigError as exc:
+            field = str(exc).split("override ", 1)[-1].split("=", 1)[0].strip("'")
+            key = next((k for k, f in LIST_KEYS.items() if f == field and k in sweep), field)
+            raise suite_key_error(path, text, f"sweep[{index}].{key}", str(exc)) from None
+        configs.append((cfg, max_batch if auto else None))
+    return configs
+
+
+def load_profile_suite(name_or_path: str | Path) -> tuple[dict[str, Any], list[tuple[ProfileCfg, int | None]]]:
+    """The suite's header and its expanded configurations, validated before anything runs."""
+    path = suite_path(name_or_path)
+    data, text = load_toml(path)
+    header = data.get("suite", {})
+    defaults = data.get("defaults", {})
+    bad = set(defaults) - SCALAR_KEYS
+    if bad:
+        raise suite_key_error(path, text, f"defaults.{sorted(bad)[0]}", f"unknown key; allowed: {', '.join(sorted(SCALAR_KEYS))}")
+    sweeps = data.get("sweep", [])
+    if not sweeps:
+        raise SuiteError(f"{path}: no [[sweep]] tables")
+    configs = [c for i, sweep in enumerate(sweeps) for c in expand_sweep(sweep, defaults, path, text, i)]
+    return header, configs
+
+
+def run_profile_suite(
+    name_or_path: str | Path,
+    results_dir: Path,
+    device: str = "auto",
+    minutes: float | None = None,
+    log: Callable[[str], None] = print,
+) -> tuple[Path, list[Measurement]]:
+    """Run every configuration in order until the budget ends; rows are appended as they come."""
+    header, configs = load_profile_suite(name_or_path)
+    budget_s = 60 * (minutes if minutes is not None else float(header.get("minutes", 8.0)))
+    suite = str(header.get("name", Path(str(name_or_path)).stem))
+    run_id = f"{suite}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    writer = ResultWriter(results_dir / run_id)
+    started = time.perf_counter()
+    done: list[Measurement] = []
+    for number, (cfg, max_batch) in enumerate(configs, start=1):
+        if time.perf_counter() - started > budget_s:
+            log(f"time budget reached: {len(configs) - number + 1} of {len(configs)} configurations not run")
+            break
+        cfg = replace(cfg, device=device)
+        measurements: Iterator[Measurement] = batch_sweep(cfg, max_batch) if max_batch else iter([measure(cfg)])
+        for m in measurements:
+            writer.append(m.rows(run_id, suite=suite))
+            done.append(m)
+            log(describe(number, len(configs), m))
+    return writer.run_dir, done
+
+
+def describe(number: int, total: int, m: Measurement) -> str:
+    c = m.cfg
+    setting = f"{c.variant} {c.mode} {c.precision} b{c.batch_size} {m.input_size}px" + (" cl" if c.channels_last else "") + (f" compile={c.compile}" if c.compile else "")
+    if m.oom:
+        return f"[{number}/{total}] {setting}: out of memory"
+    thr = m.summary()["throughput"][0]
+    return f"[{number}/{total}] {setting}: {thr:.1f} img/s"

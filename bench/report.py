@@ -1,0 +1,234 @@
+"""Reports: seaborn figures + Markdown + one self-contained HTML page, from result rows.
+
+``build_report(results, out_dir)`` reads every row under ``results``, aggregates with
+``bench.aggregate`` and writes ``report.md``, ``report.html`` (figures embedded as base64, no
+external files or scripts) and ``fig/*.png`` / ``fig/*.svg``. Sections appear only when the rows
+hold what they need, so one function serves a quick run, an ablation and a GPU profile.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench import aggregate, reference
+from bench.metrics import HIGHER_IS_BETTER
+from bench.store import read_results
+
+QUALITY_METRICS = ("v_rand", "pixel_error", "v_info", "warping_error", "iou")
+
+
+@dataclass
+class Section:
+    title: str
+    text: str = ""
+    table: pd.DataFrame | None = None
+    figure: str | None = None  # stem under fig/
+
+
+@dataclass
+class Report:
+    title: str
+    sections: list[Section] = field(default_factory=list)
+    figures: dict[str, bytes] = field(default_factory=dict)  # stem -> PNG bytes
+
+
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _save(fig: Any, out_dir: Path, stem: str, report: Report) -> None:
+    """Save a figure as PNG and SVG under fig/ and keep the PNG for embedding."""
+    (out_dir / "fig").mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    report.figures[stem] = buffer.getvalue()
+    (out_dir / "fig" / f"{stem}.png").write_bytes(buffer.getvalue())
+    fig.savefig(out_dir / "fig" / f"{stem}.svg", format="svg")
+    _plt().close(fig)
+
+
+def quality_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per variant: mean and bootstrap CI over seeds of each quality metric present."""
+    evals = frame[(frame["stage"] == "eval") & frame["metric"].isin(QUALITY_METRICS)]
+    return aggregate.summarize(evals, by=("variant", "metric"))
+
+
+def profile_table(frame: pd.DataFrame) -> pd.DataFrame:
+    prof = frame[frame["stage"] == "profile"]
+    return aggregate.summarize(prof, by=("variant", "metric", "precision", "batch_size", "input_size"))
+
+
+def build_report(results: Path, out_dir: Path, title: str | None = None, baseline: str | None = None) -> Report:
+    """Aggregate every row under ``results`` into ``out_dir``/report.{md,html} and figures."""
+    import seaborn as sns
+
+    frame = read_results(results)
+    if frame.empty:
+        raise ValueError(f"{results}: no result rows to report")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    plt = _plt()
+    sns.set_theme(style="whitegrid", context="notebook")
+    suites = ", ".join(sorted(frame["suite"].unique()))
+    report = Report(title or f"unetbench report: {suites}")
+
+    quality = quality_table(frame)
+    if not quality.empty:
+        wide = quality.pivot(index="variant", columns="metric", values="mean")
+        text = "Mean over seeds with bootstrap 95 % confidence intervals (held-out images)."
+        report.sections.append(Section("Quality per variant", text, _with_ci(quality), "quality"))
+        main = "v_rand" if "v_rand" in wide else wide.columns[0]
+        data = quality[quality["metric"] == main].sort_values("mean", ascending=main not in HIGHER_IS_BETTER)
+        fig, ax = plt.subplots(figsize=(7, 0.45 * len(data) + 1.5))
+        ax.errorbar(data["mean"], data["variant"], xerr=[data["mean"] - data["ci_low"], data["ci_high"] - data["mean"]],
+                    fmt="o", capsize=3)  # fmt: skip
+        ax.set_xlabel(f"{main} (mean, 95 % CI)")
+        _save(fig, out_dir, "quality", report)
+
+        baseline = baseline or ("unet-original" if "unet-original" in wide.index else None)
+        if baseline and baseline in wide.index and len(wide) > 1:
+            deltas = aggregate.ablation_deltas(frame[frame["stage"] == "eval"], baseline, main)
+            report.sections.append(Section(
+                f"Ablation deltas against {baseline}",
+                f"Paired by seed: mean difference in {main}, bootstrap 95 % CI, Wilcoxon signed-rank p and "
+                "Cohen's d_z. With few seeds the p-value cannot be small; read the interval.",
+                deltas, "ablation",
+            ))  # fmt: skip
+            fig, ax = plt.subplots(figsize=(7, 0.45 * len(deltas) + 1.5))
+            ax.errorbar(deltas["delta"], deltas["variant"],
+                        xerr=[deltas["delta"] - deltas["ci_low"], deltas["ci_high"] - deltas["delta"]], fmt="s", capsize=3)
+            ax.axvline(0, color="grey", lw=1)
+            ax.set_xlabel(f"delta {main} vs {baseline}")
+            _save(fig, out_dir, "ablation", report)
+
+    prof = profile_table(frame)
+    throughput = prof[prof["metric"].str.endswith("_throughput")]
+    if not throughput.empty:
+        report.sections.append(Section("Runtime", "Median step time as img/s; interval of the median from the profiler.",
+                                       _profile_summary(frame), "throughput_vs_batch"))
+        fig, ax = plt.subplots(figsize=(7, 4))
+        sns.lineplot(data=throughput, x="batch_size", y="mean", hue="variant", style="metric", marker="o", ax=ax)
+        ax.set_xscale("log", base=2)
+        ax.set_ylabel("img/s")
+        _save(fig, out_dir, "throughput_vs_batch", report)
+        memory = prof[prof["metric"].str.contains("peak_memory")]
+        if not memory.empty:
+            fig, ax = plt.subplots(figsize=(7, 4))
+            sns.lineplot(data=memory, x="batch_size", y="mean", hue="variant", marker="o", ax=ax)
+            ax.set_xscale("log", base=2)
+            ax.set_ylabel("peak memory (MiB)")
+            _save(fig, out_dir, "memory_vs_batch", report)
+            report.sections.append(Section("Peak memory", "", None, "memory_vs_batch"))
+
+    if not quality.empty and not throughput.empty:
+        front = pareto_table(quality, throughput)
+        if not front.empty:
+            report.sections.append(Section("Quality vs throughput (Pareto front)",
+                                           "A variant is on the front when no other is both better and faster.", front, "pareto"))  # fmt: skip
+            fig, ax = plt.subplots(figsize=(7, 4.5))
+            sns.scatterplot(data=front, x="img/s", y="quality", hue="pareto", style="pareto", s=80, ax=ax)
+            for _, row in front.iterrows():
+                ax.annotate(row["variant"], (row["img/s"], row["quality"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+            _save(fig, out_dir, "pareto", report)
+
+    if (frame["dataset"].str.contains("isbi", case=False)).any():
+        table1 = pd.DataFrame(reference.ISBI2012_TABLE1, columns=["group", "warping error", "Rand error", "pixel error"])
+        report.sections.append(Section(
+            "Reference: ISBI 2012, Table 1 of the U-Net paper",
+            f"{reference.CITATION} Scored on the challenge's secret test labels; our numbers are on "
+            "held-out training sections, so compare scale, not rank.", table1,
+        ))  # fmt: skip
+
+    env = frame.drop_duplicates(["device_name", "torch_version", "cuda_version", "git_sha", "host"])
+    report.sections.append(Section("Environment", "", env[["device", "device_name", "torch_version", "cuda_version", "git_sha", "host"]].reset_index(drop=True)))
+
+    (out_dir / "report.md").write_text(to_markdown(report))
+    (out_dir / "report.html").write_text(to_html(report))
+    return report
+
+
+def _with_ci(summary: pd.DataFrame) -> pd.DataFrame:
+    table = summary[["variant", "metric", "mean", "ci_low", "ci_high", "std", "n"]].copy()
+    return table.round(5)
+
+
+def _profile_summary(frame: pd.DataFrame) -> pd.DataFrame:
+    prof = frame[(frame["stage"] == "profile") & frame["metric"].str.endswith("_throughput")]
+    cols = ["variant", "metric", "precision", "batch_size", "input_size", "value", "ci_low", "ci_high", "unit"]
+    return prof[cols].sort_values(["variant", "metric", "batch_size"]).round(3).reset_index(drop=True)
+
+
+def pareto_table(quality: pd.DataFrame, throughput: pd.DataFrame) -> pd.DataFrame:
+    """Best throughput of each variant against its main quality metric, with front membership."""
+    main = "v_rand" if (quality["metric"] == "v_rand").any() else quality["metric"].iloc[0]
+    q = quality[quality["metric"] == main].set_index("variant")["mean"].rename("quality")
+    t = throughput.groupby("variant")["mean"].max().rename("img/s")
+    table = pd.concat([q, t], axis=1).dropna().reset_index()
+    if table.empty:
+        return table
+    table["pareto"] = aggregate.pareto_front(table, "quality", "img/s", main in HIGHER_IS_BETTER, True)
+    return table
+
+
+def _markdown_table(table: pd.DataFrame) -> str:
+    header = "| " + " | ".join(str(c) for c in table.columns) + " |"
+    rule = "|" + "---|" * len(table.columns)
+    body = ["| " + " | ".join(_md_cell(v) for v in row) + " |" for row in table.itertuples(index=False)]
+    return "\n".join([header, rule, *body])
+
+
+def _md_cell(value: Any) -> str:
+    text = f"{value:.5g}" if isinstance(value, float) else str(value)
+    return html.escape(text).replace("|", "\\|")
+
+
+def to_markdown(report: Report) -> str:
+    parts = [f"# {html.escape(report.title)}", ""]
+    for section in report.sections:
+        parts += [f"## {html.escape(section.title)}", ""]
+        if section.text:
+            parts += [section.text, ""]
+        if section.figure:
+            parts += [f"![{section.figure}](fig/{section.figure}.png)", ""]
+        if section.table is not None:
+            parts += [_markdown_table(section.table), ""]
+    return "\n".join(parts)
+
+
+STYLE = """
+body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:1100px;margin:2em auto;padding:0 1em;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:14px}th,td{border:1px solid #ccc;padding:4px 8px;text-align:right}
+th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}img{max-width:100%;height:auto}
+"""
+
+
+def to_html(report: Report) -> str:
+    """One file: CSS inline, figures as data URIs, every text escaped."""
+    parts = [
+        "<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
+        f"<title>{html.escape(report.title)}</title><style>{STYLE}</style></head><body>",
+        f"<h1>{html.escape(report.title)}</h1>",
+    ]  # fmt: skip
+    for section in report.sections:
+        parts.append(f"<h2>{html.escape(section.title)}</h2>")
+        if section.text:
+            parts.append(f"<p>{html.escape(section.text)}</p>")
+        if section.figure and section.figure in report.figures:
+            data = base64.b64encode(report.figures[section.figure]).decode()
+            parts.append(f'<img alt="{html.escape(section.figure)}" src="data:image/png;base64,{data}">')
+        if section.table is not None:
+            parts.append(section.table.to_html(index=False, escape=True, float_format=lambda v: f"{v:.5g}", border=0))
+    parts.append("</body></html>")
+    return "\n".join(parts)

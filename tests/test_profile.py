@@ -1,0 +1,107 @@
+"""The profiler on CPU: FLOPs counted, timing statistics, OOM as a row, CUDA-only checks marked."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from bench import profile
+from bench.profile import ProfileCfg, batch_sweep, measure, median_confidence_interval, step_flops
+from tests.conftest import REPO
+from variants import get_variant
+
+FAST = dict(warmup=1, min_reps=3, max_reps=6, max_seconds=5.0, input_size=188)
+
+
+def test_forward_flops_of_the_paper_net_and_backward_is_about_twice_forward() -> None:
+    config = get_variant("unet-original").config
+    forward = step_flops(config, 572, 1, "infer")
+    assert forward / 1e9 == pytest.approx(300.9, abs=1.0)
+    train = step_flops(config, 572, 2, "train")
+    assert 2.8 < train / (2 * forward) < 3.05, "forward + backward (input grads + weight grads)"
+
+
+def test_median_interval_contains_the_median_and_shrinks_with_samples() -> None:
+    gen = torch.Generator().manual_seed(0)
+    few = (1 + 0.1 * torch.randn(10, generator=gen)).tolist()
+    many = (1 + 0.1 * torch.randn(1000, generator=gen)).tolist()
+    low, high = median_confidence_interval(few)
+    assert low <= sorted(few)[5] <= high
+    wide = (high - low)
+    low, high = median_confidence_interval(many)
+    assert high - low < wide and low < 1.0 < high
+
+
+def test_measure_infer_and_train_on_cpu() -> None:
+    for mode in ("infer", "train"):
+        m = measure(ProfileCfg("unet-16", batch_size=2, mode=mode, device="cpu", **FAST))
+        assert m.oom is None and 3 <= len(m.step_seconds) <= 6
+        values = m.summary()
+        thr, unit, (low, high) = values["throughput"]
+        assert unit == "img/s" and low <= thr <= high
+        assert (m.input_size, m.output_size) == (188, 4)
+        assert values["throughput_mpix"][0] == pytest.approx(thr * 4**2 / 1e6)
+        assert values["latency_p50"][0] <= values["latency_p90"][0] <= values["latency_p99"][0]
+        assert values["params"][0] == 1_940_834
+        assert values["peak_memory_rss"][0] > 0
+        assert "mfu" not in values, "no peak is known for a CPU: MFU stays empty"
+        rows = m.rows("run-x")
+        assert {r.metric for r in rows} >= {f"{mode}_throughput", f"{mode}_latency_p99", f"{mode}_peak_memory_rss"}
+        assert all(r.stage == "profile" and r.batch_size == 2 and r.input_size == 188 for r in rows)
+        assert "no peak TFLOP/s known" in rows[0].extra
+
+
+def test_batch_sweep_records_the_oom_and_the_next_configuration_still_runs() -> None:
+    cfg = ProfileCfg("unet-32", mode="train", device="cpu", memory_cap_mib=300, **{**FAST, "input_size": 188})
+    results = list(batch_sweep(cfg, max_batch=64))
+    assert results[-1].oom is not None and all(r.oom is None for r in results[:-1])
+    assert len(results) >= 2, "batch 1 must fit in the cap"
+    oom_rows = results[-1].rows("run-x")
+    assert [r.metric for r in oom_rows] == ["train_oom"] and oom_rows[0].value == 1.0
+    after = measure(ProfileCfg("unet-16", device="cpu", **FAST))
+    assert after.oom is None and len(after.step_seconds) >= 3
+
+
+def test_peak_table_and_unknown_devices() -> None:
+    assert profile.peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == pytest.approx(989.4)
+    assert profile.peak_tflops("NVIDIA H100 PCIe", "bf16") == pytest.approx(756.0)
+    assert profile.peak_tflops("NVIDIA H200", "fp32") == pytest.approx(66.9)
+    assert profile.peak_tflops("AMD EPYC 7B13", "fp32") is None
+
+
+def test_cli_profile_json_reports_the_done_when_fields() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "profile", "--variant", "unet-16", "--batch", "1", "--input", "188",
+         "--device", "cpu", "--max-seconds", "3", "--json"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    rows = {r["metric"]: r for r in json.loads(result.stdout)}
+    assert rows["infer_params"]["value"] == 1_940_834
+    assert rows["infer_throughput"]["ci_low"] <= rows["infer_throughput"]["value"] <= rows["infer_throughput"]["ci_high"]
+    assert {"infer_latency_p50", "infer_latency_p90", "infer_latency_p99", "infer_peak_memory_rss", "infer_gflops_per_image"} <= rows.keys()
+    assert rows["infer_throughput"]["input_size"] == 188 and rows["infer_throughput"]["output_size"] == 4
+    assert not math.isnan(rows["infer_throughput"]["ci_high"])
+
+
+@pytest.mark.gpu
+def test_cuda_measurement_reports_allocated_and_reserved_memory() -> None:
+    m = measure(ProfileCfg("unet-16", batch_size=2, precision="bf16", device="cuda", **FAST))
+    values = m.summary()
+    assert values["peak_memory_allocated"][0] > 0 and values["peak_memory_reserved"][0] >= values["peak_memory_allocated"][0]
+    assert "mfu" in values or profile.peak_tflops(m.device_name, "bf16") is None
+
+
+@pytest.mark.gpu
+def test_cuda_oom_inside_a_sweep_is_a_row() -> None:
+    torch.cuda.set_per_process_memory_fraction(0.02)
+    try:
+        results = list(batch_sweep(ProfileCfg("unet-original", mode="train", device="cuda", **FAST), max_batch=4096))
+    finally:
+        torch.cuda.set_per_process_memory_fraction(1.0)
+    assert results[-1].oom is not None

@@ -1,0 +1,61 @@
+"""Profile suites: the GPU suite parses, the CPU smoke suite runs end to end into the store,
+and mistakes in a suite file name the file, the line and the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from bench.config import SuiteError
+from bench.profile_suite import load_profile_suite, run_profile_suite
+from bench.store import read_results
+
+
+def test_the_gpu_suite_is_valid_and_covers_the_paper_net() -> None:
+    header, configs = load_profile_suite("gpu")
+    assert header["minutes"] <= 8
+    paper = [c for c, _ in configs if c.variant == "unet-original"]
+    assert {c.precision for c in paper} == {"fp32", "tf32", "fp16", "bf16"}
+    assert {c.mode for c in paper} == {"train", "infer"}
+    assert any(auto for c, auto in configs), "a batch sweep until out of memory"
+    assert len({c.input_size for c in paper}) >= 4, "a resolution scaling curve"
+
+
+def test_cpu_smoke_suite_writes_rows_for_every_configuration(tmp_path: Path) -> None:
+    run_dir, done = run_profile_suite("cpu-smoke", tmp_path, device="cpu", log=lambda line: None)
+    frame = read_results(run_dir)
+    assert len(done) == 16 + 2 * 3  # 2 modes x 2 precisions x 2 batches x 2 layouts, 2 sizes x batches 1, 2, 4
+    assert set(frame["suite"]) == {"cpu-smoke"} and set(frame["precision"]) == {"fp32", "bf16"}
+    throughput = frame[frame["metric"].isin(["train_throughput", "infer_throughput"])]
+    assert len(throughput) == len(done) and (throughput["value"] > 0).all()
+    assert sorted(frame[frame["metric"] == "infer_throughput"]["input_size"].unique()) == [188, 204]
+
+
+def write_suite(tmp_path: Path, body: str) -> Path:
+    path = tmp_path / "mine.toml"
+    path.write_text('[suite]\nname = "mine"\n\n' + body)
+    return path
+
+
+def test_unknown_key_names_file_line_and_allowed_keys(tmp_path: Path) -> None:
+    path = write_suite(tmp_path, '[[sweep]]\nvariants = ["unet-16"]\nprecison = ["bf16"]\n')
+    with pytest.raises(SuiteError, match=rf"{path}:6: key 'sweep\[0\]\.precison': unknown key; allowed: .*precisions"):
+        load_profile_suite(path)
+
+
+def test_bad_value_names_the_key_and_allowed_values(tmp_path: Path) -> None:
+    path = write_suite(tmp_path, '[[sweep]]\nvariants = ["unet-16"]\nprecisions = ["fp8"]\n')
+    with pytest.raises(SuiteError, match=r"mine.toml:6: key 'sweep\[0\]\.precisions'.*one of 'fp32', 'tf32', 'fp16', 'bf16'"):
+        load_profile_suite(path)
+
+
+def test_unknown_variant_and_malformed_toml(tmp_path: Path) -> None:
+    path = write_suite(tmp_path, '[[sweep]]\nvariants = ["unet-orignal"]\n')
+    with pytest.raises(SuiteError, match=r"mine.toml:5: .*Did you mean 'unet-original'"):
+        load_profile_suite(path)
+    path.write_text("[suite\nname = 1\n")
+    with pytest.raises(SuiteError, match=r"mine.toml: invalid TOML: .*line 1"):
+        load_profile_suite(path)
+    with pytest.raises(SuiteError, match="unknown suite 'gpuu'. Did you mean 'gpu'"):
+        load_profile_suite("gpuu")

@@ -1,0 +1,91 @@
+"""Aggregation and reports from the golden results tree, checked against independent math."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from bench import aggregate
+from bench.report import build_report
+from bench.store import read_results
+
+GOLDEN = Path(__file__).parent / "data" / "golden"
+V_RAND = {
+    "unet-original": [0.80, 0.82, 0.81],
+    "unet-gelu": [0.84, 0.85, 0.83],
+    "resunet": [0.78, 0.77, 0.79],
+    "<b>&evil</b>": [0.70, 0.71, 0.72],
+}
+
+
+@pytest.fixture(scope="module")
+def frame() -> pd.DataFrame:
+    return read_results(GOLDEN)
+
+
+def test_summary_means_and_cis(frame: pd.DataFrame) -> None:
+    summary = aggregate.summarize(frame[frame["metric"] == "v_rand"], by=("variant",)).set_index("variant")
+    for variant, values in V_RAND.items():
+        assert summary.loc[variant, "mean"] == pytest.approx(np.mean(values))
+        assert summary.loc[variant, "std"] == pytest.approx(np.std(values, ddof=1))
+        low, high = summary.loc[variant, "ci_low"], summary.loc[variant, "ci_high"]
+        # a percentile bootstrap of the mean stays within the sample's range and around the mean
+        eps = 1e-12
+        assert min(values) - eps <= low <= np.mean(values) <= high <= max(values) + eps
+
+
+def test_ablation_deltas_are_paired_differences(frame: pd.DataFrame) -> None:
+    deltas = aggregate.ablation_deltas(frame, "unet-original", "v_rand").set_index("variant")
+    for variant in ("unet-gelu", "resunet"):
+        diff = np.array(V_RAND[variant]) - np.array(V_RAND["unet-original"])
+        assert deltas.loc[variant, "delta"] == pytest.approx(diff.mean())
+        assert deltas.loc[variant, "effect_size_dz"] == pytest.approx(diff.mean() / diff.std(ddof=1))
+        assert deltas.loc[variant, "p_wilcoxon"] == pytest.approx(stats.wilcoxon(diff).pvalue)
+    assert bool(deltas.loc["unet-gelu", "better"]) and not bool(deltas.loc["resunet", "better"])
+
+
+def test_pareto_membership() -> None:
+    # best throughput (batch 4) of each golden variant: 3 x its batch-1 img/s
+    table = pd.DataFrame({"variant": list(V_RAND), "quality": [np.mean(v) for v in V_RAND.values()],
+                          "img/s": [30.0, 24.0, 21.0, 60.0]})  # fmt: skip
+    front = aggregate.pareto_front(table, "quality", "img/s", True, True)
+    q, t = table["quality"].to_numpy(), table["img/s"].to_numpy()
+    for i in range(4):  # dominated = another row at least as good on both and better on one
+        dominated = any(q[j] >= q[i] and t[j] >= t[i] and (q[j] > q[i] or t[j] > t[i]) for j in range(4))
+        assert front.iloc[i] == (not dominated)
+    assert front.tolist() == [True, True, False, True], "resunet is slower and worse than unet-original"
+
+
+def test_scaling_fit_recovers_a_line() -> None:
+    fit = aggregate.scaling_fit([1, 2, 4], [900, 1800, 3600])
+    assert fit["slope"] == pytest.approx(900) and fit["intercept"] == pytest.approx(0, abs=1e-9) and fit["r2"] == pytest.approx(1)
+
+
+def test_report_tables_figures_and_escaping(tmp_path: Path) -> None:
+    report = build_report(GOLDEN, tmp_path / "golden")
+    markdown = (tmp_path / "golden" / "report.md").read_text()
+    page = (tmp_path / "golden" / "report.html").read_text()
+    titles = [s.title for s in report.sections]
+    assert titles[:2] == ["Quality per variant", "Ablation deltas against unet-original"]
+    assert "Runtime" in titles and "Quality vs throughput (Pareto front)" in titles
+    quality = report.sections[0].table
+    row = quality[(quality["variant"] == "unet-gelu") & (quality["metric"] == "v_rand")].iloc[0]
+    assert row["mean"] == pytest.approx(0.84)
+    pareto = next(s.table for s in report.sections if s.title.startswith("Quality vs throughput")).set_index("variant")
+    assert pareto["pareto"].to_dict() == {"<b>&evil</b>": True, "resunet": False, "unet-gelu": True, "unet-original": True}
+    assert pareto.loc["resunet", "img/s"] == pytest.approx(21.0)
+    for stem in ("quality", "ablation", "throughput_vs_batch", "memory_vs_batch", "pareto"):
+        assert (tmp_path / "golden" / "fig" / f"{stem}.png").stat().st_size > 1000
+        assert (tmp_path / "golden" / "fig" / f"{stem}.svg").exists()
+    # the hostile variant name never reaches the page unescaped
+    assert "<b>&evil</b>" not in page and "&lt;b&gt;&amp;evil&lt;/b&gt;" in page
+    assert "<b>&evil</b>" not in markdown
+    # self-contained: every image is a data URI, nothing is fetched
+    sources = re.findall(r'src="([^"]+)"', page)
+    assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
+    assert "<script" not in page and "http" not in page.replace("https://", "")
