@@ -11,6 +11,7 @@ from typing import Sequence
 
 from bench.console import format_table
 from bench.fetch import FetchError
+from bench.search import StorageError
 from bench.train import NonFiniteLossError
 
 # Errors a user can cause and fix; they print as one line, never a traceback.
@@ -20,6 +21,7 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FileNotFoundError,
     FetchError,
     NonFiniteLossError,
+    StorageError,
 )
 
 
@@ -209,6 +211,20 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_search(args: argparse.Namespace) -> int:
+    from bench.search import mask_url, run_search
+    from bench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    run_dir = Path(args.output) if args.output else Path("results") / f"search-{suite.name}"
+    study = run_search(suite, run_dir, args.storage, args.study, args.workers)
+    storage = mask_url(args.storage) if args.storage else f"sqlite:///{(run_dir / 'study.db').resolve()}"
+    print(f"study {study.study_name!r} in {storage}: {len(study.trials)} trials")
+    best = study.best_trial
+    print(f"best: trial {best.number}, {suite.search.objective} {best.value:.4f}, params {json.dumps(best.params)}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unet-bench", description="Benchmark, ablate and profile U-Net segmentation networks."
@@ -248,6 +264,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", required=True, help="folder of labels with the same file names")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("search", help="Optuna search of a suite's [search] space (resumable, multi-worker)")
+    p.add_argument("suite", help="a suite name (quick, ...) or a TOML path")
+    p.add_argument("--storage", help="SQLAlchemy URL shared by workers (default: SQLite in the run folder)")
+    p.add_argument("--study", help="study name (default SUITE-VARIANT); the same name joins the same study")
+    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("-o", "--output", help="run folder for rows and the default SQLite file")
+    p.set_defaults(func=cmd_search)
 
     p = sub.add_parser("profile", help="throughput, latency, memory and FLOPs of a variant")
     p.add_argument("--variant", help="a registered variant")

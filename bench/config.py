@@ -106,7 +106,7 @@ def suite_path(name_or_path: str | Path) -> Path:
 
 def line_of(text: str, key: str) -> int | None:
     """The 1-based line where ``key = ...`` is set in a TOML text (first match), if found."""
-    pattern = re.compile(rf"^\s*{re.escape(key)}\s*=")
+    pattern = re.compile(rf"""^\s*["']?{re.escape(key)}["']?\s*=""")
     for number, line in enumerate(text.splitlines(), start=1):
         if pattern.match(line):
             return number
@@ -126,6 +126,6 @@ def load_toml(path: Path) -> tuple[dict[str, Any], str]:
 
 
 def suite_key_error(path: Path, text: str, key: str, problem: str) -> SuiteError:
-    line = line_of(text, key.rsplit(".", 1)[-1])
+    line = line_of(text, key) or line_of(text, key.rsplit(".", 1)[-1])
     where = f"{path}:{line}" if line else str(path)
     return SuiteError(f"{where}: key {key!r}: {problem}")

@@ -215,10 +215,26 @@ def synthetic_em(count: int = 12, size: int = 256, seed: int = 0, cell_spacing: 
     return Dataset("synthetic", samples, f"synthetic(count={count}, size={size}, seed={seed})")
 
 
-def load_data(spec: str | Path, **synthetic_kwargs: int) -> Dataset:
-    """``"synthetic"`` or a folder (images/ + labels/, TIFF stacks, or the CTC layout)."""
-    if str(spec) == "synthetic":
-        return synthetic_em(**synthetic_kwargs)
+def parse_synthetic(spec: str) -> dict[str, int] | None:
+    """``synthetic`` or ``synthetic:count=12,size=128,seed=0`` -> its options; None otherwise."""
+    name, _, options = spec.partition(":")
+    if name != "synthetic":
+        return None
+    parsed: dict[str, int] = {}
+    for item in filter(None, options.split(",")):
+        key, _, value = item.partition("=")
+        if key not in ("count", "size", "seed") or not value.isdigit():
+            raise DataError(f"cannot read {spec!r}: expected synthetic:count=N,size=N,seed=N")
+        parsed[key] = int(value)
+    return parsed
+
+
+def load_data(spec: str | Path) -> Dataset:
+    """``synthetic[:count=..,size=..,seed=..]`` or a folder (images/ + labels/, TIFF stacks, or
+    the Cell Tracking Challenge layout)."""
+    options = parse_synthetic(str(spec))
+    if options is not None:
+        return synthetic_em(**options)
     root = Path(spec).expanduser().resolve()  # the source recorded with results is absolute
     if not root.exists():
         raise DataError(f"{root}: no such data folder (use 'synthetic' for the built-in data)")

@@ -16,7 +16,7 @@ import torch
 
 from bench.checkpoint import load_checkpoint
 from bench.config import TrainCfg
-from bench.data import DataError, Dataset, load_data, read_image, split_by_index, to_unit_float, binary_mask
+from bench.data import DataError, Dataset, binary_mask, load_data, parse_synthetic, read_image, split_by_index, to_unit_float
 from bench.metrics import CHALLENGE_THRESHOLDS, score_stack
 from bench.train import Callback, FitResult, evaluate, fit, resolve_device
 from variants import resolve_config
@@ -88,7 +88,7 @@ def train_variant(
 
 def data_key(data_spec: str) -> str:
     """How a data set is named in checkpoints: 'synthetic' or the folder's absolute path."""
-    return data_spec if data_spec == "synthetic" else str(Path(data_spec).expanduser().resolve())
+    return data_spec if parse_synthetic(data_spec) is not None else str(Path(data_spec).expanduser().resolve())
 
 
 def format_sections(indices: Sequence[int]) -> str:

@@ -1,0 +1,152 @@
+"""Training suites: what to train, on which data, how, and what to search.
+
+A suite file has ``[suite]``, ``[data]``, ``[train]`` (fields of ``TrainCfg``), ``[model]``
+(overrides applied to every variant, e.g. a small width for CPU runs), ``[variants]`` and
+``[search]`` with a ``[search.space]``. Everything is validated on load, before any training:
+errors name the file, the line and the key, and say what would be valid.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from bench.config import TrainCfg, SuiteError, load_toml, suite_key_error, suite_path
+from variants import ConfigError, UnknownVariantError, resolve_config
+
+SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
+PRUNERS = ("median", "hyperband", "sha", "none")
+SECTIONS = {"suite", "data", "train", "model", "variants", "search"}
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched parameter: ``model.x`` goes to the variant, anything else to ``TrainCfg``."""
+
+    name: str
+    kind: Literal["float", "int", "categorical"]
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: tuple[Any, ...] = ()
+
+
+@dataclass(frozen=True)
+class SearchCfg:
+    trials: int = 6
+    sampler: str = "tpe"
+    pruner: str = "median"
+    objective: str = "v_rand"
+    seed: int = 0
+    variant: str = "unet-original"  # the variant whose hyperparameters are searched
+    space: tuple[Param, ...] = ()
+    startup_trials: int = 2  # trials before pruning starts
+    warmup_epochs: int = 1  # epochs of a trial before it may be pruned
+
+
+@dataclass(frozen=True)
+class SuiteCfg:
+    name: str
+    path: Path
+    data: str = "synthetic"  # a load_data spec: synthetic[:count=..,size=..] or a folder
+    val_sections: str | None = None
+    train: TrainCfg = field(default_factory=TrainCfg)
+    model: dict[str, Any] = field(default_factory=dict)
+    variants: tuple[str, ...] = ()
+    seeds: int = 2
+    search: SearchCfg | None = None
+
+
+def _params(space: dict[str, Any], path: Path, text: str) -> tuple[Param, ...]:
+    params = []
+    for name, spec in space.items():
+        where = f"search.space.{name}"
+        if not isinstance(spec, dict):
+            raise suite_key_error(path, text, name, "expected a table like { low = 1e-4, high = 1e-2, log = true } or { choices = [...] }")
+        unknown = set(spec) - {"low", "high", "log", "choices", "type"}
+        if unknown:
+            raise suite_key_error(path, text, name, f"{where}: unknown field {sorted(unknown)[0]!r}; allowed: low, high, log, choices, type")
+        if "choices" in spec:
+            params.append(Param(name, "categorical", choices=tuple(spec["choices"])))
+        elif "low" in spec and "high" in spec:
+            is_int = spec.get("type") == "int" or (isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"))
+            if spec["low"] >= spec["high"]:
+                raise suite_key_error(path, text, name, f"{where}: low must be below high")
+            params.append(Param(name, "int" if is_int else "float", spec["low"], spec["high"], bool(spec.get("log", False))))
+        else:
+            raise suite_key_error(path, text, name, f"{where}: needs low and high, or choices")
+    return tuple(params)
+
+
+def _check_space(params: tuple[Param, ...], variant: str, train: TrainCfg, path: Path, text: str) -> None:
+    """Every searched name must be a real field: try each value now, not in trial 5."""
+    for p in params:
+        samples = p.choices or (p.low, p.high)
+        for value in samples:
+            value = int(value) if p.kind == "int" else value
+            try:
+                if p.name.startswith("model."):
+                    resolve_config(variant, **{p.name.removeprefix("model."): value})
+                else:
+                    train.with_overrides({p.name.removeprefix("train."): value}, owner="search.space")
+            except (ConfigError, ValueError) as exc:
+                raise suite_key_error(path, text, p.name, f"search.space.{p.name}: {exc}") from None
+
+
+def load_suite(name_or_path: str | Path) -> SuiteCfg:
+    """Read and validate a training suite."""
+    path = suite_path(name_or_path)
+    data, text = load_toml(path)
+    unknown = set(data) - SECTIONS
+    if unknown:
+        key = sorted(unknown)[0]
+        raise SuiteError(f"{path}: unknown section [{key}]; allowed: {', '.join(sorted(SECTIONS))}")
+    head = data.get("suite", {})
+    data_section = dict(data.get("data", {}))
+    source = str(data_section.pop("source", "synthetic"))
+    val_sections = data_section.pop("val_sections", None)
+    bad = set(data_section) - {"count", "size", "seed"}
+    if bad:
+        raise suite_key_error(path, text, sorted(bad)[0], "unknown key in [data]; allowed: source, val_sections, count, size, seed")
+    if source == "synthetic" and data_section:
+        source = "synthetic:" + ",".join(f"{k}={int(v)}" for k, v in sorted(data_section.items()))
+    elif source != "synthetic" and not Path(source).is_absolute():
+        # a relative folder is relative to the suite file, never to the working directory
+        source = str((path.parent / source).resolve())
+    try:
+        train = TrainCfg().with_overrides(data.get("train", {}), owner="[train]")
+    except (ConfigError, ValueError) as exc:
+        key = str(exc).split("'")[1] if "'" in str(exc) else "train"
+        raise suite_key_error(path, text, key, str(exc)) from None
+    model = dict(data.get("model", {}))
+    variants_section = data.get("variants", {})
+    names = tuple(variants_section.get("names", ()))
+    for name in names:
+        try:
+            resolve_config(name, **model)
+        except (UnknownVariantError, ConfigError, ValueError) as exc:
+            raise suite_key_error(path, text, "names", str(exc)) from None
+    search = None
+    if "search" in data:
+        s = dict(data["search"])
+        space = _params(s.pop("space", {}), path, text)
+        allowed = {f for f in SearchCfg.__dataclass_fields__} - {"space"}
+        bad = set(s) - allowed
+        if bad:
+            raise suite_key_error(path, text, sorted(bad)[0], f"unknown key in [search]; allowed: {', '.join(sorted(allowed))}")
+        search = SearchCfg(space=space, **s)
+        if search.sampler not in SAMPLERS:
+            raise suite_key_error(path, text, "sampler", f"{search.sampler!r} is not one of {', '.join(SAMPLERS)}")
+        if search.pruner not in PRUNERS:
+            raise suite_key_error(path, text, "pruner", f"{search.pruner!r} is not one of {', '.join(PRUNERS)}")
+        try:
+            resolve_config(search.variant, **model)
+        except (UnknownVariantError, ConfigError) as exc:
+            raise suite_key_error(path, text, "variant", str(exc)) from None
+        _check_space(space, search.variant, train, path, text)
+    return SuiteCfg(
+        name=str(head.get("name", path.stem)), path=path, data=source,
+        val_sections=val_sections, train=train, model=model, variants=names,
+        seeds=int(variants_section.get("seeds", 2)), search=search,
+    )  # fmt: skip

@@ -1,0 +1,74 @@
+"""Optuna search: prunes, resumes, is reproducible, and fails fast on bad storage or spaces."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import optuna
+import pytest
+
+from bench.config import SuiteError
+from bench.search import mask_url, run_search
+from bench.store import read_results
+from bench.suite import load_suite
+from tests.conftest import REPO
+
+TINY = Path(__file__).parent / "data" / "tiny-search.toml"
+
+
+def test_search_prunes_and_every_trial_is_in_the_storage(tmp_path: Path) -> None:
+    suite = load_suite(TINY)
+    study = run_search(suite, tmp_path / "run")
+    loaded = optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+    states = [t.state for t in loaded.trials]
+    assert len(states) == 5 and states.count(optuna.trial.TrialState.FAIL) == 0
+    assert optuna.trial.TrialState.PRUNED in states, "the median pruner must stop at least one trial"
+    rows = read_results(tmp_path / "run")
+    finals = rows[(rows["metric"] == "v_rand") & (rows["stage"] == "search")]
+    complete = [t.number for t in loaded.trials if t.state == optuna.trial.TrialState.COMPLETE]
+    assert sorted(finals["trial"]) == sorted(complete), "each finished trial's result rows exactly once"
+    assert set(rows[rows["metric"] == "wall_time"]["trial"]) == {t.number for t in loaded.trials}
+
+    # rerunning the same study resumes it: nothing is redone once the trial count is reached
+    again = run_search(suite, tmp_path / "run")
+    assert len(again.trials) == 5
+
+
+def test_same_seed_same_sequence_of_parameters(tmp_path: Path) -> None:
+    suite = load_suite(TINY)
+    first = [t.params for t in run_search(suite, tmp_path / "a").trials]
+    second = [t.params for t in run_search(suite, tmp_path / "b").trials]
+    assert first == second
+
+
+def test_bad_storage_fails_in_one_line_without_the_password() -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "bench", "search", str(TINY), "--storage", "postgresql://bench:s3cret@127.0.0.1:1/nodb"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2
+    assert "s3cret" not in result.stderr + result.stdout and "***" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and "cannot open storage" in result.stderr
+    assert "trials" not in result.stderr, "nothing may train before the storage works"
+    malformed = subprocess.run(
+        [sys.executable, "-m", "bench", "search", str(TINY), "--storage", "notadb://x:pw@"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert malformed.returncode == 2 and "pw" not in malformed.stderr and "cannot open storage" in malformed.stderr
+
+
+def test_mask_url() -> None:
+    assert mask_url("postgresql://u:topsecret@host:5432/db") == "postgresql://u:***@host:5432/db"
+
+
+def test_unknown_search_key_names_the_key_and_the_file(tmp_path: Path) -> None:
+    text = TINY.read_text().replace('"model.dropout"', '"model.dropuot"')
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(SuiteError) as err:
+        load_suite(path)
+    message = str(err.value)
+    assert str(path) in message and "dropuot" in message and "Did you mean 'dropout'" in message
+    assert f"{path}:{text.splitlines().index(next(l for l in text.splitlines() if 'dropuot' in l)) + 1}" in message
