@@ -225,6 +225,19 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.run import run_suite
+    from bench.suite import load_suite
+
+    suite = load_suite(args.suite)
+    if args.data:
+        suite = dataclasses.replace(suite, data=args.data)
+    result = run_suite(suite, Path(args.output), Path(args.reports), args.resume, args.seeds, args.storage)
+    print(format_table(result.summary, ["variant", "seeds", "V_rand", "pixel error", "img/s"]))
+    print(f"\nresults: {result.run_dir}\nreport:  {result.report_dir / 'report.html'}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unet-bench", description="Benchmark, ablate and profile U-Net segmentation networks."
@@ -264,6 +277,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--truth", required=True, help="folder of labels with the same file names")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
+
+    p = sub.add_parser("run", help="run a whole suite: search, retrain with seeds, evaluate, profile, report")
+    p.add_argument("suite", help="a suite name (quick, paper, ablation-..., gpu) or a TOML path")
+    p.add_argument("--data", help="override the suite's data ('synthetic' or a folder)")
+    p.add_argument("--storage", help="SQLAlchemy URL for the search (default: SQLite in the run folder)")
+    p.add_argument("--seeds", type=int, help="seeds per variant (default: the suite's)")
+    p.add_argument("--resume", action="store_true", help="continue the suite's latest run, skipping finished stages")
+    p.add_argument("-o", "--output", default="results", help="results root (default results/)")
+    p.add_argument("--reports", default="reports", help="reports root (default reports/)")
+    p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("search", help="Optuna search of a suite's [search] space (resumable, multi-worker)")
     p.add_argument("suite", help="a suite name (quick, ...) or a TOML path")

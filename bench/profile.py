@@ -75,6 +75,10 @@ class ProfileCfg:
     max_seconds: float = 30.0  # cap on the timed repetitions
     target_rel_ci: float = 0.02
     memory_cap_mib: float | None = None  # CPU only: allocations beyond this raise OutOfMemory
+    overrides: dict[str, Any] | None = None  # model overrides, e.g. a suite's CPU width
+
+    def model_config(self) -> ModelConfig:
+        return resolve_config(self.variant, **(self.overrides or {}))
 
 
 @dataclass
@@ -129,7 +133,7 @@ class Measurement:
 
     def rows(self, run_id: str, suite: str = "adhoc") -> list[ResultRow]:
         identity = row_identity(self.device)
-        chash = config_hash(resolve_config(self.cfg.variant), replace(self.cfg, batch_size=0, device=""))
+        chash = config_hash(self.cfg.model_config(), replace(self.cfg, batch_size=0, device=""))
         extra = make_extra(
             mode=self.cfg.mode,
             channels_last=self.cfg.channels_last,
@@ -323,7 +327,7 @@ def measure(cfg: ProfileCfg) -> Measurement:
     from bench.train import resolve_device
 
     device = resolve_device(cfg.device)
-    config = resolve_config(cfg.variant)
+    config = cfg.model_config()
     input_size = config.valid_input_size(cfg.input_size)
     output_size = config.output_size(input_size)
     flops = step_flops(config, input_size, cfg.batch_size, cfg.mode)

@@ -128,7 +128,7 @@ class Objective:
         assert search is not None
         params = suggest(trial, search)
         model_params, train_params = split_params(params)
-        overrides = {**self.suite.model, **model_params}
+        overrides = {**self.suite.model_overrides(search.variant), **model_params}
         config = resolve_config(search.variant, **overrides)
         cfg = self.suite.train.with_overrides({**train_params, "seed": search.seed}, owner=f"trial {trial.number}")
         data = load_data(self.suite.data)

@@ -39,8 +39,13 @@ class ResultWriter:
         self.writer_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self.sequence = 0
 
-    def append(self, rows: Iterable[ResultRow]) -> Path | None:
-        """Write ``rows`` as one new part file; returns its path (None when there were no rows)."""
+    def append(self, rows: Iterable[ResultRow], name: str | None = None) -> Path | None:
+        """Write ``rows`` as one new part file; returns its path (None when there were no rows).
+
+        With ``name`` the part is ``rows-<name>.csv``: writing it again replaces it instead of
+        adding rows, so a stage that reruns after a crash cannot duplicate its results, and
+        the file's existence says the stage finished.
+        """
         rows = list(rows)
         if not rows:
             return None
@@ -50,7 +55,7 @@ class ResultWriter:
         writer.writerows(row_values(r) for r in rows)
         data = buffer.getvalue().encode()
         self.sequence += 1
-        final = self.run_dir / f"rows-{self.writer_id}-{self.sequence:06d}.csv"
+        final = self.run_dir / (f"rows-{name}.csv" if name else f"rows-{self.writer_id}-{self.sequence:06d}.csv")
         fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=".rows-", suffix=".tmp")
         try:
             with os.fdopen(fd, "wb") as handle:
@@ -118,3 +123,8 @@ def read_results(root: Path) -> pd.DataFrame:
     for column in FLOAT_COLUMNS:
         frame[column] = pd.to_numeric(frame[column], errors="coerce")
     return frame[list(COLUMNS)]
+
+
+def stage_done(run_dir: Path, name: str) -> bool:
+    """Whether the named part of a stage (see ``ResultWriter.append(name=...)``) exists."""
+    return (Path(run_dir) / f"rows-{name}.csv").exists()

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bench.config import TrainCfg, SuiteError, load_toml, suite_key_error, suite_path
-from variants import ConfigError, UnknownVariantError, resolve_config
+from variants import ConfigError, UnknownVariantError, get_variant, resolve_config
 
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
 PRUNERS = ("median", "hyperband", "sha", "none")
@@ -56,6 +56,16 @@ class SuiteCfg:
     variants: tuple[str, ...] = ()
     seeds: int = 2
     search: SearchCfg | None = None
+
+    def model_overrides(self, variant: str) -> dict[str, Any]:
+        """[model] overrides for ``variant``. ``width_scale`` scales the variant's own base
+        width (so unet-16 and unet-32 stay different at CPU size) instead of replacing it."""
+        overrides = dict(self.model)
+        scale = overrides.pop("width_scale", None)
+        base_width = getattr(get_variant(variant).config, "base_width", None)
+        if scale is not None and base_width is not None:
+            overrides.setdefault("base_width", max(1, round(base_width * float(scale))))
+        return overrides
 
 
 def _params(space: dict[str, Any], path: Path, text: str) -> tuple[Param, ...]:
@@ -122,9 +132,10 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
     model = dict(data.get("model", {}))
     variants_section = data.get("variants", {})
     names = tuple(variants_section.get("names", ()))
+    probe = SuiteCfg(name="", path=path, model=model)
     for name in names:
         try:
-            resolve_config(name, **model)
+            resolve_config(name, **probe.model_overrides(name))
         except (UnknownVariantError, ConfigError, ValueError) as exc:
             raise suite_key_error(path, text, "names", str(exc)) from None
     search = None
@@ -141,7 +152,7 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
         if search.pruner not in PRUNERS:
             raise suite_key_error(path, text, "pruner", f"{search.pruner!r} is not one of {', '.join(PRUNERS)}")
         try:
-            resolve_config(search.variant, **model)
+            resolve_config(search.variant, **probe.model_overrides(search.variant))
         except (UnknownVariantError, ConfigError) as exc:
             raise suite_key_error(path, text, "variant", str(exc)) from None
         _check_space(space, search.variant, train, path, text)

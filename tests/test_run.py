@@ -1,0 +1,57 @@
+"""`unet-bench run`: the whole pipeline end to end, and a killed run resumed without redoing
+finished work or duplicating rows."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+
+from bench.store import read_results
+from tests.conftest import REPO
+
+SUITE = Path(__file__).parent / "data" / "tiny-suite.toml"
+
+
+def run_cli(tmp_path: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "bench", "run", str(SUITE), "-o", str(tmp_path / "results"),
+            "--reports", str(tmp_path / "reports"), *extra]  # fmt: skip
+
+
+def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: Path) -> None:
+    proc = subprocess.Popen(run_cli(tmp_path), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 240
+    while not list((tmp_path / "results").glob("tiny-suite/*/rows-eval-*.csv")):
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "no stage finished in time"
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    run_dir = next((tmp_path / "results" / "tiny-suite").iterdir())
+    finished_before = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("rows-eval-*.csv")}
+    trials_before = len(optuna.load_study(study_name="tiny-suite-unet-original", storage=f"sqlite:///{run_dir / 'search' / 'study.db'}").trials)
+
+    resumed = subprocess.run(run_cli(tmp_path, "--resume"), cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "done before, skipped" in resumed.stderr
+    for name, mtime in finished_before.items():
+        assert (run_dir / name).stat().st_mtime_ns == mtime, f"{name} was redone"
+    study = optuna.load_study(study_name="tiny-suite-unet-original", storage=f"sqlite:///{run_dir / 'search' / 'study.db'}")
+    assert trials_before <= len(study.trials) <= 3, "finished trials are not run again"
+
+    frame = read_results(tmp_path / "results")
+    evals = frame[frame["stage"] == "eval"]
+    search = frame[frame["stage"] == "search"]
+    profile = frame[frame["stage"] == "profile"]
+    assert not evals.duplicated(subset=["variant", "seed", "metric"]).any(), "no duplicate eval rows"
+    assert not search.duplicated(subset=["trial", "metric", "extra"]).any(), "no duplicate search rows"
+    assert not profile.duplicated(subset=["variant", "metric"]).any(), "no duplicate profile rows"
+    assert sorted(evals.groupby(["variant", "seed"]).size().index.tolist()) == [
+        ("resunet", 0), ("resunet", 1), ("unet-original", 0), ("unet-original", 1)]
+    report = (tmp_path / "reports" / "tiny-suite" / "report.html").read_text()
+    assert "resunet" in report and "unet-original" in report
+    assert "variant" in resumed.stdout and "report:" in resumed.stdout
