@@ -230,11 +230,18 @@ def parse_synthetic(spec: str) -> dict[str, int] | None:
 
 
 def load_data(spec: str | Path) -> Dataset:
-    """``synthetic[:count=..,size=..,seed=..]`` or a folder (images/ + labels/, TIFF stacks, or
-    the Cell Tracking Challenge layout)."""
+    """``synthetic[:count=..,size=..,seed=..]``, a known data set by name (``isbi2012``), or a
+    folder (images/ + labels/, TIFF stacks, or the Cell Tracking Challenge layout)."""
     options = parse_synthetic(str(spec))
     if options is not None:
         return synthetic_em(**options)
+    from bench.fetch import DATASETS, find_dataset
+
+    if str(spec) in DATASETS:  # a known data set by name, e.g. "isbi2012"
+        found = find_dataset(str(spec))
+        if found is None:
+            raise DataError(f"data set {spec!r} is not on this machine; run `unet-bench data fetch {spec}`")
+        spec = found
     root = Path(spec).expanduser().resolve()  # the source recorded with results is absolute
     if not root.exists():
         raise DataError(f"{root}: no such data folder (use 'synthetic' for the built-in data)")

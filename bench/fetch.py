@@ -106,3 +106,14 @@ def fetch_dataset(name: str, dest: Path | None = None, url: str | None = None, l
     log(f"{name}: {fetched} fetched, {skipped} already present, all {len(manifest)} verified -> {dest}")
     log(f"licence: {dataset.licence}")
     return dest
+
+
+def find_dataset(name: str) -> Path | None:
+    """The training folder of a known data set if it is on this machine: $UNETBENCH_DATA/NAME,
+    the fetch default (~/.cache/unet-bench/data/NAME), or ../shared/data/NAME beside the
+    checkout. Never downloads: that is ``unet-bench data fetch``'s job."""
+    repo = Path(__file__).resolve().parents[1]
+    for root in (default_data_dir(name), repo.parent / "shared" / "data" / name):
+        if (root / "train").is_dir():
+            return root / "train"
+    return None

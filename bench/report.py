@@ -85,6 +85,13 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     report = Report(title or f"unetbench report: {suites}")
 
     quality = quality_table(frame)
+    prof = profile_table(frame)
+    overview = summary_table(quality, prof)
+    if not overview.empty:
+        report.sections.append(Section(
+            "Summary", "Held-out quality: mean over seeds [bootstrap 95 % CI]; runtime: best measured img/s and "
+            "the peak memory of that measurement, on the machine named under Environment.", overview,
+        ))  # fmt: skip
     if not quality.empty:
         wide = quality.pivot(index="variant", columns="metric", values="mean")
         text = "Mean over seeds with bootstrap 95 % confidence intervals (held-out images)."
@@ -113,7 +120,6 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
             ax.set_xlabel(f"delta {main} vs {baseline}")
             _save(fig, out_dir, "ablation", report)
 
-    prof = profile_table(frame)
     throughput = prof[prof["metric"].str.endswith("_throughput")]
     if not throughput.empty:
         report.sections.append(Section("Runtime", "Median step time as img/s; interval of the median from the profiler.",
@@ -157,6 +163,27 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     (out_dir / "report.md").write_text(to_markdown(report))
     (out_dir / "report.html").write_text(to_html(report))
     return report
+
+
+def summary_table(quality: pd.DataFrame, prof: pd.DataFrame) -> pd.DataFrame:
+    """One row per variant: headline quality with CIs next to throughput and memory."""
+    rows: dict[str, dict[str, Any]] = {}
+    for _, q in quality[quality["metric"].isin(["v_rand", "pixel_error"])].iterrows():
+        label = "V_rand" if q["metric"] == "v_rand" else "pixel error"
+        rows.setdefault(q["variant"], {"variant": q["variant"]})[label] = (
+            f"{q['mean']:.4f} [{q['ci_low']:.4f}, {q['ci_high']:.4f}]"
+        )
+        rows[q["variant"]]["seeds"] = int(q["n"])
+    throughput = prof[prof["metric"].str.endswith("_throughput")]
+    memory = prof[prof["metric"].str.contains("peak_memory")]
+    for variant, group in throughput.groupby("variant"):
+        best = group.loc[group["mean"].idxmax()]
+        entry = rows.setdefault(variant, {"variant": variant})
+        entry["img/s"] = round(float(best["mean"]), 2)
+        match = memory[(memory["variant"] == variant) & (memory["batch_size"] == best["batch_size"])]
+        if not match.empty:
+            entry["peak MiB"] = round(float(match["mean"].max()), 1)
+    return pd.DataFrame(list(rows.values()))
 
 
 def _with_ci(summary: pd.DataFrame) -> pd.DataFrame:

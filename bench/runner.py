@@ -88,7 +88,11 @@ def train_variant(
 
 def data_key(data_spec: str) -> str:
     """How a data set is named in checkpoints: 'synthetic' or the folder's absolute path."""
-    return data_spec if parse_synthetic(data_spec) is not None else str(Path(data_spec).expanduser().resolve())
+    from bench.fetch import DATASETS
+
+    if parse_synthetic(data_spec) is not None or data_spec in DATASETS:
+        return data_spec
+    return str(Path(data_spec).expanduser().resolve())
 
 
 def format_sections(indices: Sequence[int]) -> str:

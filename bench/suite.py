@@ -12,7 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from bench.config import TrainCfg, SuiteError, load_toml, suite_key_error, suite_path
+from bench.config import SuiteError, TrainCfg, load_toml, suite_key_error, suite_path
+from bench.fetch import DATASETS
 from variants import ConfigError, UnknownVariantError, get_variant, resolve_config
 
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
@@ -121,7 +122,7 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
         raise suite_key_error(path, text, sorted(bad)[0], "unknown key in [data]; allowed: source, val_sections, count, size, seed")
     if source == "synthetic" and data_section:
         source = "synthetic:" + ",".join(f"{k}={int(v)}" for k, v in sorted(data_section.items()))
-    elif source != "synthetic" and not Path(source).is_absolute():
+    elif source != "synthetic" and source not in DATASETS and not Path(source).is_absolute():
         # a relative folder is relative to the suite file, never to the working directory
         source = str((path.parent / source).resolve())
     try:

@@ -71,9 +71,13 @@ def test_report_tables_figures_and_escaping(tmp_path: Path) -> None:
     markdown = (tmp_path / "golden" / "report.md").read_text()
     page = (tmp_path / "golden" / "report.html").read_text()
     titles = [s.title for s in report.sections]
-    assert titles[:2] == ["Quality per variant", "Ablation deltas against unet-original"]
+    assert titles[:3] == ["Summary", "Quality per variant", "Ablation deltas against unet-original"]
+    overview = report.sections[0].table.set_index("variant")
+    assert overview.loc["unet-gelu", "V_rand"].startswith("0.8400 [")
+    assert overview.loc["unet-gelu", "img/s"] == pytest.approx(24.0)  # best of batch 1, 2, 4
+    assert overview.loc["unet-gelu", "peak MiB"] == pytest.approx(950.0 * 4)
     assert "Runtime" in titles and "Quality vs throughput (Pareto front)" in titles
-    quality = report.sections[0].table
+    quality = report.sections[1].table
     row = quality[(quality["variant"] == "unet-gelu") & (quality["metric"] == "v_rand")].iloc[0]
     assert row["mean"] == pytest.approx(0.84)
     pareto = next(s.table for s in report.sections if s.title.startswith("Quality vs throughput")).set_index("variant")
