@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -148,6 +149,30 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
             for _, row in front.iterrows():
                 ax.annotate(row["variant"], (row["img/s"], row["quality"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
             _save(fig, out_dir, "pareto", report)
+
+    search = frame[frame["stage"] == "search"]
+    history = search[search["metric"].isin(QUALITY_METRICS) & (search["trial"] >= 0)]
+    if not history.empty:
+        objective = "v_rand" if (history["metric"] == "v_rand").any() else history["metric"].iloc[0]
+        trials = history[history["metric"] == objective].groupby("trial")["value"].mean().sort_index()
+        higher = objective in HIGHER_IS_BETTER
+        best = trials.cummax() if higher else trials.cummin()
+        fig, ax = plt.subplots(figsize=(7, 3.5))
+        ax.plot(trials.index, trials.values, "o", label="finished trial")
+        ax.step(best.index, best.values, where="post", label="best so far")
+        ax.set_xlabel("trial")
+        ax.set_ylabel(objective)
+        ax.legend()
+        _save(fig, out_dir, "search_history", report)
+        importances = search[search["metric"] == "param_importance"].copy()
+        table = None
+        if not importances.empty:
+            importances["parameter"] = importances["extra"].map(lambda e: json.loads(e).get("param"))
+            table = importances[["parameter", "value"]].rename(columns={"value": "importance"}).round(4)
+        report.sections.append(Section(
+            "Search", f"{objective} of each finished Optuna trial (pruned trials stop early and have no final "
+            "value) and parameter importances (fANOVA).", table, "search_history",
+        ))  # fmt: skip
 
     if (frame["dataset"].str.contains("isbi", case=False)).any():
         table1 = pd.DataFrame(reference.ISBI2012_TABLE1, columns=["group", "warping error", "Rand error", "pixel error"])

@@ -12,6 +12,8 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+
+import torch
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
@@ -56,6 +58,11 @@ def run_suite(
     if run_dir is None:
         run_dir = results / suite.name / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True, exist_ok=True)
+    scaled = suite.cpu_train is not None and not torch.cuda.is_available()
+    if scaled:
+        suite = replace(suite, train=suite.cpu_train)
+        log(f"no GPU: running the suite's scaled-down [cpu] schedule ({suite.train.epochs} epochs x "
+            f"{suite.train.steps_per_epoch} steps), not the full one")  # fmt: skip
     writer = ResultWriter(run_dir)
     started = time.perf_counter()
     log(f"run {run_dir} ({suite.name}: {len(suite.variants)} variants)")
@@ -68,6 +75,7 @@ def run_suite(
         study = run_search(suite, run_dir / "search", storage)
         model_best, train_best = split_params(study.best_trial.params)
         log(f"[1/4 search] best {suite.search.objective} {study.best_value:.4f} with {study.best_trial.params}")
+        writer.append(importance_rows(study, suite, run_dir.name), name="search-importances")
 
     # 2. + 3. retrain every variant with the best settings and several seeds; held-out scores
     cfg = suite.train.with_overrides(train_best, owner="best trial")
@@ -108,9 +116,27 @@ def run_suite(
     from bench.report import build_report
 
     report_dir = reports / suite.name
-    build_report(run_dir, report_dir, title=f"unetbench: {suite.name} suite")
+    title = f"unetbench: {suite.name} suite" + (" (CPU: scaled-down schedule)" if scaled else "")
+    build_report(run_dir, report_dir, title=title)
     log(f"[4/4 report] {report_dir / 'report.html'} ({format_duration(time.perf_counter() - started)} in all)")
     return SuiteRun(run_dir, report_dir, summary_rows(run_dir))
+
+
+def importance_rows(study: "optuna.Study", suite: SuiteCfg, run_id: str) -> list[ResultRow]:
+    """Parameter importances of the study (Optuna's default evaluator, fANOVA) as rows, so reports
+    need no access to the study's storage. Empty when too few trials finished to tell."""
+    import optuna
+
+    try:
+        importances = optuna.importance.get_param_importances(study)
+    except (RuntimeError, ValueError):
+        return []
+    return [
+        ResultRow(run_id=run_id, suite=suite.name, variant=suite.search.variant, config_hash="", seed=0,  # type: ignore[union-attr]
+                  stage="search", metric="param_importance", value=float(value), extra=make_extra(param=name),
+                  n=len(study.trials), **_identity())  # fmt: skip
+        for name, value in importances.items()
+    ]
 
 
 def _identity() -> dict[str, str]:

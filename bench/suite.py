@@ -18,7 +18,7 @@ from variants import ConfigError, UnknownVariantError, get_variant, resolve_conf
 
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
 PRUNERS = ("median", "hyperband", "sha", "none")
-SECTIONS = {"suite", "data", "train", "model", "variants", "search"}
+SECTIONS = {"suite", "data", "train", "cpu", "model", "variants", "search"}
 
 
 @dataclass(frozen=True)
@@ -57,6 +57,7 @@ class SuiteCfg:
     variants: tuple[str, ...] = ()
     seeds: int = 2
     search: SearchCfg | None = None
+    cpu_train: TrainCfg | None = None  # [cpu]: the scaled-down schedule used without a GPU
 
     def model_overrides(self, variant: str) -> dict[str, Any]:
         """[model] overrides for ``variant``. ``width_scale`` scales the variant's own base
@@ -130,6 +131,13 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
     except (ConfigError, ValueError) as exc:
         key = str(exc).split("'")[1] if "'" in str(exc) else "train"
         raise suite_key_error(path, text, key, str(exc)) from None
+    cpu_train = None
+    if "cpu" in data:
+        try:
+            cpu_train = train.with_overrides(data["cpu"], owner="[cpu]")
+        except (ConfigError, ValueError) as exc:
+            key = str(exc).split("'")[1] if "'" in str(exc) else "cpu"
+            raise suite_key_error(path, text, key, str(exc)) from None
     model = dict(data.get("model", {}))
     variants_section = data.get("variants", {})
     names = tuple(variants_section.get("names", ()))
@@ -160,5 +168,5 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
     return SuiteCfg(
         name=str(head.get("name", path.stem)), path=path, data=source,
         val_sections=val_sections, train=train, model=model, variants=names,
-        seeds=int(variants_section.get("seeds", 2)), search=search,
+        seeds=int(variants_section.get("seeds", 2)), search=search, cpu_train=cpu_train,
     )  # fmt: skip

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import optuna
+import torch
 
 from bench.store import read_results
 from tests.conftest import REPO
@@ -54,4 +55,9 @@ def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: P
         ("resunet", 0), ("resunet", 1), ("unet-original", 0), ("unet-original", 1)]
     report = (tmp_path / "reports" / "tiny-suite" / "report.html").read_text()
     assert "resunet" in report and "unet-original" in report
+    assert "<h2>Search</h2>" in report and (tmp_path / "reports" / "tiny-suite" / "fig" / "search_history.png").exists()
+    assert (frame["metric"] == "param_importance").sum() == 2, "importance of lr and model.dropout"
     assert "variant" in resumed.stdout and "report:" in resumed.stdout
+    if not torch.cuda.is_available():  # the suite's [cpu] schedule ran, and both say so
+        assert "scaled-down [cpu] schedule (2 epochs" in resumed.stderr
+        assert "CPU: scaled-down schedule" in report

@@ -42,3 +42,12 @@ def test_profile_suites_validate() -> None:
 def test_isbi2012_by_name_finds_the_shared_copy() -> None:
     data = load_data("isbi2012")
     assert len(data) == 30 and data.source.endswith("isbi2012/train")
+
+
+def test_paper_suite_is_the_papers_recipe_with_a_cpu_schedule() -> None:
+    suite = load_suite("paper")
+    assert suite.variants == ("unet-original",) and suite.data == "isbi2012"
+    t = suite.train
+    assert (t.optimizer, t.momentum, t.batch_size, t.tile, t.loss, t.w0, t.sigma) == ("sgd", 0.99, 1, 572, "weighted_ce", 10.0, 5.0)
+    assert (t.augment.elastic_sigma, t.augment.elastic_points) == (10.0, 3)
+    assert suite.cpu_train is not None and suite.cpu_train.epochs * suite.cpu_train.steps_per_epoch < t.epochs * t.steps_per_epoch
