@@ -7,13 +7,14 @@ renamed into place: a run killed mid-write leaves the previous checkpoint intact
 
 from __future__ import annotations
 
-import os
+import io
 import pickle
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from bench.atomic import atomic_write_bytes
 
 
 class UnsafeCheckpointError(ValueError):
@@ -21,17 +22,9 @@ class UnsafeCheckpointError(ValueError):
 
 
 def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            torch.save(state, handle)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    torch.save(state, buffer)
+    atomic_write_bytes(path, buffer.getvalue())
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:

@@ -211,7 +211,8 @@ def optimize(study: optuna.Study, suite: SuiteCfg, run_dir: Path) -> None:
     study.optimize(Objective(suite, run_dir), n_trials=remaining, callbacks=callbacks)
 
 
-def _worker(url: str, study_name: str, suite: SuiteCfg, run_dir: Path) -> None:
+def _worker(url: str, study_name: str, suite: SuiteCfg, run_dir: Path, threads: int) -> None:
+    torch.set_num_threads(threads)  # workers share the machine's cores instead of fighting over them
     storage = open_storage(url)
     study = optuna.load_study(study_name=study_name, storage=storage, sampler=make_sampler(suite.search), pruner=make_pruner(suite.search))  # type: ignore[arg-type]
     optimize(study, suite, run_dir)
@@ -235,7 +236,8 @@ def run_search(suite: SuiteCfg, run_dir: Path, storage_url: str | None = None, s
         optimize(study, suite, run_dir)
     else:
         context = multiprocessing.get_context("spawn")
-        procs = [context.Process(target=_worker, args=(url, name, suite, run_dir)) for _ in range(workers)]
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        procs = [context.Process(target=_worker, args=(url, name, suite, run_dir, threads)) for _ in range(workers)]
         for proc in procs:
             proc.start()
         for proc in procs:

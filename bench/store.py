@@ -14,13 +14,13 @@ import csv
 import io
 import os
 import socket
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Iterable
 
 import pandas as pd
 
+from bench.atomic import atomic_write_bytes
 from bench.schema import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, SCHEMA_VERSION, ResultRow, row_values
 
 PART_GLOB = "rows-*.csv"
@@ -56,17 +56,7 @@ class ResultWriter:
         data = buffer.getvalue().encode()
         self.sequence += 1
         final = self.run_dir / (f"rows-{name}.csv" if name else f"rows-{self.writer_id}-{self.sequence:06d}.csv")
-        fd, tmp = tempfile.mkstemp(dir=self.run_dir, prefix=".rows-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, final)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        return final
+        return atomic_write_bytes(final, data)
 
 
 def _read_part(path: Path) -> pd.DataFrame:
