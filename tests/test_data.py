@@ -125,3 +125,16 @@ def test_splits() -> None:
         data.split_by_index(ds, [9])
     folds = [data.kfold_indices(10, 3, f) for f in range(3)]
     assert sorted(sum(folds, [])) == list(range(10)) and folds[0] == [0, 1, 2]
+
+
+def test_nan_images_are_refused_and_constant_images_kept(tmp_path: Path) -> None:
+    write_folder(tmp_path, n=2)
+    bad = np.full((32, 32), 0.5, np.float32)
+    bad[3, 3] = np.nan
+    tifffile.imwrite(tmp_path / "images" / "00.tif", bad)
+    (tmp_path / "images" / "00.png").unlink()
+    with pytest.raises(data.DataError, match=r"images/00\.tif: image holds NaN or infinite values"):
+        data.load_data(tmp_path)
+    tifffile.imwrite(tmp_path / "images" / "00.tif", np.full((32, 32), 7.0, np.float32))
+    constant = data.load_data(tmp_path).samples[0].image
+    assert constant.shape == (32, 32) and np.all(constant == 0)
