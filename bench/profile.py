@@ -226,11 +226,18 @@ class RssPeak:
     def __enter__(self) -> "RssPeak":
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")
+        self.start = _status_mib("VmRSS")
         self.peak = 0.0
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.peak = _status_mib("VmHWM")
+
+    @property
+    def increase(self) -> float:
+        """How far above the resident memory at entry the measurement went: what the model and
+        its activations needed, without what the process held before (e.g. after training)."""
+        return max(0.0, self.peak - self.start)
 
 
 @contextlib.contextmanager
@@ -366,7 +373,7 @@ def measure(cfg: ProfileCfg) -> Measurement:
             "reserved": torch.cuda.max_memory_reserved(device) / 2**20,
         }
     else:
-        memory = {"rss": rss.peak}
+        memory = {"rss": rss.peak, "rss_increase": rss.increase}
     del model, x
     gc.collect()
     return Measurement(**base, params=params, step_seconds=times, flops_per_step=flops, peak_memory_mib=memory)

@@ -130,7 +130,7 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
         ax.set_xscale("log", base=2)
         ax.set_ylabel("img/s")
         _save(fig, out_dir, "throughput_vs_batch", report)
-        memory = prof[prof["metric"].str.contains("peak_memory")]
+        memory = memory_rows(prof)
         if not memory.empty:
             fig, ax = plt.subplots(figsize=(7, 4))
             sns.lineplot(data=memory, x="batch_size", y="mean", hue="variant", marker="o", ax=ax)
@@ -190,6 +190,16 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     return report
 
 
+def memory_rows(prof: pd.DataFrame) -> pd.DataFrame:
+    """The memory the measured model needed: CUDA allocated, or on a CPU the rise of resident
+    memory during the measurement (the process's earlier footprint says nothing about the model)."""
+    for suffix in ("peak_memory_allocated", "peak_memory_rss_increase", "peak_memory_rss"):
+        rows = prof[prof["metric"].str.endswith(suffix)]
+        if not rows.empty:
+            return rows
+    return prof.iloc[0:0]
+
+
 def summary_table(quality: pd.DataFrame, prof: pd.DataFrame) -> pd.DataFrame:
     """One row per variant: headline quality with CIs next to throughput and memory."""
     rows: dict[str, dict[str, Any]] = {}
@@ -200,7 +210,7 @@ def summary_table(quality: pd.DataFrame, prof: pd.DataFrame) -> pd.DataFrame:
         )
         rows[q["variant"]]["seeds"] = int(q["n"])
     throughput = prof[prof["metric"].str.endswith("_throughput")]
-    memory = prof[prof["metric"].str.contains("peak_memory")]
+    memory = memory_rows(prof)
     for variant, group in throughput.groupby("variant"):
         best = group.loc[group["mean"].idxmax()]
         entry = rows.setdefault(variant, {"variant": variant})

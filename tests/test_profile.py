@@ -48,7 +48,7 @@ def test_measure_infer_and_train_on_cpu() -> None:
         assert values["throughput_mpix"][0] == pytest.approx(thr * 4**2 / 1e6)
         assert values["latency_p50"][0] <= values["latency_p90"][0] <= values["latency_p99"][0]
         assert values["params"][0] == 1_940_834
-        assert values["peak_memory_rss"][0] > 0
+        assert values["peak_memory_rss"][0] > 0 and 0 <= values["peak_memory_rss_increase"][0] < values["peak_memory_rss"][0]
         assert "mfu" not in values, "no peak is known for a CPU: MFU stays empty"
         rows = m.rows("run-x")
         assert {r.metric for r in rows} >= {f"{mode}_throughput", f"{mode}_latency_p99", f"{mode}_peak_memory_rss"}

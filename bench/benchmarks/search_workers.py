@@ -5,7 +5,7 @@ given --storage URL with fresh study names): once with one worker, once with two
 finished trials per minute for each and their ratio. Workers split the machine's cores, so
 on a small CPU the ratio shows what parallel trials buy beyond intra-op threading.
 
-    python -m bench.benchmarks.search_workers [--suite tests/data/tiny-search.toml] [--storage URL]
+    python -m bench.benchmarks.search_workers [--suite quick] [--trials 6] [--storage URL]
 """
 
 from __future__ import annotations
@@ -23,13 +23,12 @@ import optuna
 from bench.search import FINISHED, run_search
 from bench.suite import load_suite
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--suite", default=str(REPO / "tests" / "data" / "tiny-search.toml"))
-    parser.add_argument("--trials", type=int, default=8)
+    parser.add_argument("--suite", default="quick", help="a suite with a [search] table (default quick)")
+    parser.add_argument("--trials", type=int, default=6)
     parser.add_argument("--storage", help="SQLAlchemy URL (default: SQLite files in a temporary folder)")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
