@@ -238,6 +238,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_ingest(args: argparse.Namespace) -> int:
+    from bench.ingest import benchmark_rows
+    from bench.store import ResultWriter
+
+    rows = benchmark_rows(Path(args.json_file))
+    path = ResultWriter(Path(args.results) / rows[0].run_id).append(rows) if rows else None
+    print(f"{len(rows)} rows from {args.json_file} -> {path}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="unet-bench", description="Benchmark, ablate and profile U-Net segmentation networks."
@@ -325,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run_b")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("ingest", help="store pytest-benchmark JSON (bench/benchmarks/test_micro.py) as result rows")
+    p.add_argument("json_file")
+    p.add_argument("--results", default="results/micro", help="results root (default results/micro)")
+    p.set_defaults(func=cmd_ingest)
 
     p = sub.add_parser("data", help="data sets: fetch (with SHA-256 checks)")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")

@@ -1,0 +1,31 @@
+"""The micro-benchmarks run under pytest-benchmark and their JSON lands in the result store."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from bench.store import read_results
+from tests.conftest import REPO
+
+
+def test_micro_benchmarks_run_and_are_ingested(tmp_path: Path) -> None:
+    out = tmp_path / "micro.json"
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "bench/benchmarks/test_micro.py",
+         "-k", "unet-original or elastic or v_rand", "--benchmark-min-rounds=2", "--benchmark-max-time=0.05",
+         "--benchmark-warmup=off", f"--benchmark-json={out}"],
+        cwd=REPO, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    names = {b["name"] for b in json.loads(out.read_text())["benchmarks"]}
+    assert len(names) == 4
+    ingest = subprocess.run([sys.executable, "-m", "bench", "ingest", str(out), "--results", str(tmp_path / "results")],
+                            cwd=REPO, capture_output=True, text=True, timeout=120)  # fmt: skip
+    assert ingest.returncode == 0, ingest.stderr
+    rows = read_results(tmp_path / "results")
+    assert len(rows) == 4 and (rows["unit"] == "ms").all() and (rows["value"] > 0).all()
+    assert {"micro_model_step_forward", "micro_model_step_forward_backward", "micro_elastic_deformation_572",
+            "micro_v_rand_512"} == set(rows["metric"])  # fmt: skip
