@@ -11,7 +11,7 @@ from typing import Sequence
 
 from bench.console import format_table
 from bench.fetch import FetchError
-from bench.search import StorageError
+from bench.errors import StorageError
 from bench.train import NonFiniteLossError
 
 # Errors a user can cause and fix; they print as one line, never a traceback.

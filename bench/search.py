@@ -24,6 +24,7 @@ import torch
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says it shorter
 
 from bench.data import load_data, parse_indices, split_by_index
+from bench.errors import StorageError
 from bench.metrics import HIGHER_IS_BETTER
 from bench.runner import default_val_sections, format_sections
 from bench.schema import ResultRow, config_hash, make_extra
@@ -37,10 +38,6 @@ import os
 # A worker that stops sending heartbeats for GRACE_S is considered dead and its trial retried.
 HEARTBEAT_S = int(os.environ.get("UNETBENCH_HEARTBEAT_S", "5"))
 GRACE_S = int(os.environ.get("UNETBENCH_HEARTBEAT_GRACE_S", "20"))
-
-
-class StorageError(RuntimeError):
-    """A storage URL that cannot be used; the message never shows the password."""
 
 
 def mask_url(url: str) -> str:
