@@ -200,7 +200,9 @@ def optimize(study: optuna.Study, suite: SuiteCfg, run_dir: Path) -> None:
     total = suite.search.trials  # type: ignore[union-attr]
     # a trial whose worker died still shows RUNNING until its heartbeat is found stale: fail
     # (and so re-queue) such trials first, or they would be counted as in progress
-    optuna.storages.fail_stale_trials(study)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        optuna.storages.fail_stale_trials(study)
     remaining = remaining_trials(study, total)
     if remaining <= 0:
         return
