@@ -60,20 +60,13 @@ def parse_assignments(items: Sequence[str]) -> dict[str, object]:
     return parsed
 
 
-def split_overrides(assignments: dict[str, object]) -> tuple[dict[str, object], dict[str, object]]:
-    """``model.x=..`` goes to the variant, everything else to the training config."""
-    model = {k.removeprefix("model."): v for k, v in assignments.items() if k.startswith("model.")}
-    train = {k.removeprefix("train."): v for k, v in assignments.items() if not k.startswith("model.")}
-    return model, train
-
-
 def cmd_train(args: argparse.Namespace) -> int:
-    from bench.config import RECIPES
+    from bench.config import RECIPES, split_settings
     from bench.data import parse_indices
     from bench.progress import EpochPrinter
     from bench.runner import format_metrics, train_variant
 
-    model_overrides, train_overrides = split_overrides(parse_assignments(args.set))
+    model_overrides, train_overrides = split_settings(parse_assignments(args.set))
     if args.epochs is not None:
         train_overrides["epochs"] = args.epochs
     if args.minutes is not None:

@@ -69,6 +69,14 @@ class TrainCfg:
         return cls().with_overrides(values)
 
 
+def split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """``model.x`` keys go to the variant, everything else (``train.`` optional) to ``TrainCfg``:
+    the one naming rule of --set, search spaces and best-trial parameters."""
+    model = {k.removeprefix("model."): v for k, v in settings.items() if k.startswith("model.")}
+    train = {k.removeprefix("train."): v for k, v in settings.items() if not k.startswith("model.")}
+    return model, train
+
+
 # Named starting points for ``unet-bench train --recipe``; --set changes single fields on top.
 RECIPES: dict[str, TrainCfg] = {
     # Ronneberger et al. 2015: SGD with momentum 0.99, one 572x572 tile per step, weighted CE.

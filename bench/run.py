@@ -22,7 +22,8 @@ from bench.profile import ProfileCfg, measure
 from bench.progress import format_duration
 from bench.runner import train_variant
 from bench.schema import ResultRow, config_hash, make_extra
-from bench.search import run_search, split_params
+from bench.config import split_settings
+from bench.search import run_search
 from bench.store import ResultWriter, read_results, stage_done
 from bench.suite import SuiteCfg
 from bench.data import parse_indices
@@ -73,7 +74,7 @@ def run_suite(
     if suite.search is not None:
         log(f"[1/4 search] {suite.search.trials} trials of {suite.search.variant}, {suite.search.pruner} pruning")
         study = run_search(suite, run_dir / "search", storage)
-        model_best, train_best = split_params(study.best_trial.params)
+        model_best, train_best = split_settings(study.best_trial.params)
         log(f"[1/4 search] best {suite.search.objective} {study.best_value:.4f} with {study.best_trial.params}")
         writer.append(importance_rows(study, suite, run_dir.name), name="search-importances")
 

@@ -23,6 +23,7 @@ import torch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says it shorter
 
+from bench.config import split_settings
 from bench.data import load_data, parse_indices, split_by_index
 from bench.errors import StorageError
 from bench.metrics import HIGHER_IS_BETTER
@@ -107,12 +108,6 @@ def suggest(trial: optuna.Trial, cfg: SearchCfg) -> dict[str, Any]:
     return values
 
 
-def split_params(params: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
-    model = {k.removeprefix("model."): v for k, v in params.items() if k.startswith("model.")}
-    train = {k.removeprefix("train."): v for k, v in params.items() if not k.startswith("model.")}
-    return model, train
-
-
 @dataclass
 class Objective:
     """Picklable, so worker processes can run it."""
@@ -124,7 +119,7 @@ class Objective:
         search = self.suite.search
         assert search is not None
         params = suggest(trial, search)
-        model_params, train_params = split_params(params)
+        model_params, train_params = split_settings(params)
         overrides = {**self.suite.model_overrides(search.variant), **model_params}
         config = resolve_config(search.variant, **overrides)
         cfg = self.suite.train.with_overrides({**train_params, "seed": search.seed}, owner=f"trial {trial.number}")
@@ -140,12 +135,13 @@ class Objective:
             dataset=data.source, split=format_sections(val),
         )  # fmt: skip
         started = time.perf_counter()
+        rows: list[ResultRow] = []  # written once, when the trial ends: a killed trial leaves none
 
         def report(state: EpochState) -> None:
             value = state.metrics[search.objective]
             trial.report(value, state.epoch)
-            writer.append([ResultRow(metric=f"epoch_{search.objective}", value=value, n=state.epoch + 1,
-                                     extra=make_extra(epoch=state.epoch, params=params), **base)])  # fmt: skip
+            rows.append(ResultRow(metric=f"epoch_{search.objective}", value=value, n=state.epoch + 1,
+                                  extra=make_extra(epoch=state.epoch, params=params), **base))  # fmt: skip
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {state.epoch}")
 
@@ -160,10 +156,12 @@ class Objective:
             raise
         finally:
             extra = make_extra(params=params, state=state)
-            writer.append([ResultRow(metric="wall_time", value=time.perf_counter() - started, unit="s", extra=extra, **base)])
+            rows.append(ResultRow(metric="wall_time", value=time.perf_counter() - started, unit="s", extra=extra, **base))
+            if state != "complete":
+                writer.append(rows)
         best = result.best_metrics
-        writer.append([ResultRow(metric=k, value=float(v), extra=make_extra(params=params, state=state), **base)
-                       for k, v in best.items()])  # fmt: skip
+        rows += [ResultRow(metric=k, value=float(v), extra=extra, **base) for k, v in best.items()]
+        writer.append(rows)
         return float(best[search.objective])
 
 
