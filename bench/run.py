@@ -12,11 +12,12 @@ from __future__ import annotations
 import sys
 import time
 import uuid
-
-import torch
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
+
+import optuna
+import torch
 
 from bench.profile import ProfileCfg, measure
 from bench.progress import format_duration
@@ -123,11 +124,9 @@ def run_suite(
     return SuiteRun(run_dir, report_dir, summary_rows(run_dir))
 
 
-def importance_rows(study: "optuna.Study", suite: SuiteCfg, run_id: str) -> list[ResultRow]:
+def importance_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[ResultRow]:
     """Parameter importances of the study (Optuna's default evaluator, fANOVA) as rows, so reports
     need no access to the study's storage. Empty when too few trials finished to tell."""
-    import optuna
-
     try:
         importances = optuna.importance.get_param_importances(study)
     except (RuntimeError, ValueError):

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 import pytest
 import torch
@@ -45,15 +43,13 @@ def test_weight_map_peaks_in_the_gap_between_cells() -> None:
     assert weights[24, 31] > weights[24, 2] + 7
 
 
-def test_weight_map_of_a_real_isbi_label_is_fast_and_sane() -> None:
+def test_weight_map_of_a_real_isbi_label_is_sane() -> None:
+    """Its speed is measured in bench/benchmarks/test_micro.py, not asserted here."""
     mask = np.asarray(Image.open(SHARED_DATA / "isbi2012/train/labels/00.png")) > 0
-    start = time.perf_counter()
     weights = losses.weight_map_for_mask(mask)
-    elapsed = time.perf_counter() - start
     assert weights.shape == mask.shape and np.isfinite(weights).all()
     assert weights[~mask].mean() > weights[mask].mean()  # membranes carry the weight
     assert weights.max() <= 10 + weights.min() * 10  # w0 bounds the border term
-    assert elapsed < 30, "a weight map must not take minutes (it is cached per image anyway)"
 
 
 def test_weighted_cross_entropy_weights_pixels() -> None:

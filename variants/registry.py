@@ -20,7 +20,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from variants.overrides import ConfigError, apply_overrides, near_matches
+from variants.overrides import apply_overrides, near_matches
 
 
 @runtime_checkable

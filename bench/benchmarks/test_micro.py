@@ -1,5 +1,5 @@
 """pytest-benchmark micro-benchmarks: forward and forward + backward per family at a small size,
-the elastic deformation, and the metrics. Not part of the test suite (collected only when this
+the elastic deformation, the border weight map and the metrics. Not part of the test suite (collected only when this
 folder is named):
 
     pytest bench/benchmarks/test_micro.py --benchmark-json micro.json
@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from bench.augment import AugmentCfg, augment_batch
+from bench.losses import weight_map_for_mask
 from bench.metrics import rand_scores, label_cells, warping_error
 from variants import resolve_config
 
@@ -81,6 +82,12 @@ def test_v_rand_512(benchmark) -> None:
     pred, truth = _masks()
     benchmark.extra_info.update(input_size=512)
     benchmark(lambda: rand_scores(label_cells(pred), label_cells(truth)))
+
+
+def test_weight_map_512(benchmark) -> None:
+    _, truth = _masks()
+    benchmark.extra_info.update(input_size=512)
+    benchmark(lambda: weight_map_for_mask(truth))
 
 
 def test_warping_error_512(benchmark) -> None:
