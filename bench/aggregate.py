@@ -74,8 +74,13 @@ def ablation_deltas(frame: pd.DataFrame, baseline: str, metric: str, pair_on: st
     return pd.DataFrame(out)
 
 
-def pareto_front(table: pd.DataFrame, quality: str, cost: str, higher_quality_is_better: bool = True,
-                 higher_cost_is_better: bool = False) -> pd.Series:
+def pareto_front(
+    table: pd.DataFrame,
+    quality: str,
+    cost: str,
+    higher_quality_is_better: bool = True,
+    higher_cost_is_better: bool = False,
+) -> pd.Series:
     """Boolean mask of rows no other row beats on both ``quality`` and ``cost``."""
     q = table[quality].to_numpy(dtype=float) * (1 if higher_quality_is_better else -1)
     c = table[cost].to_numpy(dtype=float) * (1 if higher_cost_is_better else -1)

@@ -28,9 +28,7 @@ class AugmentCfg:
     elastic_points: int = 3  # the coarse grid is points x points
     dihedral: bool = True  # random 90-degree rotations and flips
     max_shift: float = 0.0  # px, uniform random translation
-    grey: float = (
-        0.1  # contrast factor in [1-grey, 1+grey], brightness offset in [-grey, grey]
-    )
+    grey: float = 0.1  # contrast factor in [1-grey, 1+grey], brightness offset in [-grey, grey]
     interpolation: Literal["bilinear", "bicubic"] = "bilinear"  # for the image
 
 
@@ -61,10 +59,7 @@ def random_displacements(
 ) -> torch.Tensor:
     """(B, 2, P, P) control displacements in pixels (x then y): Gaussian with std ``sigma``,
     plus a per-sample shift (bicubic weights sum to one, so a constant stays constant)."""
-    coarse = (
-        torch.randn(batch, 2, points, points, generator=generator, device=device)
-        * sigma
-    )
+    coarse = torch.randn(batch, 2, points, points, generator=generator, device=device) * sigma
     return coarse if shift is None else coarse + shift[:, :, None, None]
 
 
@@ -80,9 +75,7 @@ def mirror_margin(coarse: torch.Tensor, height: int, width: int) -> int:
     return margin if margin < min(height, width) else 0
 
 
-def displacement_grid(
-    coarse: torch.Tensor, height: int, width: int, margin: int = 0
-) -> torch.Tensor:
+def displacement_grid(coarse: torch.Tensor, height: int, width: int, margin: int = 0) -> torch.Tensor:
     """The ``grid_sample`` grid (B, H, W, 2) that moves output pixel p to p + displacement(p),
     in the coordinates of the image mirror-padded by ``margin`` (align_corners=True).
 
@@ -93,58 +86,34 @@ def displacement_grid(
     batch, channels, points, _ = coarse.shape
     device, dtype = coarse.device, coarse.dtype
     # pixel i of the padded frame sits at -1 + 2 i / (n + 2 margin - 1)
-    scale_x, scale_y = (
-        2.0 / max(width + 2 * margin - 1, 1),
-        2.0 / max(height + 2 * margin - 1, 1),
-    )
+    scale_x, scale_y = (2.0 / max(width + 2 * margin - 1, 1), 2.0 / max(height + 2 * margin - 1, 1))
     wx = _bicubic_weights(points, width).to(device=device, dtype=dtype)
     wy = _bicubic_weights(points, height).to(device=device, dtype=dtype)
-    scaled = (
-        coarse
-        * torch.tensor([scale_x, scale_y], device=device, dtype=dtype)[
-            None, :, None, None
-        ]
-    )
-    along_x = torch.empty(
-        batch, points + 2, width, channels, device=device, dtype=dtype
-    )
+    scaled = coarse * torch.tensor([scale_x, scale_y], device=device, dtype=dtype)[None, :, None, None]
+    along_x = torch.empty(batch, points + 2, width, channels, device=device, dtype=dtype)
     along_x[:, :points] = torch.einsum("bcij,xj->bixc", scaled, wx)
-    along_x[:, points, :, 0] = (
-        torch.arange(width, device=device, dtype=dtype) + margin
-    ) * scale_x - 1
+    along_x[:, points, :, 0] = (torch.arange(width, device=device, dtype=dtype) + margin) * scale_x - 1
     along_x[:, points, :, 1] = 0
     along_x[:, points + 1, :, 0] = 0
     along_x[:, points + 1, :, 1] = 1
     ramp_y = (torch.arange(height, device=device, dtype=dtype) + margin) * scale_y - 1
-    wy_ramps = torch.cat(
-        [wy, torch.ones(height, 1, device=device, dtype=dtype), ramp_y[:, None]], dim=1
-    )
+    wy_ramps = torch.cat([wy, torch.ones(height, 1, device=device, dtype=dtype), ramp_y[:, None]], dim=1)
     grid = torch.matmul(wy_ramps, along_x.view(batch, points + 2, width * channels))
     return grid.view(batch, height, width, channels)
 
 
-def _warp(
-    tensor: torch.Tensor, grid: torch.Tensor, mode: str, margin: int
-) -> torch.Tensor:
+def _warp(tensor: torch.Tensor, grid: torch.Tensor, mode: str, margin: int) -> torch.Tensor:
     """Sample (B, C, H, W) at ``grid`` with mirrored borders. With a margin the mirror is padded
     once, so grid_sample never leaves the image and skips its per-tap reflection (a third of a
     bicubic sample's cost on a CPU); the result is the same."""
     if margin:
         padded = F.pad(tensor, (margin,) * 4, mode="reflect")
-        return F.grid_sample(
-            padded, grid, mode=mode, padding_mode="zeros", align_corners=True
-        )
-    return F.grid_sample(
-        tensor, grid, mode=mode, padding_mode="reflection", align_corners=True
-    )
+        return F.grid_sample(padded, grid, mode=mode, padding_mode="zeros", align_corners=True)
+    return F.grid_sample(tensor, grid, mode=mode, padding_mode="reflection", align_corners=True)
 
 
 def elastic_warp(
-    images: torch.Tensor,
-    labels: torch.Tensor,
-    weights: torch.Tensor | None,
-    coarse: torch.Tensor,
-    interpolation: str,
+    images: torch.Tensor, labels: torch.Tensor, weights: torch.Tensor | None, coarse: torch.Tensor, interpolation: str
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """Move image (bilinear or bicubic), labels (nearest) and weights (bilinear) by the dense
     field of ``coarse`` (B, 2, P, P) pixel displacements.
@@ -163,22 +132,14 @@ def elastic_warp(
         grid = displacement_grid(coarse[part], height, width, margin).to(images.dtype)
         out_images[part] = _warp(images[part], grid, interpolation, margin)
         # nearest sampling copies label values exactly, so the cast back loses nothing
-        float_labels = (
-            labels[part] if labels.is_floating_point() else labels[part].to(grid.dtype)
-        )
-        out_labels[part] = _warp(float_labels[:, None], grid, "nearest", margin)[
-            :, 0
-        ].to(labels.dtype)
+        float_labels = labels[part] if labels.is_floating_point() else labels[part].to(grid.dtype)
+        out_labels[part] = _warp(float_labels[:, None], grid, "nearest", margin)[:, 0].to(labels.dtype)
         if weights is not None:
-            out_weights[part] = _warp(weights[part][:, None], grid, "bilinear", margin)[
-                :, 0
-            ]
+            out_weights[part] = _warp(weights[part][:, None], grid, "bilinear", margin)[:, 0]
     return out_images, out_labels, out_weights
 
 
-def _dihedral(
-    tensor: torch.Tensor, k: torch.Tensor, flip: torch.Tensor
-) -> torch.Tensor:
+def _dihedral(tensor: torch.Tensor, k: torch.Tensor, flip: torch.Tensor) -> torch.Tensor:
     """Rotate each sample by k[i] quarter turns and flip it if flip[i] (square tiles only)."""
     out = []
     for i in range(tensor.shape[0]):
@@ -214,25 +175,13 @@ def augment_batch(
     if cfg.elastic_sigma > 0 or cfg.max_shift > 0:
         shift = None
         if cfg.max_shift > 0:
-            shift = (
-                torch.rand(batch, 2, generator=generator, device=device) * 2 - 1
-            ) * cfg.max_shift
-        coarse = random_displacements(
-            batch, cfg.elastic_sigma, cfg.elastic_points, generator, device, shift
-        )
-        images, labels, weights = elastic_warp(
-            images, labels, weights, coarse, cfg.interpolation
-        )
+            shift = (torch.rand(batch, 2, generator=generator, device=device) * 2 - 1) * cfg.max_shift
+        coarse = random_displacements(batch, cfg.elastic_sigma, cfg.elastic_points, generator, device, shift)
+        images, labels, weights = elastic_warp(images, labels, weights, coarse, cfg.interpolation)
 
     if cfg.grey > 0:
-        contrast = (
-            1
-            + (torch.rand(batch, 1, 1, 1, generator=generator, device=device) * 2 - 1)
-            * cfg.grey
-        )
-        brightness = (
-            torch.rand(batch, 1, 1, 1, generator=generator, device=device) * 2 - 1
-        ) * cfg.grey
+        contrast = 1 + (torch.rand(batch, 1, 1, 1, generator=generator, device=device) * 2 - 1) * cfg.grey
+        brightness = (torch.rand(batch, 1, 1, 1, generator=generator, device=device) * 2 - 1) * cfg.grey
         mean = images.mean(dim=(-3, -2, -1), keepdim=True)
         images = (images - mean) * contrast + mean + brightness
     return images, labels, weights

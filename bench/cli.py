@@ -170,7 +170,20 @@ def cmd_profile(args: argparse.Namespace) -> int:
                 "MFU": f"{values['mfu'][0]:.1%}" if "mfu" in values else "n/a",
             })  # fmt: skip
         table.append(entry)
-    columns = ["mode", "batch", "size", "img/s", "MPix/s", "p50 ms", "p90 ms", "p99 ms", "GFLOP/img", "TFLOP/s", "peak MiB", "MFU"]
+    columns = [
+        "mode",
+        "batch",
+        "size",
+        "img/s",
+        "MPix/s",
+        "p50 ms",
+        "p90 ms",
+        "p99 ms",
+        "GFLOP/img",
+        "TFLOP/s",
+        "peak MiB",
+        "MFU",
+    ]
     print(format_table(table, columns))
     first = measurements[0]
     print(f"\n{args.variant}: {first.params:,} parameters on {first.device_name}; img/s with its 95 % interval.")
@@ -200,7 +213,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         print(table.to_json(orient="records"))
         return 0
     rows = table.to_dict("records")
-    print(format_table(rows, ["variant", "metric", "precision", "batch_size", "input_size", "a", "b", "ratio_b_over_a"]))
+    print(
+        format_table(rows, ["variant", "metric", "precision", "batch_size", "input_size", "a", "b", "ratio_b_over_a"])
+    )
     return 0
 
 
@@ -259,10 +274,19 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--val-sections", metavar="LIST", help="held-out indices, e.g. 25-29 (default: the last sixth)")
     p.add_argument("--epochs", type=int, help="number of epochs")
     p.add_argument("--minutes", type=float, help="wall-clock budget (validation included)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="training (lr=1e-3, optimizer=adamw) or model (model.base_width=8) settings")
-    p.add_argument("--recipe", choices=["paper", "adamw"], default="adamw",
-                   help="starting settings: the paper's SGD (momentum 0.99) or AdamW (default; fast on CPUs)")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="training (lr=1e-3, optimizer=adamw) or model (model.base_width=8) settings",
+    )
+    p.add_argument(
+        "--recipe",
+        choices=["paper", "adamw"],
+        default="adamw",
+        help="starting settings: the paper's SGD (momentum 0.99) or AdamW (default; fast on CPUs)",
+    )
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in -o")
     p.add_argument("-o", "--output", help="checkpoint folder (default runs/train-VARIANT)")
     p.add_argument("--json", action="store_true", help="print metrics and history as JSON")

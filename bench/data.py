@@ -101,7 +101,9 @@ def binary_mask(label: np.ndarray, path: Path | str) -> np.ndarray:
 
 def make_sample(name: str, image: np.ndarray, label: np.ndarray, image_path: Path, label_path: Path) -> Sample:
     if image.shape != label.shape:
-        raise DataError(f"{label_path}: label is {label.shape[1]}x{label.shape[0]} but {image_path.name} is {image.shape[1]}x{image.shape[0]}")
+        raise DataError(
+            f"{label_path}: label is {label.shape[1]}x{label.shape[0]} but {image_path.name} is {image.shape[1]}x{image.shape[0]}"
+        )
     return Sample(name, to_unit_float(image, image_path), binary_mask(label, label_path))
 
 

@@ -115,16 +115,27 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
                 deltas, "ablation",
             ))  # fmt: skip
             fig, ax = plt.subplots(figsize=(7, 0.45 * len(deltas) + 1.5))
-            ax.errorbar(deltas["delta"], deltas["variant"],
-                        xerr=[deltas["delta"] - deltas["ci_low"], deltas["ci_high"] - deltas["delta"]], fmt="s", capsize=3)
+            ax.errorbar(
+                deltas["delta"],
+                deltas["variant"],
+                xerr=[deltas["delta"] - deltas["ci_low"], deltas["ci_high"] - deltas["delta"]],
+                fmt="s",
+                capsize=3,
+            )
             ax.axvline(0, color="grey", lw=1)
             ax.set_xlabel(f"delta {main} vs {baseline}")
             _save(fig, out_dir, "ablation", report)
 
     throughput = prof[prof["metric"].str.endswith("_throughput")]
     if not throughput.empty:
-        report.sections.append(Section("Runtime", "Median step time as img/s; interval of the median from the profiler.",
-                                       _profile_summary(frame), "throughput_vs_batch"))
+        report.sections.append(
+            Section(
+                "Runtime",
+                "Median step time as img/s; interval of the median from the profiler.",
+                _profile_summary(frame),
+                "throughput_vs_batch",
+            )
+        )
         fig, ax = plt.subplots(figsize=(7, 4))
         sns.lineplot(data=throughput, x="batch_size", y="mean", hue="variant", style="metric", marker="o", ax=ax)
         ax.set_xscale("log", base=2)
@@ -147,7 +158,13 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
             fig, ax = plt.subplots(figsize=(7, 4.5))
             sns.scatterplot(data=front, x="img/s", y="quality", hue="pareto", style="pareto", s=80, ax=ax)
             for _, row in front.iterrows():
-                ax.annotate(row["variant"], (row["img/s"], row["quality"]), fontsize=8, xytext=(4, 4), textcoords="offset points")
+                ax.annotate(
+                    row["variant"],
+                    (row["img/s"], row["quality"]),
+                    fontsize=8,
+                    xytext=(4, 4),
+                    textcoords="offset points",
+                )
             _save(fig, out_dir, "pareto", report)
 
     search = frame[frame["stage"] == "search"]
@@ -175,7 +192,9 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
         ))  # fmt: skip
 
     if (frame["dataset"].str.contains("isbi", case=False)).any():
-        table1 = pd.DataFrame(reference.ISBI2012_TABLE1, columns=["group", "warping error", "Rand error", "pixel error"])
+        table1 = pd.DataFrame(
+            reference.ISBI2012_TABLE1, columns=["group", "warping error", "Rand error", "pixel error"]
+        )
         report.sections.append(Section(
             "Reference: ISBI 2012, Table 1 of the U-Net paper",
             f"{reference.CITATION} Scored on the challenge's secret test labels; our numbers are on "
@@ -183,7 +202,13 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
         ))  # fmt: skip
 
     env = frame.drop_duplicates(["device_name", "torch_version", "cuda_version", "git_sha", "host"])
-    report.sections.append(Section("Environment", "", env[["device", "device_name", "torch_version", "cuda_version", "git_sha", "host"]].reset_index(drop=True)))
+    report.sections.append(
+        Section(
+            "Environment",
+            "",
+            env[["device", "device_name", "torch_version", "cuda_version", "git_sha", "host"]].reset_index(drop=True),
+        )
+    )
 
     (out_dir / "report.md").write_text(to_markdown(report))
     (out_dir / "report.html").write_text(to_html(report))

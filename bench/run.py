@@ -94,11 +94,22 @@ def run_suite(
         result = train_variant(variant, suite.data, val, replace(cfg, seed=seed), None, overrides)
         config = resolve_config(variant, **overrides)
         rows = [
-            ResultRow(run_id=run_dir.name, suite=suite.name, variant=variant, config_hash=config_hash(config, cfg),
-                      seed=seed, stage="eval", metric=metric, value=float(result.final[metric]), dataset=suite.data,
-                      split=result.val_sections, extra=make_extra(train_seconds=result.fit.train_seconds,
-                      overrides=overrides, best_trial=train_best), **_identity())  # fmt: skip
-            for metric in REPORTED if metric in result.final
+            ResultRow(
+                run_id=run_dir.name,
+                suite=suite.name,
+                variant=variant,
+                config_hash=config_hash(config, cfg),
+                seed=seed,
+                stage="eval",
+                metric=metric,
+                value=float(result.final[metric]),
+                dataset=suite.data,
+                split=result.val_sections,
+                extra=make_extra(train_seconds=result.fit.train_seconds, overrides=overrides, best_trial=train_best),
+                **_identity(),
+            )  # fmt: skip
+            for metric in REPORTED
+            if metric in result.final
         ]
         writer.append(rows, name=stage)
         log(f"[2/4 train+eval {number}/{len(jobs)}] {variant} seed {seed}: V_rand {result.final['v_rand']:.4f}, "
@@ -132,9 +143,19 @@ def importance_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[R
     except (RuntimeError, ValueError):
         return []
     return [
-        ResultRow(run_id=run_id, suite=suite.name, variant=suite.search.variant, config_hash="", seed=0,  # type: ignore[union-attr]
-                  stage="search", metric="param_importance", value=float(value), extra=make_extra(param=name),
-                  n=len(study.trials), **_identity())  # fmt: skip
+        ResultRow(
+            run_id=run_id,
+            suite=suite.name,
+            variant=suite.search.variant,
+            config_hash="",
+            seed=0,  # type: ignore[union-attr]
+            stage="search",
+            metric="param_importance",
+            value=float(value),
+            extra=make_extra(param=name),
+            n=len(study.trials),
+            **_identity(),
+        )  # fmt: skip
         for name, value in importances.items()
     ]
 

@@ -16,7 +16,16 @@ import torch
 
 from bench.checkpoint import load_checkpoint
 from bench.config import TrainCfg
-from bench.data import DataError, Dataset, binary_mask, load_data, parse_synthetic, read_image, split_by_index, to_unit_float
+from bench.data import (
+    DataError,
+    Dataset,
+    binary_mask,
+    load_data,
+    parse_synthetic,
+    read_image,
+    split_by_index,
+    to_unit_float,
+)
 from bench.metrics import CHALLENGE_THRESHOLDS, score_stack
 from bench.train import Callback, FitResult, evaluate, fit, resolve_device
 from variants import resolve_config
@@ -115,7 +124,9 @@ def default_val_sections(count: int) -> list[int]:
     return list(range(count - held, count))
 
 
-def evaluate_checkpoint(path: Path, data_spec: str | None = None, val_sections: Sequence[int] | None = None) -> dict[str, float]:
+def evaluate_checkpoint(
+    path: Path, data_spec: str | None = None, val_sections: Sequence[int] | None = None
+) -> dict[str, float]:
     """Metrics of a checkpoint: by default on the held-out sections stored with it; on every
     image of ``data_spec`` when that is another data set."""
     state = load_checkpoint(path)
@@ -141,9 +152,13 @@ def _prediction_map(path: Path) -> np.ndarray:
     return to_unit_float(read_image(path), path)
 
 
-def score_folders(pred_dir: Path, truth_dir: Path, thresholds: Sequence[float] = CHALLENGE_THRESHOLDS) -> dict[str, float]:
+def score_folders(
+    pred_dir: Path, truth_dir: Path, thresholds: Sequence[float] = CHALLENGE_THRESHOLDS
+) -> dict[str, float]:
     """Score any tool's predictions (bright = interior) against labels with the same file names."""
-    truth_files = {p.stem: p for p in sorted(Path(truth_dir).iterdir()) if p.suffix.lower() in (".png", ".tif", ".tiff")}
+    truth_files = {
+        p.stem: p for p in sorted(Path(truth_dir).iterdir()) if p.suffix.lower() in (".png", ".tif", ".tiff")
+    }
     pred_files = {p.stem: p for p in sorted(Path(pred_dir).iterdir()) if p.suffix.lower() in (".png", ".tif", ".tiff")}
     missing = sorted(truth_files.keys() - pred_files.keys())
     if not truth_files:

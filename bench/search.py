@@ -156,7 +156,9 @@ class Objective:
             raise
         finally:
             extra = make_extra(params=params, state=state)
-            rows.append(ResultRow(metric="wall_time", value=time.perf_counter() - started, unit="s", extra=extra, **base))
+            rows.append(
+                ResultRow(metric="wall_time", value=time.perf_counter() - started, unit="s", extra=extra, **base)
+            )
             if state != "complete":
                 writer.append(rows)
         best = result.best_metrics
@@ -211,7 +213,9 @@ def optimize(study: optuna.Study, suite: SuiteCfg, run_dir: Path) -> None:
 def _worker(url: str, study_name: str, suite: SuiteCfg, run_dir: Path, threads: int) -> None:
     torch.set_num_threads(threads)  # workers share the machine's cores instead of fighting over them
     storage = open_storage(url)
-    study = optuna.load_study(study_name=study_name, storage=storage, sampler=make_sampler(suite.search), pruner=make_pruner(suite.search))  # type: ignore[arg-type]
+    study = optuna.load_study(
+        study_name=study_name, storage=storage, sampler=make_sampler(suite.search), pruner=make_pruner(suite.search)
+    )  # type: ignore[arg-type]
     optimize(study, suite, run_dir)
 
 

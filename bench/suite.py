@@ -75,17 +75,28 @@ def _params(space: dict[str, Any], path: Path, text: str) -> tuple[Param, ...]:
     for name, spec in space.items():
         where = f"search.space.{name}"
         if not isinstance(spec, dict):
-            raise suite_key_error(path, text, name, "expected a table like { low = 1e-4, high = 1e-2, log = true } or { choices = [...] }")
+            raise suite_key_error(
+                path, text, name, "expected a table like { low = 1e-4, high = 1e-2, log = true } or { choices = [...] }"
+            )
         unknown = set(spec) - {"low", "high", "log", "choices", "type"}
         if unknown:
-            raise suite_key_error(path, text, name, f"{where}: unknown field {sorted(unknown)[0]!r}; allowed: low, high, log, choices, type")
+            raise suite_key_error(
+                path,
+                text,
+                name,
+                f"{where}: unknown field {sorted(unknown)[0]!r}; allowed: low, high, log, choices, type",
+            )
         if "choices" in spec:
             params.append(Param(name, "categorical", choices=tuple(spec["choices"])))
         elif "low" in spec and "high" in spec:
-            is_int = spec.get("type") == "int" or (isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log"))
+            is_int = spec.get("type") == "int" or (
+                isinstance(spec["low"], int) and isinstance(spec["high"], int) and not spec.get("log")
+            )
             if spec["low"] >= spec["high"]:
                 raise suite_key_error(path, text, name, f"{where}: low must be below high")
-            params.append(Param(name, "int" if is_int else "float", spec["low"], spec["high"], bool(spec.get("log", False))))
+            params.append(
+                Param(name, "int" if is_int else "float", spec["low"], spec["high"], bool(spec.get("log", False)))
+            )
         else:
             raise suite_key_error(path, text, name, f"{where}: needs low and high, or choices")
     return tuple(params)
@@ -120,7 +131,9 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
     val_sections = data_section.pop("val_sections", None)
     bad = set(data_section) - {"count", "size", "seed"}
     if bad:
-        raise suite_key_error(path, text, sorted(bad)[0], "unknown key in [data]; allowed: source, val_sections, count, size, seed")
+        raise suite_key_error(
+            path, text, sorted(bad)[0], "unknown key in [data]; allowed: source, val_sections, count, size, seed"
+        )
     if source == "synthetic" and data_section:
         source = "synthetic:" + ",".join(f"{k}={int(v)}" for k, v in sorted(data_section.items()))
     elif source != "synthetic" and source not in DATASETS and not Path(source).is_absolute():
@@ -154,7 +167,9 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
         allowed = {f for f in SearchCfg.__dataclass_fields__} - {"space"}
         bad = set(s) - allowed
         if bad:
-            raise suite_key_error(path, text, sorted(bad)[0], f"unknown key in [search]; allowed: {', '.join(sorted(allowed))}")
+            raise suite_key_error(
+                path, text, sorted(bad)[0], f"unknown key in [search]; allowed: {', '.join(sorted(allowed))}"
+            )
         search = SearchCfg(space=space, **s)
         if search.sampler not in SAMPLERS:
             raise suite_key_error(path, text, "sampler", f"{search.sampler!r} is not one of {', '.join(SAMPLERS)}")

@@ -24,8 +24,15 @@ from tests.conftest import REPO
 from variants import resolve_config
 
 TINY = dict(
-    optimizer="adamw", lr=3e-3, momentum=0.9, steps_per_epoch=4, batch_size=4, tile=92, val_tile=92,
-    val_thresholds="fixed", augment=AugmentCfg(elastic_sigma=4.0),
+    optimizer="adamw",
+    lr=3e-3,
+    momentum=0.9,
+    steps_per_epoch=4,
+    batch_size=4,
+    tile=92,
+    val_tile=92,
+    val_thresholds="fixed",
+    augment=AugmentCfg(elastic_sigma=4.0),
 )
 
 
@@ -97,10 +104,34 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> Non
     """SIGKILL a real `unet-bench train`, then `--resume`: no finished epoch is redone."""
     out = tmp_path / "run"
     args = [
-        sys.executable, "-m", "bench", "train", "--variant", "unet-original", "--data", "synthetic",
-        "--val-sections", "10-11", "--epochs", "4", "-o", str(out),
-        "--set", "model.base_width=4", "--set", "model.depth=2", "--set", "tile=92", "--set", "val_tile=92",
-        "--set", "steps_per_epoch=30", "--set", "batch_size=2", "--set", "val_thresholds='fixed'",
+        sys.executable,
+        "-m",
+        "bench",
+        "train",
+        "--variant",
+        "unet-original",
+        "--data",
+        "synthetic",
+        "--val-sections",
+        "10-11",
+        "--epochs",
+        "4",
+        "-o",
+        str(out),
+        "--set",
+        "model.base_width=4",
+        "--set",
+        "model.depth=2",
+        "--set",
+        "tile=92",
+        "--set",
+        "val_tile=92",
+        "--set",
+        "steps_per_epoch=30",
+        "--set",
+        "batch_size=2",
+        "--set",
+        "val_thresholds='fixed'",
     ]
     proc = subprocess.Popen(args, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     deadline = time.monotonic() + 240
