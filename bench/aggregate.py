@@ -43,7 +43,8 @@ def summarize(frame: pd.DataFrame, by: Sequence[str] = GROUP) -> pd.DataFrame:
             "n": int(values.size), "ci_low": low, "ci_high": high,
             "unit": group["unit"].iloc[0],
         })  # fmt: skip
-    return pd.DataFrame(rows)
+    # the columns exist even with no rows, so callers can filter an empty summary
+    return pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "ci_low", "ci_high", "unit"])
 
 
 def ablation_deltas(frame: pd.DataFrame, baseline: str, metric: str, pair_on: str = "seed") -> pd.DataFrame:

@@ -83,12 +83,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides=model_overrides,
         resume=args.resume,
         callbacks=(EpochPrinter(cfg.epochs),),
+        test_sections=parse_indices(args.test_sections) if args.test_sections else (),
     )
     if args.json:
         print(json.dumps({"checkpoint": str(run.checkpoint), "metrics": run.final, "history": run.fit.history}))
     else:
         print(f"best checkpoint: {run.checkpoint}")
-        print(f"held-out sections {run.val_sections}: {format_metrics(run.final)}")
+        print(f"held-out sections {run.split}: {format_metrics(run.final)}")
     return 0
 
 
@@ -220,16 +221,24 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from bench.search import mask_url, run_search
+    from bench.search import chosen_trial, mask_url, run_search
     from bench.suite import load_suite
 
     suite = load_suite(args.suite)
     run_dir = Path(args.output) if args.output else Path("results") / f"search-{suite.name}"
-    study = run_search(suite, run_dir, args.storage, args.study, args.workers)
+    gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus is not None else None
+    study = run_search(suite, run_dir, args.storage, args.study, args.workers, gpus)
     storage = mask_url(args.storage) if args.storage else f"sqlite:///{(run_dir / 'study.db').resolve()}"
     print(f"study {study.study_name!r} in {storage}: {len(study.trials)} trials")
-    best = study.best_trial
-    print(f"best: trial {best.number}, {suite.search.objective} {best.value:.4f}, params {json.dumps(best.params)}")
+    search = suite.search
+    if search.multi_objective:
+        names = (search.objective, *search.costs)
+        print(f"Pareto front ({len(study.best_trials)} trials; rows in {run_dir / 'rows-search-pareto.csv'}):")
+        for t in sorted(study.best_trials, key=lambda t: t.values[0], reverse=True):
+            values = ", ".join(f"{n} {v:.4g}" for n, v in zip(names, t.values))
+            print(f"  trial {t.number}: {values}, params {json.dumps(t.params)}")
+    best = chosen_trial(study)
+    print(f"best: trial {best.number}, {search.objective} {best.values[0]:.4f}, params {json.dumps(best.params)}")
     return 0
 
 
@@ -272,6 +281,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", required=True, help="a registered variant (see `unet-bench list`)")
     p.add_argument("--data", default="synthetic", help="'synthetic' (built in) or a data folder")
     p.add_argument("--val-sections", metavar="LIST", help="held-out indices, e.g. 25-29 (default: the last sixth)")
+    p.add_argument("--test-sections", metavar="LIST", help="a test split kept out of training and checkpoint choice; "
+                   "the final scores are on it")  # fmt: skip
     p.add_argument("--epochs", type=int, help="number of epochs")
     p.add_argument("--minutes", type=float, help="wall-clock budget (validation included)")
     p.add_argument(
@@ -320,6 +331,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", help="SQLAlchemy URL shared by workers (default: SQLite in the run folder)")
     p.add_argument("--study", help="study name (default SUITE-VARIANT); the same name joins the same study")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--gpus", metavar="LIST", help="GPUs the workers take one each, in turn, e.g. 0,1 "
+                   "(default: every visible GPU; empty: none)")  # fmt: skip
     p.add_argument("-o", "--output", help="run folder for rows and the default SQLite file")
     p.set_defaults(func=cmd_search)
 

@@ -269,13 +269,14 @@ def parse_indices(text: str) -> list[int]:
     return sorted(indices)
 
 
-def split_by_index(data: Dataset, val_indices: Sequence[int]) -> tuple[Dataset, Dataset]:
-    """Deterministic train / validation split; the validation indices travel with the results."""
-    bad = [i for i in val_indices if not 0 <= i < len(data)]
+def split_by_index(data: Dataset, val_indices: Sequence[int], exclude: Sequence[int] = ()) -> tuple[Dataset, Dataset]:
+    """Deterministic train / validation split; the validation indices travel with the results.
+    ``exclude`` (a test split) is kept out of both."""
+    bad = [i for i in (*val_indices, *exclude) if not 0 <= i < len(data)]
     if bad:
-        raise ValueError(f"validation sections {bad} are outside 0..{len(data) - 1} of {data.source}")
-    val = sorted(set(val_indices))
-    train = [i for i in range(len(data)) if i not in val]
+        raise ValueError(f"sections {bad} are outside 0..{len(data) - 1} of {data.source}")
+    val = sorted(set(val_indices) - set(exclude))
+    train = [i for i in range(len(data)) if i not in val and i not in set(exclude)]
     if not train or not val:
         raise ValueError(f"a split needs both training and validation images (got {len(train)} and {len(val)})")
     return data.subset(train, "train"), data.subset(val, "val")

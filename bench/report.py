@@ -190,6 +190,7 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
             "Search", f"{objective} of each finished Optuna trial (pruned trials stop early and have no final "
             "value) and parameter importances (fANOVA).", table, "search_history",
         ))  # fmt: skip
+    search_front_section(frame, out_dir, report)
 
     if (frame["dataset"].str.contains("isbi", case=False)).any():
         table1 = pd.DataFrame(
@@ -213,6 +214,34 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     (out_dir / "report.md").write_text(to_markdown(report))
     (out_dir / "report.html").write_text(to_html(report))
     return report
+
+
+def search_front_section(frame: pd.DataFrame, out_dir: Path, report: Report) -> None:
+    """A multi-objective search's Pareto front: its table, and every finished trial's quality
+    against the first cost with the front drawn through."""
+    front = frame[frame["stage"] == "search-pareto"]
+    if front.empty:
+        return
+    quality = next(m for m in front["metric"].unique() if m in QUALITY_METRICS)
+    cost = next(m for m in front["metric"].unique() if m != quality)
+    table = front.pivot_table(index="trial", columns="metric", values="value").reset_index()
+    params = front.drop_duplicates("trial").set_index("trial")["extra"]
+    table["params"] = table["trial"].map(lambda t: json.dumps(json.loads(params[t]).get("params", {})))
+    table = table.sort_values(cost)
+    trials = frame[(frame["stage"] == "search") & frame["metric"].isin([quality, cost])]
+    points = trials.pivot_table(index="trial", columns="metric", values="value").dropna()
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.plot(points[cost], points[quality], "o", alpha=0.5, label="finished trial")
+    ax.plot(table[cost], table[quality], "o-", color="C3", label="Pareto front")
+    ax.set_xlabel(cost)
+    ax.set_ylabel(quality)
+    ax.legend()
+    _save(fig, out_dir, "search_pareto", report)
+    report.sections.append(Section(
+        "Search: Pareto front", f"Trials that no other trial beats on {quality} and every cost at once "
+        "(multi-objective study; every trial trained in full, none pruned).", table.round(4), "search_pareto",
+    ))  # fmt: skip
 
 
 def memory_rows(prof: pd.DataFrame) -> pd.DataFrame:

@@ -24,7 +24,7 @@ from bench.progress import format_duration
 from bench.runner import train_variant
 from bench.schema import ResultRow, config_hash, make_extra
 from bench.config import split_settings
-from bench.search import run_search
+from bench.search import chosen_trial, run_search
 from bench.store import ResultWriter, read_results, stage_done
 from bench.suite import SuiteCfg
 from bench.data import parse_indices
@@ -75,8 +75,10 @@ def run_suite(
     if suite.search is not None:
         log(f"[1/4 search] {suite.search.trials} trials of {suite.search.variant}, {suite.search.pruner} pruning")
         study = run_search(suite, run_dir / "search", storage)
-        model_best, train_best = split_settings(study.best_trial.params)
-        log(f"[1/4 search] best {suite.search.objective} {study.best_value:.4f} with {study.best_trial.params}")
+        best = chosen_trial(study)
+        model_best, train_best = split_settings(best.params)
+        front = f" (Pareto front of {len(study.best_trials)})" if suite.search.multi_objective else ""
+        log(f"[1/4 search] best {suite.search.objective} {best.values[0]:.4f} with {best.params}{front}")
         writer.append(importance_rows(study, suite, run_dir.name), name="search-importances")
 
     # 2. + 3. retrain every variant with the best settings and several seeds; held-out scores
@@ -84,6 +86,7 @@ def run_suite(
     n_seeds = seeds or suite.seeds
     jobs = [(v, s) for v in suite.variants for s in range(n_seeds)]
     val = parse_indices(suite.val_sections) if suite.val_sections else None
+    test = parse_indices(suite.test_sections) if suite.test_sections else ()
     for number, (variant, seed) in enumerate(jobs, start=1):
         stage = f"eval-{variant}-seed{seed}"
         if stage_done(run_dir, stage):
@@ -91,7 +94,7 @@ def run_suite(
             continue
         overrides = {**suite.model_overrides(variant), **model_best}
         t0 = time.perf_counter()
-        result = train_variant(variant, suite.data, val, replace(cfg, seed=seed), None, overrides)
+        result = train_variant(variant, suite.data, val, replace(cfg, seed=seed), None, overrides, test_sections=test)
         config = resolve_config(variant, **overrides)
         rows = [
             ResultRow(
@@ -104,7 +107,7 @@ def run_suite(
                 metric=metric,
                 value=float(result.final[metric]),
                 dataset=suite.data,
-                split=result.val_sections,
+                split=result.split,
                 extra=make_extra(train_seconds=result.fit.train_seconds, overrides=overrides, best_trial=train_best),
                 **_identity(),
             )  # fmt: skip
@@ -139,7 +142,9 @@ def importance_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[R
     """Parameter importances of the study (Optuna's default evaluator, fANOVA) as rows, so reports
     need no access to the study's storage. Empty when too few trials finished to tell."""
     try:
-        importances = optuna.importance.get_param_importances(study)
+        # multi-objective: the importances for quality, the first objective
+        target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
+        importances = optuna.importance.get_param_importances(study, target=target)
     except (RuntimeError, ValueError):
         return []
     return [

@@ -55,7 +55,7 @@ class TrainRun:
     fit: FitResult
     final: dict[str, float]  # full evaluation (warping error included) of the best checkpoint
     checkpoint: Path | None
-    val_sections: str
+    split: str  # what ``final`` scored: "test 10-11", or the held-out validation sections "8-9"
 
 
 def train_variant(
@@ -67,15 +67,19 @@ def train_variant(
     overrides: dict[str, Any] | None = None,
     resume: bool = False,
     callbacks: tuple[Callback, ...] = (),
+    test_sections: Sequence[int] = (),
 ) -> TrainRun:
-    """Train ``variant`` on ``data_spec`` holding out ``val_sections`` (default: the last sixth),
-    then evaluate the best checkpoint exactly as ``evaluate_checkpoint`` will."""
+    """Train ``variant`` on ``data_spec`` holding out ``val_sections`` (default: the last sixth)
+    to choose the checkpoint, then evaluate the best checkpoint exactly as
+    ``evaluate_checkpoint`` will: on ``test_sections`` when given (never seen by training or
+    selection), else on the validation sections."""
     overrides = overrides or {}
     config = resolve_config(variant, **overrides)
     data = load_data(data_spec)
+    test = sorted(test_sections)
     if val_sections is None:
-        val_sections = default_val_sections(len(data))
-    train_data, val_data = split_by_index(data, val_sections)
+        val_sections = default_val_sections(len(data), exclude=test)
+    train_data, val_data = split_by_index(data, val_sections, exclude=test)
     torch.manual_seed(cfg.seed)
     model = config.build()
     meta = {
@@ -85,14 +89,17 @@ def train_variant(
         "data": data_key(data_spec),
         "data_source": data.source,
         "val_sections": list(val_sections),
+        "test_sections": test,
     }
     result = fit(model, config, train_data, val_data, cfg, callbacks, out_dir, resume, meta=meta)
     best_path = out_dir / "best.pt" if out_dir is not None else None
     if best_path is not None and best_path.exists():
         final = evaluate_checkpoint(best_path)
     else:
-        final = evaluate(model, config, val_data, cfg, resolve_device(cfg.device), warping=True)
-    return TrainRun(result, final, best_path, format_sections(val_sections))
+        scored = data.subset(test, "test") if test else val_data
+        final = evaluate(model, config, scored, cfg, resolve_device(cfg.device), warping=True)
+    split = f"test {format_sections(test)}" if test else format_sections(val_sections)
+    return TrainRun(result, final, best_path, split)
 
 
 def data_key(data_spec: str) -> str:
@@ -117,18 +124,21 @@ def format_sections(indices: Sequence[int]) -> str:
     return ",".join(parts)
 
 
-def default_val_sections(count: int) -> list[int]:
-    """The last sixth of the sections (at least one): serial sections next to each other are
-    alike, so a contiguous block is the honest held-out set."""
-    held = max(1, count // 6)
-    return list(range(count - held, count))
+def default_val_sections(count: int, exclude: Sequence[int] = ()) -> list[int]:
+    """The last sixth of the sections (at least one) that are not in ``exclude`` (a test
+    split): serial sections next to each other are alike, so a contiguous block is the honest
+    held-out set."""
+    pool = [i for i in range(count) if i not in set(exclude)]
+    held = max(1, len(pool) // 6)
+    return pool[len(pool) - held :]
 
 
 def evaluate_checkpoint(
     path: Path, data_spec: str | None = None, val_sections: Sequence[int] | None = None
 ) -> dict[str, float]:
-    """Metrics of a checkpoint: by default on the held-out sections stored with it; on every
-    image of ``data_spec`` when that is another data set."""
+    """Metrics of a checkpoint: by default on the held-out sections stored with it (its test
+    sections when it has them, else its validation sections); on every image of ``data_spec``
+    when that is another data set."""
     state = load_checkpoint(path)
     meta = state.get("meta")
     if not meta:
@@ -142,7 +152,7 @@ def evaluate_checkpoint(
     data = load_data(data_spec or meta["data"])
     same_data = data_spec is None or data_key(data_spec) == meta["data"]
     if val_sections is None and same_data:
-        val_sections = meta["val_sections"]
+        val_sections = meta.get("test_sections") or meta["val_sections"]
     target: Dataset = data if val_sections is None else split_by_index(data, val_sections)[1]
     return evaluate(model, config, target, cfg, device, warping=True)
 

@@ -11,9 +11,10 @@ trial of a worker that died.
 from __future__ import annotations
 
 import multiprocessing
+import os
 import sys
-import warnings
 import time
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ import torch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says it shorter
 
-from bench.config import split_settings
+from bench.config import TrainCfg, split_settings
 from bench.data import load_data, parse_indices, split_by_index
 from bench.errors import StorageError
 from bench.metrics import HIGHER_IS_BETTER
@@ -33,8 +34,7 @@ from bench.store import ResultWriter
 from bench.suite import SearchCfg, SuiteCfg
 from bench.train import EpochState, fit
 from variants import resolve_config
-
-import os
+from variants.registry import count_parameters
 
 # A worker that stops sending heartbeats for GRACE_S is considered dead and its trial retried.
 HEARTBEAT_S = int(os.environ.get("UNETBENCH_HEARTBEAT_S", "5"))
@@ -76,17 +76,33 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
         raise StorageError(f"cannot open storage {mask_url(url)}: {reason.replace(url, mask_url(url))}") from None
 
 
+# Optuna 5 takes constraints from the trial (Trial.set_constraint); older ones from the sampler
+SET_CONSTRAINT = hasattr(optuna.trial.Trial, "set_constraint")
+
+
+def constraint_values(trial: optuna.trial.FrozenTrial) -> list[float]:
+    """Optuna < 5's constraints_func: cost - limit per constraint (<= 0 is feasible), stored by
+    the objective before training. A trial that failed before measuring counts as infeasible."""
+    return trial.user_attrs.get("constraints", [1.0])
+
+
 def make_sampler(cfg: SearchCfg) -> optuna.samplers.BaseSampler:
+    # samplers that model constraints learn where the infeasible region is
+    constraints = {"constraints_func": constraint_values} if cfg.constraints and not SET_CONSTRAINT else {}
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=cfg.seed)
     if cfg.sampler == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=cfg.seed)
     if cfg.sampler == "nsga2":
-        return optuna.samplers.NSGAIISampler(seed=cfg.seed)
-    return optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.startup_trials)
+        return optuna.samplers.NSGAIISampler(seed=cfg.seed, **constraints)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)  # constraints_func
+        return optuna.samplers.TPESampler(seed=cfg.seed, n_startup_trials=cfg.startup_trials, **constraints)
 
 
 def make_pruner(cfg: SearchCfg) -> optuna.pruners.BasePruner:
+    if cfg.multi_objective:
+        return optuna.pruners.NopPruner()  # Optuna cannot prune multi-objective studies
     if cfg.pruner == "hyperband":
         return optuna.pruners.HyperbandPruner(min_resource=1)
     if cfg.pruner == "sha":
@@ -108,6 +124,33 @@ def suggest(trial: optuna.Trial, cfg: SearchCfg) -> dict[str, Any]:
     return values
 
 
+COST_UNITS = {"latency_ms": "ms", "params": "", "gflops": "GFLOP", "peak_memory_mib": "MiB"}
+
+
+def trial_costs(names: set[str], variant: str, overrides: dict[str, Any], cfg: TrainCfg) -> dict[str, float]:
+    """What a trial's model costs, measured before it trains (so an over-budget one costs
+    seconds, not a training run): parameters, forward GFLOP per image (counted), and latency
+    (median) and peak memory of batch-1 inference at the training tile on this machine."""
+    from bench.profile import ProfileCfg, measure, step_flops
+
+    config = resolve_config(variant, **overrides)
+    costs: dict[str, float] = {}
+    if "params" in names:
+        costs["params"] = float(count_parameters(config.build()))
+    if "gflops" in names:
+        costs["gflops"] = step_flops(config, config.valid_input_size(cfg.tile), 1, "infer") / 1e9
+    if names & {"latency_ms", "peak_memory_mib"}:
+        m = measure(ProfileCfg(variant, input_size=cfg.tile, batch_size=1, warmup=1, min_reps=3, max_reps=20,
+                               max_seconds=2.0, device=cfg.device, overrides=overrides))  # fmt: skip
+        if m.oom:
+            raise RuntimeError(f"the trial's model does not fit for inference at tile {cfg.tile}: {m.oom}")
+        summary = m.summary()
+        costs["latency_ms"] = summary["latency_p50"][0]
+        memory = summary.get("peak_memory_allocated") or summary["peak_memory_rss_increase"]
+        costs["peak_memory_mib"] = memory[0]
+    return {name: costs[name] for name in names}
+
+
 @dataclass
 class Objective:
     """Picklable, so worker processes can run it."""
@@ -115,19 +158,21 @@ class Objective:
     suite: SuiteCfg
     run_dir: Path
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         search = self.suite.search
         assert search is not None
+        trial.set_user_attr("device", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
         params = suggest(trial, search)
         model_params, train_params = split_settings(params)
         overrides = {**self.suite.model_overrides(search.variant), **model_params}
         config = resolve_config(search.variant, **overrides)
         cfg = self.suite.train.with_overrides({**train_params, "seed": search.seed}, owner=f"trial {trial.number}")
         data = load_data(self.suite.data)
-        val = parse_indices(self.suite.val_sections) if self.suite.val_sections else default_val_sections(len(data))
-        train_data, val_data = split_by_index(data, val)
-        torch.manual_seed(cfg.seed)
-        model = config.build()
+        test = parse_indices(self.suite.test_sections) if self.suite.test_sections else []
+        val = (
+            parse_indices(self.suite.val_sections) if self.suite.val_sections else default_val_sections(len(data), test)
+        )
+        train_data, val_data = split_by_index(data, val, exclude=test)
         writer = ResultWriter(self.run_dir)
         base = dict(
             run_id=self.run_dir.name, suite=self.suite.name, variant=search.variant,
@@ -136,18 +181,32 @@ class Objective:
         )  # fmt: skip
         started = time.perf_counter()
         rows: list[ResultRow] = []  # written once, when the trial ends: a killed trial leaves none
+        costs = trial_costs(set(search.costs) | set(search.constraints), search.variant, overrides, cfg)
+        rows += [ResultRow(metric=k, value=v, unit=COST_UNITS[k], extra=make_extra(params=params), **base)
+                 for k, v in costs.items()]  # fmt: skip
+        over = {k: costs[k] - limit for k, limit in search.constraints.items()}
+        trial.set_user_attr("constraints", list(over.values()))
+        if SET_CONSTRAINT:
+            for name, excess in over.items():
+                trial.set_constraint(name, excess)
 
         def report(state: EpochState) -> None:
             value = state.metrics[search.objective]
-            trial.report(value, state.epoch)
             rows.append(ResultRow(metric=f"epoch_{search.objective}", value=value, n=state.epoch + 1,
                                   extra=make_extra(epoch=state.epoch, params=params), **base))  # fmt: skip
+            if search.multi_objective:
+                return  # Optuna takes no intermediate values from multi-objective trials
+            trial.report(value, state.epoch)
             if trial.should_prune():
                 raise optuna.TrialPruned(f"pruned after epoch {state.epoch}")
 
         state = "complete"
         try:
-            result = fit(model, config, train_data, val_data, cfg, callbacks=(report,))
+            broken = [f"{k} {costs[k]:.4g} > {search.constraints[k]:.4g}" for k, excess in over.items() if excess > 0]
+            if broken:
+                raise optuna.TrialPruned(f"over budget before training: {', '.join(broken)}")
+            torch.manual_seed(cfg.seed)
+            result = fit(config.build(), config, train_data, val_data, cfg, callbacks=(report,))
         except optuna.TrialPruned:
             state = "pruned"
             raise
@@ -164,7 +223,8 @@ class Objective:
         best = result.best_metrics
         rows += [ResultRow(metric=k, value=float(v), extra=extra, **base) for k, v in best.items()]
         writer.append(rows)
-        return float(best[search.objective])
+        quality = float(best[search.objective])
+        return (quality, *(costs[k] for k in search.costs)) if search.multi_objective else quality
 
 
 class Progress:
@@ -178,10 +238,13 @@ class Progress:
         done = sum(s == optuna.trial.TrialState.COMPLETE for s in states)
         pruned = sum(s == optuna.trial.TrialState.PRUNED for s in states)
         failed = sum(s == optuna.trial.TrialState.FAIL for s in states)
-        try:
-            best = f"{study.best_value:.4f}"
-        except ValueError:
-            best = "-"
+        if len(study.directions) > 1:
+            best = f"Pareto front of {len(study.best_trials)}"
+        else:
+            try:
+                best = f"{study.best_value:.4f}"
+            except ValueError:
+                best = "-"
         print(f"trials {done + pruned + failed}/{self.total}: {done} done, {pruned} pruned, {failed} failed; "
               f"best {best}  (trial {trial.number}: {trial.state.name.lower()})", file=sys.stderr, flush=True)  # fmt: skip
 
@@ -210,7 +273,9 @@ def optimize(study: optuna.Study, suite: SuiteCfg, run_dir: Path) -> None:
     study.optimize(Objective(suite, run_dir), n_trials=remaining, callbacks=callbacks)
 
 
-def _worker(url: str, study_name: str, suite: SuiteCfg, run_dir: Path, threads: int) -> None:
+def _worker(url: str, study_name: str, suite: SuiteCfg, run_dir: Path, threads: int, gpu: str | None) -> None:
+    if gpu is not None:  # before anything touches CUDA: this worker sees one GPU, as cuda:0
+        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     torch.set_num_threads(threads)  # workers share the machine's cores instead of fighting over them
     storage = open_storage(url)
     study = optuna.load_study(
@@ -219,28 +284,76 @@ def _worker(url: str, study_name: str, suite: SuiteCfg, run_dir: Path, threads: 
     optimize(study, suite, run_dir)
 
 
+def visible_gpus() -> list[str]:
+    """The GPUs workers may take, as CUDA_VISIBLE_DEVICES names them for this process."""
+    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if listed is not None:
+        return [g.strip() for g in listed.split(",") if g.strip()]
+    return [str(i) for i in range(torch.cuda.device_count())]
+
+
+def worker_gpus(workers: int, gpus: list[str]) -> list[str | None]:
+    """One GPU per worker, in turn (more workers than GPUs share them); None without GPUs."""
+    return [gpus[i % len(gpus)] if gpus else None for i in range(workers)]
+
+
+def directions(search: SearchCfg) -> list[str]:
+    quality = "maximize" if search.objective in HIGHER_IS_BETTER else "minimize"
+    return [quality] + ["minimize"] * len(search.costs)
+
+
+def chosen_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
+    """The trial whose configuration the suite retrains: the best one, or, in a multi-objective
+    study, the best-quality trial on the Pareto front (the cost-quality trade-off is in the
+    front's rows for the user to read)."""
+    if not len(study.directions) > 1:
+        return study.best_trial
+    sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1
+    return max(study.best_trials, key=lambda t: sign * t.values[0])
+
+
+def pareto_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[ResultRow]:
+    """The Pareto front of a multi-objective study as rows (stage ``search-pareto``): each front
+    trial's objective and costs, with its parameters."""
+    search = suite.search
+    assert search is not None
+    names = (search.objective, *search.costs)
+    rows = []
+    for t in sorted(study.best_trials, key=lambda t: t.number):
+        for name, value in zip(names, t.values):
+            rows.append(ResultRow(run_id=run_id, suite=suite.name, variant=search.variant, config_hash="", seed=search.seed,
+                                  stage="search-pareto", trial=t.number, metric=name, value=float(value),
+                                  unit=COST_UNITS.get(name, ""), extra=make_extra(params=t.params)))  # fmt: skip
+    return rows
+
+
 def run_search(suite: SuiteCfg, run_dir: Path, storage_url: str | None = None, study_name: str | None = None,
-               workers: int = 1) -> optuna.Study:  # fmt: skip
+               workers: int = 1, gpus: list[str] | None = None) -> optuna.Study:  # fmt: skip
     """Create or resume the study and run trials in ``workers`` processes until the suite's
-    trial count is reached (counting trials other machines ran on the same storage)."""
+    trial count is reached (counting trials other machines ran on the same storage). Workers
+    take the GPUs in ``gpus`` (default: every visible one) one each, in turn. A multi-objective
+    study's Pareto front is written as the ``search-pareto`` rows part."""
     search = suite.search
     if search is None:
         raise ValueError(f"{suite.path}: no [search] section")
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     storage = open_storage(url)
-    direction = "maximize" if search.objective in HIGHER_IS_BETTER else "minimize"
     name = study_name or f"{suite.name}-{search.variant}"
-    study = optuna.create_study(study_name=name, storage=storage, direction=direction, load_if_exists=True,
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions(search), load_if_exists=True,
                                 sampler=make_sampler(search), pruner=make_pruner(search))  # fmt: skip
     if workers <= 1:
         optimize(study, suite, run_dir)
     else:
         context = multiprocessing.get_context("spawn")
         threads = max(1, (os.cpu_count() or 1) // workers)
-        procs = [context.Process(target=_worker, args=(url, name, suite, run_dir, threads)) for _ in range(workers)]
+        devices = worker_gpus(workers, visible_gpus() if gpus is None else gpus)
+        procs = [context.Process(target=_worker, args=(url, name, suite, run_dir, threads, gpu)) for gpu in devices]
         for proc in procs:
             proc.start()
         for proc in procs:
             proc.join()
-    return optuna.load_study(study_name=name, storage=storage)
+    study = optuna.load_study(study_name=name, storage=storage)
+    if search.multi_objective and study.best_trials:
+        ResultWriter(run_dir).append(pareto_rows(study, suite, run_dir.name), name="search-pareto")
+    return study

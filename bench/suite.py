@@ -13,10 +13,14 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bench.config import SuiteError, TrainCfg, load_toml, suite_key_error, suite_path
+from bench.data import parse_indices
 from bench.fetch import DATASETS
 from variants import ConfigError, UnknownVariantError, get_variant, resolve_config
 
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
+# what a trial can cost, each minimised: inference latency (batch 1, the training tile, this
+# machine), parameters, forward GFLOP per image, peak memory of the latency measurement
+COSTS = ("latency_ms", "params", "gflops", "peak_memory_mib")
 PRUNERS = ("median", "hyperband", "sha", "none")
 SECTIONS = {"suite", "data", "train", "cpu", "model", "variants", "search"}
 
@@ -44,6 +48,12 @@ class SearchCfg:
     space: tuple[Param, ...] = ()
     startup_trials: int = 2  # trials before pruning starts
     warmup_epochs: int = 1  # epochs of a trial before it may be pruned
+    costs: tuple[str, ...] = ()  # multi-objective: the objective against these (Pareto front; no pruning)
+    constraints: dict[str, float] = field(default_factory=dict)  # cost <= limit, or the trial is pruned untrained
+
+    @property
+    def multi_objective(self) -> bool:
+        return bool(self.costs)
 
 
 @dataclass(frozen=True)
@@ -51,7 +61,8 @@ class SuiteCfg:
     name: str
     path: Path
     data: str = "synthetic"  # a load_data spec: synthetic[:count=..,size=..] or a folder
-    val_sections: str | None = None
+    val_sections: str | None = None  # validation: checkpoint choice and the search's objective
+    test_sections: str | None = None  # scored once, by the retrained best configuration only
     train: TrainCfg = field(default_factory=TrainCfg)
     model: dict[str, Any] = field(default_factory=dict)
     variants: tuple[str, ...] = ()
@@ -117,6 +128,30 @@ def _check_space(params: tuple[Param, ...], variant: str, train: TrainCfg, path:
                 raise suite_key_error(path, text, p.name, f"search.space.{p.name}: {exc}") from None
 
 
+def _check_costs(search: SearchCfg, pruner_given: bool, path: Path, text: str) -> None:
+    """Costs and constraints name known costs; a multi-objective study cannot prune (Optuna's
+    limit), so asking for both is a mistake worth naming."""
+    for cost in search.costs:
+        if cost not in COSTS:
+            raise suite_key_error(path, text, "costs", f"unknown cost {cost!r}; allowed: {', '.join(COSTS)}")
+    for cost, limit in search.constraints.items():
+        if cost not in COSTS:
+            raise suite_key_error(
+                path, text, cost, f"search.constraints: unknown cost {cost!r}; allowed: {', '.join(COSTS)}"
+            )
+        if not isinstance(limit, (int, float)) or isinstance(limit, bool) or limit <= 0:
+            raise suite_key_error(
+                path, text, cost, f"search.constraints.{cost}: the limit must be a positive number, got {limit!r}"
+            )
+    if search.costs and pruner_given and search.pruner != "none":
+        raise suite_key_error(path, text, "pruner", "Optuna cannot prune a multi-objective study (costs = [...]); "
+                              'set pruner = "none", or keep one objective and limit the cost with [search.constraints], which prunes')  # fmt: skip
+    if search.costs and search.sampler == "cmaes":
+        raise suite_key_error(
+            path, text, "sampler", "cmaes handles one objective only; use tpe or nsga2 with costs = [...]"
+        )
+
+
 def load_suite(name_or_path: str | Path) -> SuiteCfg:
     """Read and validate a training suite."""
     path = suite_path(name_or_path)
@@ -128,11 +163,26 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
     head = data.get("suite", {})
     data_section = dict(data.get("data", {}))
     source = str(data_section.pop("source", "synthetic"))
-    val_sections = data_section.pop("val_sections", None)
+    val_sections, test_sections = (
+        None if (v := data_section.pop(key, None)) is None else str(v) for key in ("val_sections", "test_sections")
+    )
+    parsed: dict[str, set[int]] = {}
+    for key, sections in (("val_sections", val_sections), ("test_sections", test_sections)):
+        try:
+            parsed[key] = set(parse_indices(sections)) if sections is not None else set()
+        except ValueError as exc:
+            raise suite_key_error(path, text, key, f"[data] {key}: {exc}") from None
+    shared = sorted(parsed["val_sections"] & parsed["test_sections"])
+    if shared:
+        raise suite_key_error(path, text, "test_sections", f"sections {shared} are both validation and test sections; "
+                              "the test split must be untouched by training and selection")  # fmt: skip
     bad = set(data_section) - {"count", "size", "seed"}
     if bad:
         raise suite_key_error(
-            path, text, sorted(bad)[0], "unknown key in [data]; allowed: source, val_sections, count, size, seed"
+            path,
+            text,
+            sorted(bad)[0],
+            "unknown key in [data]; allowed: source, val_sections, test_sections, count, size, seed",
         )
     if source == "synthetic" and data_section:
         source = "synthetic:" + ",".join(f"{k}={int(v)}" for k, v in sorted(data_section.items()))
@@ -170,7 +220,10 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
             raise suite_key_error(
                 path, text, sorted(bad)[0], f"unknown key in [search]; allowed: {', '.join(sorted(allowed))}"
             )
-        search = SearchCfg(space=space, **s)
+        search = SearchCfg(
+            space=space, **{**s, "costs": tuple(s.get("costs", ())), "constraints": dict(s.get("constraints", {}))}
+        )
+        _check_costs(search, "pruner" in s, path, text)
         if search.sampler not in SAMPLERS:
             raise suite_key_error(path, text, "sampler", f"{search.sampler!r} is not one of {', '.join(SAMPLERS)}")
         if search.pruner not in PRUNERS:
@@ -182,6 +235,6 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
         _check_space(space, search.variant, train, path, text)
     return SuiteCfg(
         name=str(head.get("name", path.stem)), path=path, data=source,
-        val_sections=val_sections, train=train, model=model, variants=names,
+        val_sections=val_sections, test_sections=test_sections, train=train, model=model, variants=names,
         seeds=int(variants_section.get("seeds", 2)), search=search, cpu_train=cpu_train,
     )  # fmt: skip
