@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Sequence
 
 from bench.console import format_table
+from bench.errors import DiskFullError, WorkerError
 from bench.fetch import FetchError
 from bench.errors import StorageError
 from bench.train import NonFiniteLossError
@@ -22,6 +23,8 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     FetchError,
     NonFiniteLossError,
     StorageError,
+    DiskFullError,
+    WorkerError,
 )
 
 
@@ -64,7 +67,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.config import RECIPES, split_settings
     from bench.data import parse_indices
     from bench.progress import EpochPrinter
-    from bench.runner import format_metrics, train_variant
+    from bench.runner import format_metrics, size_notice, train_variant
+    from variants import resolve_config
 
     model_overrides, train_overrides = split_settings(parse_assignments(args.set))
     if args.epochs is not None:
@@ -73,6 +77,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_overrides["max_minutes"] = args.minutes
         train_overrides.setdefault("epochs", 10_000)  # the clock decides
     cfg = RECIPES[args.recipe].with_overrides(train_overrides, owner="--set")
+    config = resolve_config(args.variant, **model_overrides)
+    for what, size in (("tile", cfg.tile), ("val_tile", cfg.val_tile)):
+        if notice := size_notice(config, size, what):
+            print(notice, file=sys.stderr)
     out_dir = Path(args.output) if args.output else Path("runs") / f"train-{args.variant}"
     run = train_variant(
         args.variant,
@@ -118,6 +126,20 @@ def cmd_data_fetch(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_check(args: argparse.Namespace) -> int:
+    """Read a data set the way training will, so a bad file fails now and not at 3 a.m."""
+    from bench.data import load_data
+
+    data = load_data(args.spec)
+    sizes = sorted({s.image.shape for s in data.samples})
+    interior = sum(float(s.mask.mean()) for s in data.samples) / max(len(data), 1)
+    shown = ", ".join(f"{w}x{h}" for h, w in sizes[:4]) + (" ..." if len(sizes) > 4 else "")
+    instances = sum(s.instances is not None for s in data.samples)
+    print(f"{data.source}: {len(data)} images ({shown}), binary labels, {interior:.1%} interior"
+          + (f", instance labels for {instances}" if instances else ""))  # fmt: skip
+    return 0
+
+
 def cmd_profile(args: argparse.Namespace) -> int:
     import uuid
 
@@ -135,6 +157,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
         return 0
     if not args.variant:
         raise ValueError("profile needs --variant NAME (or --suite NAME)")
+    from bench.runner import size_notice
+    from variants import resolve_config
+
+    if notice := size_notice(resolve_config(args.variant), args.input, "--input"):
+        print(notice, file=sys.stderr)
     modes = ["infer", "train"] if args.mode == "both" else [args.mode]
     measurements = []
     for mode in modes:
@@ -371,13 +398,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--results", default="results/micro", help="results root (default results/micro)")
     p.set_defaults(func=cmd_ingest)
 
-    p = sub.add_parser("data", help="data sets: fetch (with SHA-256 checks)")
+    p = sub.add_parser("data", help="data sets: fetch (with SHA-256 checks), check")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     q = data_sub.add_parser("fetch", help="download a known data set and verify every file")
     q.add_argument("name", help="isbi2012")
     q.add_argument("--url", help="a mirror laid out like the data set (https:// or file://)")
     q.add_argument("--dest", help="target folder (default ~/.cache/unet-bench/data/NAME or $UNETBENCH_DATA/NAME)")
     q.set_defaults(func=cmd_data_fetch)
+    q = data_sub.add_parser("check", help="read every image and label as training will, and summarise them")
+    q.add_argument("spec", help="a data folder, TIFF stacks folder, CTC sequence, or synthetic[:count=..,size=..]")
+    q.set_defaults(func=cmd_data_check)
     return parser
 
 

@@ -12,7 +12,7 @@ from typing import Any, Literal
 
 from bench.augment import AugmentCfg
 from bench.losses import PAPER_SIGMA, PAPER_W0, LossName
-from variants.overrides import apply_overrides, near_matches
+from variants.overrides import ConfigError, apply_overrides, near_matches
 
 
 @dataclass(frozen=True)
@@ -44,15 +44,16 @@ class TrainCfg:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        problems = [
-            f"{name} must be positive, got {getattr(self, name)}"
+        bad = [
+            name
             for name in ("epochs", "steps_per_epoch", "batch_size", "tile", "val_tile", "lr")
             if getattr(self, name) <= 0
         ]
         if self.max_minutes is not None and self.max_minutes <= 0:
-            problems.append(f"max_minutes must be positive, got {self.max_minutes}")
-        if problems:
-            raise ValueError("; ".join(problems))
+            bad.append("max_minutes")
+        if bad:
+            problems = "; ".join(f"{name} must be positive, got {getattr(self, name)}" for name in bad)
+            raise ConfigError(problems, key=bad[0])
 
     def with_overrides(self, overrides: dict[str, Any], owner: str = "train") -> "TrainCfg":
         """A copy with type-checked overrides; ``augment`` may be given as a dict of its fields."""

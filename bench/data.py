@@ -8,10 +8,12 @@ when something is wrong: a corrupt image, a label of another size, a non-binary 
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -52,13 +54,37 @@ class Dataset:
 # --- reading files ----------------------------------------------------------------------------
 
 
+@contextlib.contextmanager
+def _tifffile_complaints() -> Iterator[list[str]]:
+    """Collect what tifffile logs about a damaged file instead of letting it reach the user's
+    terminal as a stray line; the caller puts it into its one error message."""
+    logger = logging.getLogger("tifffile")
+    complaints: list[str] = []
+
+    class Collect(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            complaints.append(record.getMessage().splitlines()[0])
+
+    handler, propagate = Collect(), logger.propagate
+    logger.addHandler(handler)
+    logger.propagate = False
+    try:
+        yield complaints
+    finally:
+        logger.removeHandler(handler)
+        logger.propagate = propagate
+
+
 def read_image(path: Path) -> np.ndarray:
     """A 2D array from a PNG or single-page TIFF; RGB is converted to grey. Names the file on error."""
     try:
         if path.suffix.lower() in (".tif", ".tiff"):
-            import tifffile
+            with _tifffile_complaints() as complaints:
+                import tifffile
 
-            array = tifffile.imread(path)
+                array = tifffile.imread(path)
+            if array.size == 0:  # tifffile logs a damaged file and returns nothing
+                raise ValueError("; ".join(complaints) or "no pixel data")
         else:
             from PIL import Image
 

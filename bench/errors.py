@@ -6,3 +6,15 @@ from __future__ import annotations
 
 class StorageError(RuntimeError):
     """A storage URL that cannot be used; the message never shows the password."""
+
+
+class DiskFullError(OSError):
+    """A write that found no space (or hit a file-size cap); the message names the file and
+    says that nothing was half-written."""
+
+    def __str__(self) -> str:  # the message alone, without OSError's "[Errno 28]" prefix
+        return str(self.strerror)
+
+
+class WorkerError(RuntimeError):
+    """A search worker process that stopped with an error (printed by the worker itself)."""

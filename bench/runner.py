@@ -29,6 +29,8 @@ from bench.data import (
 from bench.metrics import CHALLENGE_THRESHOLDS, score_stack
 from bench.train import Callback, FitResult, evaluate, fit, resolve_device
 from variants import resolve_config
+from variants.registry import ModelConfig
+from variants.sizes import InvalidInputSize
 
 HEADLINE = (
     ("pixel_error", "pixel error"),
@@ -100,6 +102,20 @@ def train_variant(
         final = evaluate(model, config, scored, cfg, resolve_device(cfg.device), warping=True)
     split = f"test {format_sections(test)}" if test else format_sections(val_sections)
     return TrainRun(result, final, best_path, split)
+
+
+def size_notice(config: ModelConfig, requested: int, what: str) -> str | None:
+    """A line saying that ``requested`` is not a size the network takes and which one is used
+    instead (train and profile round to the nearest valid size; the model itself refuses)."""
+    used = config.valid_input_size(requested)
+    if used == requested:
+        return None
+    try:
+        config.output_size(requested)
+        reason = "not a size this network takes"
+    except InvalidInputSize as exc:
+        reason = str(exc)
+    return f"note: {what} {requested}: {reason}; using {used}"
 
 
 def data_key(data_spec: str) -> str:

@@ -10,23 +10,26 @@ trial of a worker that died.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import sys
+import threading
 import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import optuna
+import sqlalchemy.exc
 import torch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says it shorter
 
 from bench.config import TrainCfg, split_settings
 from bench.data import load_data, parse_indices, split_by_index
-from bench.errors import StorageError
+from bench.errors import StorageError, WorkerError
 from bench.metrics import HIGHER_IS_BETTER
 from bench.runner import default_val_sections, format_sections
 from bench.schema import ResultRow, config_hash, make_extra
@@ -250,6 +253,10 @@ class Progress:
 
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+STORAGE_FAILURES: tuple[type[BaseException], ...] = (
+    sqlalchemy.exc.SQLAlchemyError,  # a lost connection surfaces as OperationalError
+    optuna.exceptions.StorageInternalError,  # Optuna's wrapper around failed commits
+)
 
 
 def remaining_trials(study: optuna.Study, total: int) -> int:
@@ -258,7 +265,49 @@ def remaining_trials(study: optuna.Study, total: int) -> int:
     return total - sum(t.state in counted for t in study.trials)
 
 
-def optimize(study: optuna.Study, suite: SuiteCfg, run_dir: Path) -> None:
+def _storage_failure(exc: BaseException | None) -> BaseException | None:
+    """The storage error behind ``exc``, if any: Optuna can mask a lost connection while it
+    records a trial's end with an error of its own (an assertion), and wraps the driver's error
+    in a generic one, so follow the chain and prefer the driver's own words."""
+    found: BaseException | None = None
+    for _ in range(20):
+        if exc is None:
+            break
+        if isinstance(exc, sqlalchemy.exc.SQLAlchemyError):
+            return exc
+        if isinstance(exc, STORAGE_FAILURES) and found is None:
+            found = exc
+        exc = exc.__cause__ or exc.__context__
+    return found
+
+
+@contextlib.contextmanager
+def storage_loss_as_error(url: str, run_dir: Path) -> Iterator[None]:
+    """A storage that goes away mid-search (server down, network gone) ends the search with one
+    line instead of a traceback; Optuna's heartbeat thread, which notices first, stays quiet."""
+    previous = threading.excepthook
+
+    def quiet_heartbeat(args: threading.ExceptHookArgs) -> None:
+        if not isinstance(args.exc_value, STORAGE_FAILURES):
+            previous(args)
+
+    threading.excepthook = quiet_heartbeat
+    try:
+        yield
+    except Exception as raised:
+        exc = _storage_failure(raised)
+        if exc is None:
+            raise
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(
+            f"lost the storage {mask_url(url)} during the search ({reason.replace(url, mask_url(url))}); finished "
+            f"trials are kept in it and their rows in {run_dir}: run the same command again to resume"
+        ) from None
+    finally:
+        threading.excepthook = previous
+
+
+def optimize(study: optuna.Study, suite: SuiteCfg, run_dir: Path, url: str) -> None:
     """Run trials in this process until the study holds the suite's number of finished ones."""
     total = suite.search.trials  # type: ignore[union-attr]
     # a trial whose worker died still shows RUNNING until its heartbeat is found stale: fail
@@ -270,18 +319,23 @@ def optimize(study: optuna.Study, suite: SuiteCfg, run_dir: Path) -> None:
     if remaining <= 0:
         return
     callbacks = [optuna.study.MaxTrialsCallback(total, states=FINISHED), Progress(total)]
-    study.optimize(Objective(suite, run_dir), n_trials=remaining, callbacks=callbacks)
+    with storage_loss_as_error(url, run_dir):
+        study.optimize(Objective(suite, run_dir), n_trials=remaining, callbacks=callbacks)
 
 
 def _worker(url: str, study_name: str, suite: SuiteCfg, run_dir: Path, threads: int, gpu: str | None) -> None:
     if gpu is not None:  # before anything touches CUDA: this worker sees one GPU, as cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     torch.set_num_threads(threads)  # workers share the machine's cores instead of fighting over them
-    storage = open_storage(url)
-    study = optuna.load_study(
-        study_name=study_name, storage=storage, sampler=make_sampler(suite.search), pruner=make_pruner(suite.search)
-    )  # type: ignore[arg-type]
-    optimize(study, suite, run_dir)
+    try:
+        storage = open_storage(url)
+        study = optuna.load_study(
+            study_name=study_name, storage=storage, sampler=make_sampler(suite.search), pruner=make_pruner(suite.search)
+        )  # type: ignore[arg-type]
+        optimize(study, suite, run_dir, url)
+    except StorageError as exc:  # one line, as the command itself prints it; the parent reports the exit
+        print(f"unet-bench: error: {exc}", file=sys.stderr, flush=True)
+        sys.exit(2)
 
 
 def visible_gpus() -> list[str]:
@@ -343,7 +397,7 @@ def run_search(suite: SuiteCfg, run_dir: Path, storage_url: str | None = None, s
     study = optuna.create_study(study_name=name, storage=storage, directions=directions(search), load_if_exists=True,
                                 sampler=make_sampler(search), pruner=make_pruner(search))  # fmt: skip
     if workers <= 1:
-        optimize(study, suite, run_dir)
+        optimize(study, suite, run_dir, url)
     else:
         context = multiprocessing.get_context("spawn")
         threads = max(1, (os.cpu_count() or 1) // workers)
@@ -353,6 +407,12 @@ def run_search(suite: SuiteCfg, run_dir: Path, storage_url: str | None = None, s
             proc.start()
         for proc in procs:
             proc.join()
+        failed = [f"worker {i + 1} (exit {p.exitcode})" for i, p in enumerate(procs) if p.exitcode != 0]
+        if failed:
+            raise WorkerError(
+                f"{len(failed)} of {workers} search workers stopped: {', '.join(failed)}; their errors are printed "
+                f"above; finished trials are kept: run the same command again to resume"
+            )
     study = optuna.load_study(study_name=name, storage=storage)
     if search.multi_objective and study.best_trials:
         ResultWriter(run_dir).append(pareto_rows(study, suite, run_dir.name), name="search-pareto")

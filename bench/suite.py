@@ -192,14 +192,14 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
     try:
         train = TrainCfg().with_overrides(data.get("train", {}), owner="[train]")
     except (ConfigError, ValueError) as exc:
-        key = str(exc).split("'")[1] if "'" in str(exc) else "train"
+        key = getattr(exc, "key", None) or "train"
         raise suite_key_error(path, text, key, str(exc)) from None
     cpu_train = None
     if "cpu" in data:
         try:
             cpu_train = train.with_overrides(data["cpu"], owner="[cpu]")
         except (ConfigError, ValueError) as exc:
-            key = str(exc).split("'")[1] if "'" in str(exc) else "cpu"
+            key = getattr(exc, "key", None) or "cpu"
             raise suite_key_error(path, text, key, str(exc)) from None
     model = dict(data.get("model", {}))
     variants_section = data.get("variants", {})

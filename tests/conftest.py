@@ -21,3 +21,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+def run_cli(*args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, str] | None = None):
+    """Run ``unet-bench ARGS`` as a user would: a fresh process, its exit code and output."""
+    import subprocess
+    import sys
+
+    return subprocess.run(
+        [sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
+    )
+
+
+def assert_user_error(result, *needles: str) -> str:
+    """Exit 2 with one clear line on stderr that holds every needle, and no traceback."""
+    message = result.stderr.strip()
+    assert result.returncode == 2, (result.returncode, result.stderr[-2000:])
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    assert len(message.splitlines()) == 1 and message.startswith("unet-bench: error: "), message
+    for needle in needles:
+        assert needle in message, (needle, message)
+    return message

@@ -3,16 +3,8 @@
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 
-from tests.conftest import REPO
-
-
-def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "bench", *args], cwd=REPO, capture_output=True, text=True, timeout=300
-    )
+from tests.conftest import run_cli
 
 
 def test_list_json_has_every_variant_with_the_documented_keys() -> None:

@@ -16,7 +16,12 @@ C = TypeVar("C")
 
 
 class ConfigError(ValueError):
-    """A config key or value that is not allowed; the message says what would be."""
+    """A config key or value that is not allowed; the message says what would be, and ``key``
+    names the setting (so a suite file error can point at its line)."""
+
+    def __init__(self, message: str, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def near_matches(word: str, choices: typing.Iterable[str], n: int = 3) -> list[str]:
@@ -98,13 +103,13 @@ def apply_overrides(config: C, overrides: dict[str, Any], *, owner: str) -> C:
             close = near_matches(key, fields)
             hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
             raise ConfigError(
-                f"{owner}: unknown override {key!r}.{hint} Valid keys: {', '.join(sorted(fields))}."
+                f"{owner}: unknown override {key!r}.{hint} Valid keys: {', '.join(sorted(fields))}.", key=key
             )
         try:
             checked[key] = _coerce(value, hints[key])
         except TypeError:
             raise ConfigError(
-                f"{owner}: override {key}={value!r} is not valid; expected {describe_type(hints[key])}."
+                f"{owner}: override {key}={value!r} is not valid; expected {describe_type(hints[key])}.", key=key
             ) from None
     new = dataclasses.replace(config, **checked)  # type: ignore[type-var]
     return new

@@ -1,0 +1,61 @@
+"""Bad configuration through the real command: one clear line naming the file, line, key or
+value and what would be valid; exit 2; no traceback; nothing trained."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import assert_user_error, run_cli
+
+TINY_SEARCH = Path(__file__).parent / "data" / "tiny-search.toml"
+
+# suite texts with one mistake each, the command that reads them, and what the error must name
+SUITES = {
+    "unknown_variant": ('[suite]\nname = "x"\n[variants]\nnames = ["unet-orignal"]\n', "run", [":4:", "'names'", "Did you mean 'unet-original'"]),
+    "bad_toml": ('[suite]\nname = "x"\n[train\nlr = 0.1\n', "run", ["invalid TOML", "line 3"]),
+    "bad_toml_profile_suite": ('[suite]\nname = "x"\n[train\nlr = 0.1\n', "profile --suite", ["invalid TOML", "line 3"]),
+    "unknown_section": ('[suite]\nname = "x"\n[modle]\nx = 1\n', "run", ["unknown section [modle]", "allowed: cpu, data, model"]),
+    "unknown_key": ('[suite]\nname = "x"\n[train]\nlrr = 0.1\n', "run", [":4:", "'lrr'", "Did you mean 'lr'"]),
+    "wrong_type": ('[suite]\nname = "x"\n[train]\nepochs = "many"\n', "run", [":4:", "'epochs'", "expected int"]),
+    "zero_batch": ('[suite]\nname = "x"\n[train]\nbatch_size = 0\n', "run", [":4:", "'batch_size'", "must be positive, got 0"]),
+    "negative_epochs": ('[suite]\nname = "x"\n[cpu]\nepochs = -3\n', "run", [":4:", "'epochs'", "must be positive, got -3"]),
+    "search_space_typo": (TINY_SEARCH.read_text().replace('"model.dropout"', '"model.dropuot"'), "search", ["'model.dropuot'", "Did you mean 'dropout'"]),
+    "unknown_cost": (TINY_SEARCH.read_text().replace("trials = 5", 'trials = 5\ncosts = ["speed"]\npruner = "none"').replace('pruner = "median"\n', ""), "search", ["'costs'", "unknown cost 'speed'", "latency_ms"]),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("case", sorted(SUITES))
+def test_a_broken_suite_file_is_named_with_its_line_and_key(tmp_path: Path, case: str) -> None:
+    text, command, needles = SUITES[case]
+    path = tmp_path / f"{case}.toml"
+    path.write_text(text)
+    result = run_cli(
+        *command.split(), str(path), "-o" if command != "profile --suite" else "--results", str(tmp_path / "out")
+    )
+    assert_user_error(result, str(path), *needles)
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("rows-*.csv")), "nothing may run"
+
+
+@pytest.mark.parametrize(
+    ("args", "needles"),
+    [
+        (["train", "--variant", "unet-orignal", "--epochs", "1"], ["unknown variant 'unet-orignal'", "Did you mean 'unet-original'"]),
+        (["profile", "--variant", "resunett"], ["unknown variant 'resunett'", "'resunet'"]),
+        (["train", "--variant", "unet-16", "--epochs", "0"], ["epochs must be positive, got 0"]),
+        (["train", "--variant", "unet-16", "--set", "batch_size=-2"], ["batch_size must be positive, got -2"]),
+        (["train", "--variant", "unet-16", "--set", "model.activaton='gelu'"], ["'activaton'", "Did you mean 'activation'"]),
+    ],
+)  # fmt: skip
+def test_a_bad_command_line_gets_one_line(args: list[str], needles: list[str]) -> None:
+    assert_user_error(run_cli(*args), *needles)
+
+
+def test_an_input_size_a_valid_network_cannot_take_names_the_nearest_ones() -> None:
+    """The model refuses it (tests/test_registry.py); the profiler says so and uses the nearest."""
+    result = run_cli("profile", "--variant", "unet-16", "--input", "500", "--max-seconds", "0.2", "--json")
+    assert result.returncode == 0, result.stderr
+    assert "cannot take a 500x500 input" in result.stderr and "nearest valid input sizes: 492 or 508" in result.stderr
+    assert {row["input_size"] for row in json.loads(result.stdout)} == {508}

@@ -1,0 +1,99 @@
+"""Bad data through the real command (`unet-bench data check`, which reads a data set exactly
+as training does): each problem is one line naming the file and the problem, exit 2; images
+that can be converted (16-bit, RGB, constant) are accepted."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pytest
+import tifffile
+from PIL import Image
+
+from tests.conftest import assert_user_error, run_cli
+from tests.test_data import write_folder
+
+
+def corrupt_png(root: Path) -> tuple[Path, str]:
+    path = root / "images" / "01.png"
+    path.write_bytes(path.read_bytes()[:40])  # header only: a download cut short
+    return path, "cannot read image"
+
+
+def corrupt_tiff(root: Path) -> tuple[Path, str]:
+    (root / "images" / "01.png").unlink()
+    path = root / "images" / "01.tif"
+    path.write_bytes(b"II*\x00" + b"\xff" * 60)  # a TIFF header pointing nowhere
+    return path, "cannot read image"
+
+
+def label_of_another_size(root: Path) -> tuple[Path, str]:
+    path = root / "labels" / "02.png"
+    Image.fromarray(np.full((16, 32), 255, np.uint8)).save(path)
+    return path, "label is 32x16 but 02.png is 32x32"
+
+
+def non_binary_label(root: Path) -> tuple[Path, str]:
+    path = root / "labels" / "00.png"
+    Image.fromarray(np.tile(np.array([0, 128, 255], np.uint8), (32, 11))[:, :32]).save(path)
+    return path, "label is not binary (values 0, 128, 255)"
+
+
+def nan_image(root: Path) -> tuple[Path, str]:
+    (root / "images" / "01.png").unlink()
+    path = root / "images" / "01.tif"
+    image = np.random.default_rng(0).random((32, 32), dtype=np.float32)
+    image[3, 4] = np.nan
+    tifffile.imwrite(path, image)
+    return path, "image holds NaN or infinite values"
+
+
+def mismatched_names(root: Path) -> tuple[Path, str]:
+    (root / "labels" / "01.png").rename(root / "labels" / "07.png")
+    return root, "no label for ['01'], no image for ['07']"
+
+
+def empty_folder(root: Path) -> tuple[Path, str]:
+    for path in [*root.glob("images/*"), *root.glob("labels/*")]:
+        path.unlink()
+    return root / "images", "no PNG or TIFF images"
+
+
+CASES: dict[str, Callable[[Path], tuple[Path, str]]] = {
+    f.__name__: f
+    for f in (
+        corrupt_png,
+        corrupt_tiff,
+        label_of_another_size,
+        non_binary_label,
+        nan_image,
+        mismatched_names,
+        empty_folder,
+    )
+}
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_bad_data_names_the_file_and_the_problem(tmp_path: Path, case: str) -> None:
+    root = tmp_path / "data"
+    write_folder(root)
+    named, problem = CASES[case](root)
+    assert_user_error(run_cli("data", "check", str(root)), str(named), problem)
+
+
+def test_a_missing_folder_says_what_to_use_instead(tmp_path: Path) -> None:
+    assert_user_error(run_cli("data", "check", str(tmp_path / "nowhere")), "no such data folder", "'synthetic'")
+
+
+def test_16_bit_rgb_and_constant_images_are_converted_not_refused(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    write_folder(root)
+    rng = np.random.default_rng(1)
+    Image.fromarray(rng.integers(0, 65535, (32, 32), dtype=np.uint16)).save(root / "images" / "00.png")
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8), mode="RGB").save(root / "images" / "01.png")
+    Image.fromarray(np.full((32, 32), 77, np.uint8)).save(root / "images" / "02.png")
+    result = run_cli("data", "check", str(root))
+    assert result.returncode == 0, result.stderr
+    assert "3 images (32x32), binary labels" in result.stdout
