@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -25,7 +26,6 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def run_cli(*args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, str] | None = None):
     """Run ``unet-bench ARGS`` as a user would: a fresh process, its exit code and output."""
-    import subprocess
     import sys
 
     return subprocess.run(
@@ -42,3 +42,13 @@ def assert_user_error(result, *needles: str) -> str:
     for needle in needles:
         assert needle in message, (needle, message)
     return message
+
+
+def run_cli_many(commands: dict[str, list[str]], workers: int = 4) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Run independent ``unet-bench`` commands side by side (each is mostly interpreter and
+    torch start-up, so a few at once use both cores) and return each one's result by key."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(workers) as pool:
+        futures = {key: pool.submit(run_cli, *args) for key, args in commands.items()}
+        return {key: future.result() for key, future in futures.items()}

@@ -4,11 +4,12 @@ value and what would be valid; exit 2; no traceback; nothing trained."""
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, run_cli, run_cli_many
 
 TINY_SEARCH = Path(__file__).parent / "data" / "tiny-search.toml"
 
@@ -27,30 +28,46 @@ SUITES = {
 }  # fmt: skip
 
 
+COMMAND_LINES = {
+    "unknown_variant": (["train", "--variant", "unet-orignal", "--epochs", "1"], ["unknown variant 'unet-orignal'", "Did you mean 'unet-original'"]),
+    "unknown_variant_profile": (["profile", "--variant", "resunett"], ["unknown variant 'resunett'", "'resunet'"]),
+    "zero_epochs": (["train", "--variant", "unet-16", "--epochs", "0"], ["epochs must be positive, got 0"]),
+    "negative_batch": (["train", "--variant", "unet-16", "--set", "batch_size=-2"], ["batch_size must be positive, got -2"]),
+    "model_key_typo": (["train", "--variant", "unet-16", "--set", "model.activaton='gelu'"], ["'activaton'", "Did you mean 'activation'"]),
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def suite_runs(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> dict[str, tuple[Path, Path, subprocess.CompletedProcess[str]]]:
+    """Every broken suite through its command, side by side: case -> (file, output folder, result)."""
+    root = tmp_path_factory.mktemp("suites")
+    commands, places = {}, {}
+    for case, (text, command, _) in SUITES.items():
+        path, out = root / f"{case}.toml", root / f"{case}-out"
+        path.write_text(text)
+        flag = "--results" if command == "profile --suite" else "-o"
+        commands[case], places[case] = [*command.split(), str(path), flag, str(out)], (path, out)
+    results = run_cli_many(commands)
+    return {case: (*places[case], results[case]) for case in SUITES}
+
+
 @pytest.mark.parametrize("case", sorted(SUITES))
-def test_a_broken_suite_file_is_named_with_its_line_and_key(tmp_path: Path, case: str) -> None:
-    text, command, needles = SUITES[case]
-    path = tmp_path / f"{case}.toml"
-    path.write_text(text)
-    result = run_cli(
-        *command.split(), str(path), "-o" if command != "profile --suite" else "--results", str(tmp_path / "out")
-    )
-    assert_user_error(result, str(path), *needles)
-    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").rglob("rows-*.csv")), "nothing may run"
+def test_a_broken_suite_file_is_named_with_its_line_and_key(suite_runs, case: str) -> None:
+    path, out, result = suite_runs[case]
+    assert_user_error(result, str(path), *SUITES[case][2])
+    assert not out.exists() or not any(out.rglob("rows-*.csv")), "nothing may run"
 
 
-@pytest.mark.parametrize(
-    ("args", "needles"),
-    [
-        (["train", "--variant", "unet-orignal", "--epochs", "1"], ["unknown variant 'unet-orignal'", "Did you mean 'unet-original'"]),
-        (["profile", "--variant", "resunett"], ["unknown variant 'resunett'", "'resunet'"]),
-        (["train", "--variant", "unet-16", "--epochs", "0"], ["epochs must be positive, got 0"]),
-        (["train", "--variant", "unet-16", "--set", "batch_size=-2"], ["batch_size must be positive, got -2"]),
-        (["train", "--variant", "unet-16", "--set", "model.activaton='gelu'"], ["'activaton'", "Did you mean 'activation'"]),
-    ],
-)  # fmt: skip
-def test_a_bad_command_line_gets_one_line(args: list[str], needles: list[str]) -> None:
-    assert_user_error(run_cli(*args), *needles)
+@pytest.fixture(scope="module")
+def command_line_runs() -> dict[str, subprocess.CompletedProcess[str]]:
+    return run_cli_many({case: args for case, (args, _) in COMMAND_LINES.items()})
+
+
+@pytest.mark.parametrize("case", sorted(COMMAND_LINES))
+def test_a_bad_command_line_gets_one_line(command_line_runs, case: str) -> None:
+    assert_user_error(command_line_runs[case], *COMMAND_LINES[case][1])
 
 
 def test_an_input_size_a_valid_network_cannot_take_names_the_nearest_ones() -> None:

@@ -4,6 +4,7 @@ that can be converted (16-bit, RGB, constant) are accepted."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Callable
 
@@ -12,7 +13,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import assert_user_error, run_cli, run_cli_many
 from tests.test_data import write_folder
 
 
@@ -75,12 +76,23 @@ CASES: dict[str, Callable[[Path], tuple[Path, str]]] = {
 }
 
 
+@pytest.fixture(scope="module")
+def checked(tmp_path_factory: pytest.TempPathFactory) -> dict[str, tuple[Path, str, subprocess.CompletedProcess[str]]]:
+    """Each damaged folder through `unet-bench data check`, side by side: case -> (file the
+    error must name, the problem, result)."""
+    root = tmp_path_factory.mktemp("damaged")
+    made = {}
+    for case, damage in CASES.items():
+        write_folder(root / case)
+        made[case] = damage(root / case)
+    results = run_cli_many({case: ["data", "check", str(root / case)] for case in CASES})
+    return {case: (*made[case], results[case]) for case in CASES}
+
+
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_bad_data_names_the_file_and_the_problem(tmp_path: Path, case: str) -> None:
-    root = tmp_path / "data"
-    write_folder(root)
-    named, problem = CASES[case](root)
-    assert_user_error(run_cli("data", "check", str(root)), str(named), problem)
+def test_bad_data_names_the_file_and_the_problem(checked, case: str) -> None:
+    named, problem, result = checked[case]
+    assert_user_error(result, str(named), problem)
 
 
 def test_a_missing_folder_says_what_to_use_instead(tmp_path: Path) -> None:

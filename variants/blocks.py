@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from typing import Callable, Literal
 
 import torch
-from timm.layers import get_act_layer, get_norm_layer
 from torch import nn
 
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "mish", "prelu"]
@@ -44,6 +43,8 @@ class ConvSpec:
 
 
 def make_activation(name: Activation) -> nn.Module:
+    from timm.layers import get_act_layer  # imported on first use: timm takes ~2 s to import
+
     layer = get_act_layer(name)
     if layer is None:  # pragma: no cover - guarded by the Literal type
         raise ValueError(f"unknown activation {name!r}")
@@ -52,6 +53,8 @@ def make_activation(name: Activation) -> nn.Module:
 
 def make_norm(kind: Norm, channels: int, groups: int = 8) -> nn.Module:
     """A normalisation layer; instance norm is group norm with one channel per group."""
+    from timm.layers import get_norm_layer
+
     if kind == "none":
         return nn.Identity()
     if kind == "batch":
