@@ -94,6 +94,15 @@ class Measurement:
     flops_per_step: int
     peak_memory_mib: dict[str, float]
     oom: str | None = None
+    failed: str | None = None  # any other error: the configuration is a row and a sweep goes on
+
+    @classmethod
+    def failure(cls, cfg: ProfileCfg, exc: BaseException) -> "Measurement":
+        """A configuration that raised (a missing package, a compiler error on this device)."""
+        from bench.train import resolve_device
+
+        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+        return cls(cfg, resolve_device(cfg.device), cfg.input_size, 0, 0, [], 0, {}, failed=reason)
 
     @property
     def median_s(self) -> float:
@@ -106,6 +115,8 @@ class Measurement:
         """The measured values with units and intervals, keyed by metric name."""
         if self.oom:
             return {"oom": (1.0, "", None)}
+        if self.failed:
+            return {"failed": (1.0, "", None)}
         batch = self.cfg.batch_size
         low, high = self.median_ci()
         images_per_s = batch / self.median_s
@@ -140,8 +151,10 @@ class Measurement:
             compile=self.cfg.compile,
             cudnn_benchmark=self.cfg.cudnn_benchmark,
             oom=self.oom,
-            mfu_note=None if peak_tflops(identity["device_name"], self.cfg.precision) else
-            f"no peak TFLOP/s known for {identity['device_name']!r} in {self.cfg.precision}",
+            failed=self.failed,
+            mfu_note=None
+            if peak_tflops(identity["device_name"], self.cfg.precision)
+            else f"no peak TFLOP/s known for {identity['device_name']!r} in {self.cfg.precision}",
         )
         rows = []
         for metric, (value, unit, ci) in self.summary().items():
@@ -279,7 +292,9 @@ def _autocast(device: torch.device, precision: Precision) -> contextlib.Abstract
     return contextlib.nullcontext()
 
 
-def make_step(model: nn.Module, x: torch.Tensor, cfg: ProfileCfg, device: torch.device, num_classes: int) -> Callable[[], None]:
+def make_step(
+    model: nn.Module, x: torch.Tensor, cfg: ProfileCfg, device: torch.device, num_classes: int
+) -> Callable[[], None]:
     """One inference forward pass, or one full training step (forward, loss, backward, update)."""
     if cfg.mode == "infer":
         model.eval()

@@ -34,7 +34,9 @@ LIST_KEYS = {
 SCALAR_KEYS = {f.name for f in fields(ProfileCfg)} - set(LIST_KEYS.values()) | {"max_batch"}
 
 
-def expand_sweep(sweep: dict[str, Any], defaults: dict[str, Any], path: Path, text: str, index: int) -> list[tuple[ProfileCfg, int | None]]:
+def expand_sweep(
+    sweep: dict[str, Any], defaults: dict[str, Any], path: Path, text: str, index: int
+) -> list[tuple[ProfileCfg, int | None]]:
     """Every combination of a sweep's lists: (config, max_batch if the batch is 'auto')."""
     unknown = set(sweep) - set(LIST_KEYS) - SCALAR_KEYS
     if unknown:
@@ -62,9 +64,11 @@ def expand_sweep(sweep: dict[str, Any], defaults: dict[str, Any], path: Path, te
         if auto:
             values["batch_size"] = 1
         try:
-            cfg = apply_overrides(ProfileCfg(variant=values.pop("variant")), {**scalars, **values}, owner=f"sweep[{index}]")
+            cfg = apply_overrides(
+                ProfileCfg(variant=values.pop("variant")), {**scalars, **values}, owner=f"sweep[{index}]"
+            )
         except ConfigError as exc:
-            field = str(exc).split("override ", 1)[-1].split("=", 1)[0].strip("'")
+            field = exc.key or ""
             key = next((k for k, f in LIST_KEYS.items() if f == field and k in sweep), field)
             raise suite_key_error(path, text, f"sweep[{index}].{key}", str(exc)) from None
         configs.append((cfg, max_batch if auto else None))
@@ -79,7 +83,9 @@ def load_profile_suite(name_or_path: str | Path) -> tuple[dict[str, Any], list[t
     defaults = data.get("defaults", {})
     bad = set(defaults) - SCALAR_KEYS
     if bad:
-        raise suite_key_error(path, text, f"defaults.{sorted(bad)[0]}", f"unknown key; allowed: {', '.join(sorted(SCALAR_KEYS))}")
+        raise suite_key_error(
+            path, text, f"defaults.{sorted(bad)[0]}", f"unknown key; allowed: {', '.join(sorted(SCALAR_KEYS))}"
+        )
     sweeps = data.get("sweep", [])
     if not sweeps:
         raise SuiteError(f"{path}: no [[sweep]] tables")
@@ -107,18 +113,33 @@ def run_profile_suite(
             log(f"time budget reached: {len(configs) - number + 1} of {len(configs)} configurations not run")
             break
         cfg = replace(cfg, device=device)
-        measurements: Iterator[Measurement] = batch_sweep(cfg, max_batch) if max_batch else iter([measure(cfg)])
-        for m in measurements:
+        for m in _guarded(cfg, max_batch):
             writer.append(m.rows(run_id, suite=suite))
             done.append(m)
             log(describe(number, len(configs), m))
     return writer.run_dir, done
 
 
+def _guarded(cfg: ProfileCfg, max_batch: int | None) -> Iterator[Measurement]:
+    """The measurements of one configuration; an error in it (not out-of-memory, which is a
+    measurement already) becomes a ``failed`` row, so one broken configuration cannot end a
+    lent GPU's only run."""
+    try:
+        yield from batch_sweep(cfg, max_batch) if max_batch else iter([measure(cfg)])
+    except Exception as exc:  # noqa: BLE001 - recorded with its reason, then the suite goes on
+        yield Measurement.failure(cfg, exc)
+
+
 def describe(number: int, total: int, m: Measurement) -> str:
     c = m.cfg
-    setting = f"{c.variant} {c.mode} {c.precision} b{c.batch_size} {m.input_size}px" + (" cl" if c.channels_last else "") + (f" compile={c.compile}" if c.compile else "")
+    setting = (
+        f"{c.variant} {c.mode} {c.precision} b{c.batch_size} {m.input_size}px"
+        + (" cl" if c.channels_last else "")
+        + (f" compile={c.compile}" if c.compile else "")
+    )
     if m.oom:
         return f"[{number}/{total}] {setting}: out of memory"
+    if m.failed:
+        return f"[{number}/{total}] {setting}: failed ({m.failed})"
     thr = m.summary()["throughput"][0]
     return f"[{number}/{total}] {setting}: {thr:.1f} img/s"

@@ -3,6 +3,9 @@ and mistakes in a suite file name the file, the line and the key."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -10,6 +13,7 @@ import pytest
 from bench.config import SuiteError
 from bench.profile_suite import load_profile_suite, run_profile_suite
 from bench.store import read_results
+from tests.conftest import REPO
 
 
 def test_the_gpu_suite_is_valid_and_covers_the_paper_net() -> None:
@@ -46,7 +50,9 @@ def test_unknown_key_names_file_line_and_allowed_keys(tmp_path: Path) -> None:
 
 def test_bad_value_names_the_key_and_allowed_values(tmp_path: Path) -> None:
     path = write_suite(tmp_path, '[[sweep]]\nvariants = ["unet-16"]\nprecisions = ["fp8"]\n')
-    with pytest.raises(SuiteError, match=r"mine.toml:6: key 'sweep\[0\]\.precisions'.*one of 'fp32', 'tf32', 'fp16', 'bf16'"):
+    with pytest.raises(
+        SuiteError, match=r"mine.toml:6: key 'sweep\[0\]\.precisions'.*one of 'fp32', 'tf32', 'fp16', 'bf16'"
+    ):
         load_profile_suite(path)
 
 
@@ -59,3 +65,41 @@ def test_unknown_variant_and_malformed_toml(tmp_path: Path) -> None:
         load_profile_suite(path)
     with pytest.raises(SuiteError, match="unknown suite 'gpuu'. Did you mean 'gpu'"):
         load_profile_suite("gpuu")
+
+
+def test_a_configuration_that_raises_is_a_row_and_the_suite_goes_on(tmp_path: Path) -> None:
+    """On a lent GPU every minute counts: a compiler error (here an unknown torch.compile mode)
+    or a missing package is recorded with its reason, and the next configuration runs."""
+    body = (
+        '[defaults]\nmax_seconds = 0.2\nwarmup = 1\nmin_reps = 2\nmax_reps = 3\n\n'
+        '[[sweep]]\nvariants = ["unet-16"]\nmodes = ["infer"]\nprecisions = ["fp32"]\ninput_sizes = [188]\n'
+        'batch_sizes = [1]\ncompile = ["no-such-mode"]\n\n'
+        '[[sweep]]\nvariants = ["unet-16"]\nmodes = ["infer"]\nprecisions = ["fp32"]\ninput_sizes = [188]\nbatch_sizes = [1]\n'
+    )  # fmt: skip
+    lines: list[str] = []
+    run_dir, done = run_profile_suite(write_suite(tmp_path, body), tmp_path / "out", device="cpu", log=lines.append)
+    assert [m.failed is not None for m in done] == [True, False]
+    frame = read_results(run_dir)
+    failed = frame[frame["metric"] == "infer_failed"]
+    assert len(failed) == 1 and "no-such-mode" in failed["extra"].item()
+    assert (frame["metric"] == "infer_throughput").sum() == 1
+    assert "failed (" in lines[0] and "img/s" in lines[1]
+
+
+def test_the_prepared_gpu_check_runs_end_to_end(tmp_path: Path) -> None:
+    """bench/gpu_check.sh with the CPU-sized suite: every step of the GPU call works, so a lent
+    GPU's minutes go to measuring, not debugging."""
+    env = {
+        **os.environ,
+        "SUITE": "cpu-smoke",
+        "MINUTES": "0.3",
+        "OUT": str(tmp_path),
+        "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
+    }
+    result = subprocess.run(
+        ["sh", "bench/gpu_check.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    frame = read_results(tmp_path / "results" / "gpu")
+    assert (frame["metric"].str.endswith("_throughput")).any() and frame["git_sha"].notna().all()
+    assert (tmp_path / "reports" / "gpu" / "report.html").exists()
