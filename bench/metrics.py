@@ -271,6 +271,8 @@ def score_masks(pred_mask: np.ndarray, true_mask: np.ndarray, warping: bool = Tr
 
 # Which way is better, for picking the best threshold.
 HIGHER_IS_BETTER = {"iou", "dice", "v_rand", "rand_split", "rand_merge", "v_info", "info_split", "info_merge", "seg"}
+# how the headline metrics are named in printed lines, in the order they are printed
+LABELS = {"pixel_error": "pixel error", "v_rand": "V_rand", "v_info": "V_info", "warping_error": "warping error", "iou": "IoU"}
 
 # Companion scores are reported at their headline metric's best threshold, so that e.g. the
 # split and merge parts shown always belong to the V_rand shown.

@@ -26,25 +26,16 @@ from bench.data import (
     split_by_index,
     to_unit_float,
 )
-from bench.metrics import CHALLENGE_THRESHOLDS, score_stack
+from bench.metrics import CHALLENGE_THRESHOLDS, LABELS, score_stack
 from bench.train import Callback, FitResult, evaluate, fit, resolve_device
 from variants import resolve_config
 from variants.registry import ModelConfig
 from variants.sizes import InvalidInputSize
 
-HEADLINE = (
-    ("pixel_error", "pixel error"),
-    ("v_rand", "V_rand"),
-    ("v_info", "V_info"),
-    ("warping_error", "warping error"),
-    ("iou", "IoU"),
-)
-
-
 def format_metrics(metrics: dict[str, float]) -> str:
     """One line with the headline metrics and the thresholds they were taken at."""
     parts = []
-    for key, label in HEADLINE:
+    for key, label in LABELS.items():
         if key in metrics:
             threshold = metrics.get(f"threshold_{key}")
             at = f" (t={threshold:.1f})" if threshold is not None else ""

@@ -11,6 +11,7 @@ trial of a worker that died.
 from __future__ import annotations
 
 import contextlib
+import functools
 import multiprocessing
 import os
 import sys
@@ -28,7 +29,7 @@ import torch
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says it shorter
 
 from bench.config import TrainCfg, split_settings
-from bench.data import load_data, parse_indices, split_by_index
+from bench.data import Dataset, load_data, parse_indices, split_by_index
 from bench.errors import StorageError, WorkerError
 from bench.metrics import HIGHER_IS_BETTER
 from bench.runner import default_val_sections, format_sections
@@ -154,6 +155,12 @@ def trial_costs(names: set[str], variant: str, overrides: dict[str, Any], cfg: T
     return {name: costs[name] for name in names}
 
 
+@functools.lru_cache(maxsize=2)
+def _dataset(spec: str) -> Dataset:
+    """The suite's data, read once per worker process instead of once per trial."""
+    return load_data(spec)
+
+
 @dataclass
 class Objective:
     """Picklable, so worker processes can run it."""
@@ -170,7 +177,7 @@ class Objective:
         overrides = {**self.suite.model_overrides(search.variant), **model_params}
         config = resolve_config(search.variant, **overrides)
         cfg = self.suite.train.with_overrides({**train_params, "seed": search.seed}, owner=f"trial {trial.number}")
-        data = load_data(self.suite.data)
+        data = _dataset(self.suite.data)
         test = parse_indices(self.suite.test_sections) if self.suite.test_sections else []
         val = (
             parse_indices(self.suite.val_sections) if self.suite.val_sections else default_val_sections(len(data), test)

@@ -67,3 +67,18 @@ def test_dice_loss_is_zero_for_a_confident_correct_prediction() -> None:
     assert losses.segmentation_loss("dice", logits, target).item() == pytest.approx(0.0, abs=1e-3)
     with pytest.raises(ValueError, match="unknown loss"):
         losses.segmentation_loss("focal", logits, target)  # type: ignore[arg-type]
+
+
+def test_weight_maps_are_computed_once_per_mask_and_settings() -> None:
+    """Search trials and seeds share masks: the second request is the cached (read-only) map,
+    equal to a fresh computation; other settings or another mask compute anew."""
+    mask = np.asarray(Image.open(SHARED_DATA / "isbi2012/train/labels/01.png")) > 0
+    first = losses.weight_map_for_mask(mask)
+    again = losses.weight_map_for_mask(mask.copy())  # same content, another array
+    assert again is first and not first.flags.writeable
+    fresh = losses.border_weight_map(losses.label_cells(mask), class_mask=mask)
+    assert np.array_equal(first, fresh)
+    other_w0 = losses.weight_map_for_mask(mask, w0=5.0)
+    assert other_w0 is not first and not np.array_equal(other_w0, first)
+    flipped = losses.weight_map_for_mask(mask[::-1])
+    assert flipped is not first and np.array_equal(flipped, first[::-1])
