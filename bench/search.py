@@ -249,14 +249,14 @@ class Progress:
         pruned = sum(s == optuna.trial.TrialState.PRUNED for s in states)
         failed = sum(s == optuna.trial.TrialState.FAIL for s in states)
         if len(study.directions) > 1:
-            best = f"Pareto front of {len(study.best_trials)}"
+            best = f"{len(study.best_trials)} on the Pareto front"
         else:
             try:
-                best = f"{study.best_value:.4f}"
+                best = f"best {study.best_value:.4f}"
             except ValueError:
-                best = "-"
+                best = "best -"
         print(f"trials {done + pruned + failed}/{self.total}: {done} done, {pruned} pruned, {failed} failed; "
-              f"best {best}  (trial {trial.number}: {trial.state.name.lower()})", file=sys.stderr, flush=True)  # fmt: skip
+              f"{best}  (trial {trial.number}: {trial.state.name.lower()})", file=sys.stderr, flush=True)  # fmt: skip
 
 
 FINISHED = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
@@ -367,6 +367,10 @@ def chosen_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     """The trial whose configuration the suite retrains: the best one, or, in a multi-objective
     study, the best-quality trial on the Pareto front (the cost-quality trade-off is in the
     front's rows for the user to read)."""
+    if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
+        raise ValueError(
+            f"study {study.study_name!r} has no complete trial to choose from (see the failed trials' errors above)"
+        )
     if not len(study.directions) > 1:
         return study.best_trial
     sign = 1 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else -1

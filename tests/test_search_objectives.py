@@ -176,3 +176,14 @@ def test_validation_and_test_sections_must_not_overlap(tmp_path: Path) -> None:
     path.write_text(TINY.read_text().replace('val_sections = "4"', 'val_sections = "3-4"\ntest_sections = "2-3"'))
     with pytest.raises(SuiteError, match=r"sections \[3\] are both validation and test"):
         load_suite(path)
+
+
+def test_a_study_with_no_complete_trial_says_so() -> None:
+    study = optuna.create_study(study_name="all-failed")
+
+    def broken(trial: optuna.Trial) -> float:
+        raise RuntimeError("boom")
+
+    study.optimize(broken, n_trials=2, catch=(RuntimeError,))
+    with pytest.raises(ValueError, match="'all-failed' has no complete trial"):
+        chosen_trial(study)
