@@ -105,3 +105,19 @@ def test_cuda_oom_inside_a_sweep_is_a_row() -> None:
     finally:
         torch.cuda.set_per_process_memory_fraction(1.0)
     assert results[-1].oom is not None
+
+
+def test_cpu_peak_memory_counts_what_the_block_needs_even_after_earlier_work() -> None:
+    """After training, freed heap pages would serve the measured block and resident memory would
+    not rise: the model would seem to need nothing. RssPeak hands them back first."""
+
+    def allocate() -> list[torch.Tensor]:
+        return [torch.ones(32 * 1024) for _ in range(800)]  # 800 x 128 KiB = 100 MiB, heap-sized
+
+    earlier = allocate()
+    pins = [torch.ones(64) for _ in range(64)]  # later small allocations keep the heap top in use
+    del earlier  # 100 MiB of freed heap that the allocator would hand out again
+    with profile.RssPeak() as peak:
+        again = allocate()
+    assert len(again) == 800 and len(pins) == 64
+    assert peak.increase > 80, peak.increase
