@@ -159,6 +159,10 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
     unknown = set(data) - SECTIONS
     if unknown:
         key = sorted(unknown)[0]
+        if not isinstance(data[key], dict):  # a key above the first [section], or one that lost its header
+            raise suite_key_error(
+                path, text, key, f"outside any section; put it under one of [{'], ['.join(sorted(SECTIONS))}]"
+            )
         raise SuiteError(f"{path}: unknown section [{key}]; allowed: {', '.join(sorted(SECTIONS))}")
     head = data.get("suite", {})
     data_section = dict(data.get("data", {}))
