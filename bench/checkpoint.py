@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from bench.atomic import atomic_write_bytes
+from bench.errors import first_line
 
 
 class UnsafeCheckpointError(ValueError):
@@ -34,7 +35,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     except pickle.UnpicklingError as exc:
         raise UnsafeCheckpointError(
             f"{path}: refused to load: it holds objects other than tensors and plain data "
-            f"(loaded with weights_only=True; {str(exc).splitlines()[0]})"
+            f"(loaded with weights_only=True; {first_line(exc)})"
         ) from None
     except (RuntimeError, EOFError, OSError) as exc:
         raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None

@@ -10,9 +10,8 @@ from pathlib import Path
 from typing import Sequence
 
 from bench.console import format_table
-from bench.errors import DiskFullError, WorkerError
+from bench.errors import DiskFullError, StorageError, WorkerError
 from bench.fetch import FetchError
-from bench.errors import StorageError
 from bench.train import NonFiniteLossError
 
 # Errors a user can cause and fix; they print as one line, never a traceback.

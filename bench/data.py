@@ -301,8 +301,10 @@ def split_by_index(data: Dataset, val_indices: Sequence[int], exclude: Sequence[
     bad = [i for i in (*val_indices, *exclude) if not 0 <= i < len(data)]
     if bad:
         raise ValueError(f"sections {bad} are outside 0..{len(data) - 1} of {data.source}")
-    val = sorted(set(val_indices) - set(exclude))
-    train = [i for i in range(len(data)) if i not in val and i not in set(exclude)]
+    held_out = set(exclude)
+    val = sorted(set(val_indices) - held_out)
+    held_out.update(val)
+    train = [i for i in range(len(data)) if i not in held_out]
     if not train or not val:
         raise ValueError(f"a split needs both training and validation images (got {len(train)} and {len(val)})")
     return data.subset(train, "train"), data.subset(val, "val")

@@ -4,6 +4,12 @@ without importing Optuna or torch-heavy modules first)."""
 from __future__ import annotations
 
 
+def first_line(exc: BaseException) -> str:
+    """The first line of an error's message ("" when it has none), for one-line reports."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else ""
+
+
 class StorageError(RuntimeError):
     """A storage URL that cannot be used; the message never shows the password."""
 

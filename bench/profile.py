@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.environment import row_identity
+from bench.errors import first_line
 from bench.schema import ResultRow, config_hash, make_extra
 from variants.registry import ModelConfig, count_parameters, resolve_config
 
@@ -102,7 +103,7 @@ class Measurement:
         """A configuration that raised (a missing package, a compiler error on this device)."""
         from bench.train import resolve_device
 
-        reason = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"[:300]
+        reason = f"{type(exc).__name__}: {first_line(exc)}"[:300]
         return cls(cfg, resolve_device(cfg.device), cfg.input_size, 0, 0, [], 0, {}, failed=reason)
 
     @property
@@ -394,7 +395,7 @@ def measure(cfg: ProfileCfg) -> Measurement:
         if device.type == "cuda":
             torch.cuda.empty_cache()
         return Measurement(**base, params=0, step_seconds=[], flops_per_step=flops, peak_memory_mib={},
-                           oom=str(exc).splitlines()[0][:200])  # fmt: skip
+                           oom=first_line(exc)[:200])  # fmt: skip
     if device.type == "cuda":
         memory = {
             "allocated": torch.cuda.max_memory_allocated(device) / 2**20,

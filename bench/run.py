@@ -110,7 +110,7 @@ def run_suite(
                 split=result.split,
                 extra=make_extra(train_seconds=result.fit.train_seconds, overrides=overrides, best_trial=train_best),
                 **_identity(),
-            )  # fmt: skip
+            )
             for metric in REPORTED
             if metric in result.final
         ]
@@ -151,16 +151,16 @@ def importance_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[R
         ResultRow(
             run_id=run_id,
             suite=suite.name,
-            variant=suite.search.variant,
+            variant=suite.search.variant,  # type: ignore[union-attr]
             config_hash="",
-            seed=0,  # type: ignore[union-attr]
+            seed=0,
             stage="search",
             metric="param_importance",
             value=float(value),
             extra=make_extra(param=name),
             n=len(study.trials),
             **_identity(),
-        )  # fmt: skip
+        )
         for name, value in importances.items()
     ]
 

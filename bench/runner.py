@@ -32,6 +32,7 @@ from variants import resolve_config
 from variants.registry import ModelConfig
 from variants.sizes import InvalidInputSize
 
+
 def format_metrics(metrics: dict[str, float]) -> str:
     """One line with the headline metrics and the thresholds they were taken at."""
     parts = []
@@ -135,7 +136,8 @@ def default_val_sections(count: int, exclude: Sequence[int] = ()) -> list[int]:
     """The last sixth of the sections (at least one) that are not in ``exclude`` (a test
     split): serial sections next to each other are alike, so a contiguous block is the honest
     held-out set."""
-    pool = [i for i in range(count) if i not in set(exclude)]
+    held_out = set(exclude)
+    pool = [i for i in range(count) if i not in held_out]
     held = max(1, len(pool) // 6)
     return pool[len(pool) - held :]
 

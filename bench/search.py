@@ -30,12 +30,12 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says i
 
 from bench.config import TrainCfg, split_settings
 from bench.data import Dataset, load_data, parse_indices, split_by_index
-from bench.errors import StorageError, WorkerError
+from bench.errors import StorageError, WorkerError, first_line
 from bench.metrics import HIGHER_IS_BETTER
 from bench.runner import default_val_sections, format_sections
 from bench.schema import ResultRow, config_hash, make_extra
 from bench.store import ResultWriter
-from bench.suite import SearchCfg, SuiteCfg
+from bench.suite import COSTS, SearchCfg, SuiteCfg
 from bench.train import EpochState, fit
 from variants import resolve_config
 from variants.registry import count_parameters
@@ -53,6 +53,11 @@ def mask_url(url: str) -> str:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # noqa: BLE001 - unparsable: show nothing that could be secret
         return url.split("@")[-1] if "@" in url else url
+
+
+def _masked_reason(exc: BaseException, url: str) -> str:
+    """An error's first line (its type when it has none), with the URL's password masked."""
+    return (first_line(exc) or type(exc).__name__).replace(url, mask_url(url))
 
 
 def _retry_callback() -> Any:
@@ -76,8 +81,7 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
                 **_retry_callback(),
             )
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many kinds; all mean "unusable"
-        reason = str(exc).splitlines()[0]
-        raise StorageError(f"cannot open storage {mask_url(url)}: {reason.replace(url, mask_url(url))}") from None
+        raise StorageError(f"cannot open storage {mask_url(url)}: {_masked_reason(exc, url)}") from None
 
 
 # Optuna 5 takes constraints from the trial (Trial.set_constraint); older ones from the sampler
@@ -126,9 +130,6 @@ def suggest(trial: optuna.Trial, cfg: SearchCfg) -> dict[str, Any]:
         else:
             values[p.name] = trial.suggest_float(p.name, float(p.low), float(p.high), log=p.log)  # type: ignore[arg-type]
     return values
-
-
-COST_UNITS = {"latency_ms": "ms", "params": "", "gflops": "GFLOP", "peak_memory_mib": "MiB"}
 
 
 def trial_costs(names: set[str], variant: str, overrides: dict[str, Any], cfg: TrainCfg) -> dict[str, float]:
@@ -192,7 +193,7 @@ class Objective:
         started = time.perf_counter()
         rows: list[ResultRow] = []  # written once, when the trial ends: a killed trial leaves none
         costs = trial_costs(set(search.costs) | set(search.constraints), search.variant, overrides, cfg)
-        rows += [ResultRow(metric=k, value=v, unit=COST_UNITS[k], extra=make_extra(params=params), **base)
+        rows += [ResultRow(metric=k, value=v, unit=COSTS[k], extra=make_extra(params=params), **base)
                  for k, v in costs.items()]  # fmt: skip
         over = {k: costs[k] - limit for k, limit in search.constraints.items()}
         trial.set_user_attr("constraints", list(over.values()))
@@ -305,9 +306,8 @@ def storage_loss_as_error(url: str, run_dir: Path) -> Iterator[None]:
         exc = _storage_failure(raised)
         if exc is None:
             raise
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         raise StorageError(
-            f"lost the storage {mask_url(url)} during the search ({reason.replace(url, mask_url(url))}); finished "
+            f"lost the storage {mask_url(url)} during the search ({_masked_reason(exc, url)}); finished "
             f"trials are kept in it and their rows in {run_dir}: run the same command again to resume"
         ) from None
     finally:
@@ -336,9 +336,11 @@ def _worker(url: str, study_name: str, suite: SuiteCfg, run_dir: Path, threads: 
     torch.set_num_threads(threads)  # workers share the machine's cores instead of fighting over them
     try:
         storage = open_storage(url)
+        search = suite.search
+        assert search is not None  # a suite reaches the workers only with a [search] section
         study = optuna.load_study(
-            study_name=study_name, storage=storage, sampler=make_sampler(suite.search), pruner=make_pruner(suite.search)
-        )  # type: ignore[arg-type]
+            study_name=study_name, storage=storage, sampler=make_sampler(search), pruner=make_pruner(search)
+        )
         optimize(study, suite, run_dir, url)
     except StorageError as exc:  # one line, as the command itself prints it; the parent reports the exit
         print(f"unet-bench: error: {exc}", file=sys.stderr, flush=True)
@@ -388,7 +390,7 @@ def pareto_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[Resul
         for name, value in zip(names, t.values):
             rows.append(ResultRow(run_id=run_id, suite=suite.name, variant=search.variant, config_hash="", seed=search.seed,
                                   stage="search-pareto", trial=t.number, metric=name, value=float(value),
-                                  unit=COST_UNITS.get(name, ""), extra=make_extra(params=t.params)))  # fmt: skip
+                                  unit=COSTS.get(name, ""), extra=make_extra(params=t.params)))  # fmt: skip
     return rows
 
 

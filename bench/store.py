@@ -21,6 +21,7 @@ from typing import Iterable
 import pandas as pd
 
 from bench.atomic import atomic_write_bytes
+from bench.errors import first_line
 from bench.schema import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, SCHEMA_VERSION, ResultRow, row_values
 
 PART_GLOB = "rows-*.csv"
@@ -72,7 +73,7 @@ def _read_part(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(path, dtype={"extra": str}, keep_default_na=False, na_values={c: ["", "nan"] for c in FLOAT_COLUMNS})
     except (pd.errors.ParserError, ValueError) as exc:
-        raise ResultsError(f"{path}: malformed or truncated ({str(exc).splitlines()[0]})") from None
+        raise ResultsError(f"{path}: malformed or truncated ({first_line(exc)})") from None
     versions = set(pd.to_numeric(frame["schema_version"], errors="coerce").dropna().astype(int))
     if versions != {SCHEMA_VERSION} and len(frame):
         found = ", ".join(str(v) for v in sorted(versions)) or "unreadable"

@@ -18,9 +18,9 @@ from bench.fetch import DATASETS
 from variants import ConfigError, UnknownVariantError, get_variant, resolve_config
 
 SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
-# what a trial can cost, each minimised: inference latency (batch 1, the training tile, this
-# machine), parameters, forward GFLOP per image, peak memory of the latency measurement
-COSTS = ("latency_ms", "params", "gflops", "peak_memory_mib")
+# what a trial can cost, each minimised, with its unit: inference latency (batch 1, the training
+# tile, this machine), parameters, forward GFLOP per image, peak memory of the latency measurement
+COSTS = {"latency_ms": "ms", "params": "", "gflops": "GFLOP", "peak_memory_mib": "MiB"}
 PRUNERS = ("median", "hyperband", "sha", "none")
 SECTIONS = {"suite", "data", "train", "cpu", "model", "variants", "search"}
 

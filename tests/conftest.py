@@ -10,6 +10,7 @@ import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
+TINY_SEARCH = Path(__file__).parent / "data" / "tiny-search.toml"  # a search that trains in seconds
 
 torch.set_num_threads(2)
 

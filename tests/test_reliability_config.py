@@ -9,9 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import assert_user_error, run_cli, run_cli_many
-
-TINY_SEARCH = Path(__file__).parent / "data" / "tiny-search.toml"
+from tests.conftest import TINY_SEARCH, assert_user_error, run_cli, run_cli_many
 
 # suite texts with one mistake each, the command that reads them, and what the error must name
 SUITES = {

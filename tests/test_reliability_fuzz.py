@@ -4,9 +4,11 @@ an image file holds, the readers return or raise the project's own error, never 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import tempfile
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import tifffile
@@ -69,29 +71,33 @@ def edited(draw: st.DrawFn, bases: list[str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write(text: str | bytes, name: str) -> Path:
-    folder = Path(tempfile.mkdtemp(prefix="fuzz-"))
-    path = folder / name
-    path.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass"))
-    return path
+@contextlib.contextmanager
+def written(content: str | bytes, name: str) -> Iterator[Path]:
+    """``content`` in a file named ``name``, removed after the example."""
+    with tempfile.TemporaryDirectory(prefix="fuzz-") as folder:
+        path = Path(folder) / name
+        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8", "surrogatepass"))
+        yield path
 
 
 @FUZZ
 @given(edited(TRAINING_SUITES))
 def test_the_training_suite_reader_raises_only_suite_errors(text: str) -> None:
-    try:
-        load_suite(write(text, "suite.toml"))
-    except SuiteError:
-        pass
+    with written(text, "suite.toml") as path:
+        try:
+            load_suite(path)
+        except SuiteError:
+            pass
 
 
 @FUZZ
 @given(edited(PROFILE_SUITES))
 def test_the_profile_suite_reader_raises_only_suite_errors(text: str) -> None:
-    try:
-        load_profile_suite(write(text, "profile.toml"))
-    except SuiteError:
-        pass
+    with written(text, "profile.toml") as path:
+        try:
+            load_profile_suite(path)
+        except SuiteError:
+            pass
 
 
 def _png(array: np.ndarray) -> bytes:
@@ -132,11 +138,11 @@ def damaged(draw: st.DrawFn) -> tuple[str, bytes]:
 @given(damaged())
 def test_the_image_readers_raise_only_data_errors(case: tuple[str, bytes]) -> None:
     suffix, payload = case
-    path = write(payload, f"image{suffix}")
-    try:
-        array = read_image(path)
-        image = to_unit_float(array, path)
-        assert image.dtype == np.float32 and image.ndim == 2
-        binary_mask(array, path)
-    except DataError as exc:
-        assert str(path) in str(exc), "the error names the file"
+    with written(payload, f"image{suffix}") as path:
+        try:
+            array = read_image(path)
+            image = to_unit_float(array, path)
+            assert image.dtype == np.float32 and image.ndim == 2
+            binary_mask(array, path)
+        except DataError as exc:
+            assert str(path) in str(exc), "the error names the file"

@@ -23,9 +23,9 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bench.store import read_results
-from tests.conftest import REPO, assert_user_error, run_cli
+from tests.conftest import REPO, TINY_SEARCH, assert_user_error, run_cli
 from tests.tcp_proxy import TcpProxy
-from tests.test_search_postgres import FINISHED, TINY, URL, assert_rows_once
+from tests.test_search_postgres import FINISHED, URL, assert_rows_once
 
 
 @pytest.mark.skipif(not URL, reason="UNETBENCH_TEST_POSTGRES is not set (.ci/run starts PostgreSQL and sets it)")
@@ -37,7 +37,7 @@ def test_database_lost_mid_search_stops_cleanly_and_a_rerun_resumes(tmp_path: Pa
     name = f"lost-{uuid.uuid4().hex[:8]}"
     slower = tmp_path / "slower.toml"  # trials long enough for the loss to land inside one
     slower.write_text(
-        TINY.read_text().replace("epochs = 3", "epochs = 5").replace("steps_per_epoch = 4", "steps_per_epoch = 8")
+        TINY_SEARCH.read_text().replace("epochs = 3", "epochs = 5").replace("steps_per_epoch = 4", "steps_per_epoch = 8")
     )
     env = {**os.environ, "UNETBENCH_HEARTBEAT_S": "1", "UNETBENCH_HEARTBEAT_GRACE_S": "2"}
     cmd = [

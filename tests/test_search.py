@@ -13,13 +13,11 @@ from bench.config import SuiteError
 from bench.search import mask_url, run_search
 from bench.store import read_results
 from bench.suite import load_suite
-from tests.conftest import REPO
-
-TINY = Path(__file__).parent / "data" / "tiny-search.toml"
+from tests.conftest import REPO, TINY_SEARCH
 
 
 def test_search_prunes_and_every_trial_is_in_the_storage(tmp_path: Path) -> None:
-    suite = load_suite(TINY)
+    suite = load_suite(TINY_SEARCH)
     study = run_search(suite, tmp_path / "run")
     loaded = optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
     states = [t.state for t in loaded.trials]
@@ -37,7 +35,7 @@ def test_search_prunes_and_every_trial_is_in_the_storage(tmp_path: Path) -> None
 
 
 def test_same_seed_same_sequence_of_parameters(tmp_path: Path) -> None:
-    suite = load_suite(TINY)
+    suite = load_suite(TINY_SEARCH)
     first = [t.params for t in run_search(suite, tmp_path / "a").trials]
     second = [t.params for t in run_search(suite, tmp_path / "b").trials]
     assert first == second
@@ -45,7 +43,7 @@ def test_same_seed_same_sequence_of_parameters(tmp_path: Path) -> None:
 
 def test_bad_storage_fails_in_one_line_without_the_password() -> None:
     result = subprocess.run(
-        [sys.executable, "-m", "bench", "search", str(TINY), "--storage", "postgresql://bench:s3cret@127.0.0.1:1/nodb"],
+        [sys.executable, "-m", "bench", "search", str(TINY_SEARCH), "--storage", "postgresql://bench:s3cret@127.0.0.1:1/nodb"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2
@@ -53,7 +51,7 @@ def test_bad_storage_fails_in_one_line_without_the_password() -> None:
     assert len(result.stderr.strip().splitlines()) == 1 and "cannot open storage" in result.stderr
     assert "trials" not in result.stderr, "nothing may train before the storage works"
     malformed = subprocess.run(
-        [sys.executable, "-m", "bench", "search", str(TINY), "--storage", "notadb://x:pw@"],
+        [sys.executable, "-m", "bench", "search", str(TINY_SEARCH), "--storage", "notadb://x:pw@"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert malformed.returncode == 2 and "pw" not in malformed.stderr and "cannot open storage" in malformed.stderr
@@ -64,7 +62,7 @@ def test_mask_url() -> None:
 
 
 def test_unknown_search_key_names_the_key_and_the_file(tmp_path: Path) -> None:
-    text = TINY.read_text().replace('"model.dropout"', '"model.dropuot"')
+    text = TINY_SEARCH.read_text().replace('"model.dropout"', '"model.dropuot"')
     path = tmp_path / "bad.toml"
     path.write_text(text)
     with pytest.raises(SuiteError) as err:

@@ -13,10 +13,10 @@ from bench.config import SuiteError
 from bench.search import chosen_trial, run_search, worker_gpus
 from bench.store import read_results
 from bench.suite import load_suite
+from tests.conftest import TINY_SEARCH
 from variants import resolve_config
 from variants.registry import count_parameters
 
-TINY = Path(__file__).parent / "data" / "tiny-search.toml"
 COMPLETE, PRUNED = optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED
 
 # widths 2, 4 and 8 of the tiny 2-level U-Net: three clearly different sizes and speeds
@@ -25,7 +25,7 @@ WIDTHS = '"model.base_width" = { choices = [2, 4, 8] }'
 
 def tiny_suite(tmp_path: Path, search_lines: str, space: str = WIDTHS) -> Path:
     """tiny-search.toml with extra [search] keys and a width-only space (2 epochs: seconds)."""
-    text = TINY.read_text()
+    text = TINY_SEARCH.read_text()
     head, _ = text.split("[search.space]")
     head = head.replace("epochs = 3", "epochs = 2").replace('pruner = "median"\n', "").replace("trials = 5\n", "")
     path = tmp_path / "suite.toml"
@@ -173,7 +173,7 @@ def test_bad_costs_and_constraints_name_the_file_line_and_key(
 
 def test_validation_and_test_sections_must_not_overlap(tmp_path: Path) -> None:
     path = tmp_path / "overlap.toml"
-    path.write_text(TINY.read_text().replace('val_sections = "4"', 'val_sections = "3-4"\ntest_sections = "2-3"'))
+    path.write_text(TINY_SEARCH.read_text().replace('val_sections = "4"', 'val_sections = "3-4"\ntest_sections = "2-3"'))
     with pytest.raises(SuiteError, match=r"sections \[3\] are both validation and test"):
         load_suite(path)
 

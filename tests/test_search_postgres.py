@@ -18,9 +18,8 @@ import pytest
 from bench.search import run_search
 from bench.store import read_results
 from bench.suite import load_suite
-from tests.conftest import REPO
+from tests.conftest import REPO, TINY_SEARCH
 
-TINY = Path(__file__).parent / "data" / "tiny-search.toml"
 URL = os.environ.get("UNETBENCH_TEST_POSTGRES")
 pytestmark = pytest.mark.skipif(not URL, reason="UNETBENCH_TEST_POSTGRES is not set (.ci/run starts PostgreSQL and sets it)")
 
@@ -36,7 +35,7 @@ def assert_rows_once(run_dir: Path, study: optuna.Study) -> None:
 
 def test_two_workers_share_one_study(tmp_path: Path) -> None:
     name = f"two-workers-{uuid.uuid4().hex[:8]}"
-    study = run_search(load_suite(TINY), tmp_path / "run", URL, name, workers=2)
+    study = run_search(load_suite(TINY_SEARCH), tmp_path / "run", URL, name, workers=2)
     finished = [t for t in study.trials if t.state in FINISHED]
     assert 5 <= len(finished) <= 6, "each worker stops once the study holds enough finished trials"
     writers = {p.name.split("-")[2] for p in (tmp_path / "run").glob("rows-*.csv")}
@@ -47,7 +46,7 @@ def test_two_workers_share_one_study(tmp_path: Path) -> None:
 def test_killed_worker_trial_is_retried(tmp_path: Path) -> None:
     name = f"killed-{uuid.uuid4().hex[:8]}"
     slower = tmp_path / "slower.toml"  # longer trials, so the kill lands inside one
-    slower.write_text(TINY.read_text().replace("epochs = 3", "epochs = 6").replace("steps_per_epoch = 4", "steps_per_epoch = 10"))
+    slower.write_text(TINY_SEARCH.read_text().replace("epochs = 3", "epochs = 6").replace("steps_per_epoch = 4", "steps_per_epoch = 10"))
     env = {**os.environ, "UNETBENCH_HEARTBEAT_S": "1", "UNETBENCH_HEARTBEAT_GRACE_S": "3"}
     cmd = [sys.executable, "-m", "bench", "search", str(slower), "--storage", URL, "--study", name, "-o", str(tmp_path / "run")]
     proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
