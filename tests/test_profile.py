@@ -67,6 +67,13 @@ def test_batch_sweep_records_the_oom_and_the_next_configuration_still_runs() -> 
     assert after.oom is None and len(after.step_seconds) >= 3
 
 
+def test_a_primitive_failure_counts_as_out_of_memory_only_under_the_cap() -> None:
+    """oneDNN says only "could not create a primitive" when the cap stops its allocation."""
+    primitive = RuntimeError("could not create a primitive")
+    assert profile.is_oom(primitive, memory_capped=True) and not profile.is_oom(primitive)
+    assert not profile.is_oom(ValueError("out of memory"), memory_capped=True)
+
+
 def test_peak_table_and_unknown_devices() -> None:
     assert profile.peak_tflops("NVIDIA H100 80GB HBM3", "bf16") == pytest.approx(989.4)
     assert profile.peak_tflops("NVIDIA H100 PCIe", "bf16") == pytest.approx(756.0)

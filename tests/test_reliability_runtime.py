@@ -143,3 +143,15 @@ def test_out_of_memory_in_a_sweep_is_a_row_and_the_sweep_goes_on() -> None:
     ooms = [r for r in rows if r["metric"].endswith("_oom")]
     measured = {r["batch_size"] for r in rows if r["metric"].endswith("_throughput")}
     assert ooms and measured and max(measured) < min(r["batch_size"] for r in ooms)
+
+
+def test_a_cap_below_one_sample_is_an_oom_row_that_names_the_cap() -> None:
+    """Whatever the allocator or oneDNN raises when the cap bites (it differs between CPUs), the
+    configuration is a row saying it did not fit. A fresh process, because the cap is counted
+    from the address space the process holds, and memory freed earlier in it could be reused."""
+    result = run_cli(
+        "profile", "--variant", "unet-32", "--mode", "train", "--input", "188", "--memory-cap-mib", "60", "--json"
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    (oom,) = [r for r in json.loads(result.stdout) if r["metric"] == "train_oom"]
+    assert "under the 60 MiB memory cap" in json.loads(oom["extra"])["oom"]
