@@ -8,11 +8,13 @@ Definitions and sources are in docs/metrics.md.
 
 from __future__ import annotations
 
+import math
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Iterable
 
 import numpy as np
-from scipy import ndimage
+from scipy import ndimage, sparse
 
 FOUR_CONNECTED = ndimage.generate_binary_structure(2, 1)
 EIGHT_CONNECTED = ndimage.generate_binary_structure(2, 2)
@@ -44,51 +46,65 @@ def dice(pred_mask: np.ndarray, true_mask: np.ndarray) -> float:
     return 1.0 if total == 0 else float(2 * np.logical_and(p, t).sum() / total)
 
 
-def _foreground_contingency(pred_labels: np.ndarray, true_labels: np.ndarray) -> np.ndarray:
-    """Joint counts n_ij over pixels where the truth is foreground (true label > 0).
+@dataclass(frozen=True)
+class Contingency:
+    """The joint counts of a proposal and a truth segmentation over the true foreground.
 
     Proposal background (pred label 0) inside the true foreground counts as one singleton
     segment per pixel, as the ISBI 2012 scoring does: an unlabelled pixel is split from all.
+    Singletons are only counted, not stored: each adds a joint count and a proposal size of 1.
     """
-    fg = true_labels.ravel() > 0
-    t = true_labels.ravel()[fg].astype(np.int64)
-    p = pred_labels.ravel()[fg].astype(np.int64)
-    singletons = p == 0
-    # give each proposal-background pixel its own label above every real one
-    p = p.copy()
-    p[singletons] = p.max(initial=0) + 1 + np.arange(singletons.sum())
-    _, p = np.unique(p, return_inverse=True)
-    _, t = np.unique(t, return_inverse=True)
-    return np.stack([p, t])
+
+    joint: np.ndarray  # non-zero n_ij between labelled proposal segments and true segments
+    proposal: np.ndarray  # sizes s_i of the labelled proposal segments
+    truth: np.ndarray  # sizes t_j of the true segments
+    singletons: int  # proposal-background pixels inside the true foreground
+    n: int  # true-foreground pixels
+
+    @classmethod
+    def of(cls, pred_labels: np.ndarray, true_labels: np.ndarray) -> Contingency:
+        """One counting pass: sparse joint counts, linear in the pixels (no sort)."""
+        fg = true_labels.ravel() > 0
+        t = _consecutive(true_labels.ravel()[fg])
+        p = pred_labels.ravel()[fg]
+        labelled = p > 0
+        p_in, t_in = _consecutive(p[labelled]), t[labelled]
+        shape = (int(p_in.max(initial=0)) + 1, int(t.max(initial=0)) + 1)
+        counts = sparse.coo_matrix((np.ones(p_in.size), (p_in, t_in)), shape=shape).tocsr()  # sums duplicates
+        sizes = lambda labels: np.bincount(labels).astype(np.float64)  # noqa: E731 - two uses below
+        proposal, truth = sizes(p_in), sizes(t)
+        singletons = int(p.size - p_in.size)
+        return cls(counts.data, proposal[proposal > 0], truth[truth > 0], singletons, int(p.size))
 
 
-def _joint_counts(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Non-zero joint counts n_ij and the marginals of proposal (s) and truth (t)."""
-    n = pairs.shape[1]
-    if n == 0:
-        return np.zeros(0), np.zeros(0), np.zeros(0), 0
-    p, t = pairs
-    key = p * (t.max() + 1) + t
-    _, joint = np.unique(key, return_counts=True)
-    s = np.bincount(p).astype(np.float64)
-    tt = np.bincount(t).astype(np.float64)
-    return joint.astype(np.float64), s, tt, n
+def _consecutive(labels: np.ndarray) -> np.ndarray:
+    """Labels as small non-negative integers, so they can index counts: kept as they are when
+    already compact (``label_cells`` output), renumbered in order otherwise."""
+    labels = labels.astype(np.int64, copy=False)
+    if labels.size and (labels.min() < 0 or labels.max() > 2 * labels.size):
+        return np.unique(labels, return_inverse=True)[1].reshape(-1)
+    return labels
 
 
 def rand_scores(pred_labels: np.ndarray, true_labels: np.ndarray) -> dict[str, float]:
+    """Rand scores of a proposal against the truth (see ``rand_from_counts``)."""
+    return rand_from_counts(Contingency.of(pred_labels, true_labels))
+
+
+def rand_from_counts(c: Contingency) -> dict[str, float]:
     """Foreground-restricted Rand scores (Arganda-Carreras et al. 2015), counted over pixel pairs.
 
     With n_ij the joint counts and s_i, t_j the proposal and truth segment sizes, and pairs
     counted without a pixel paired to itself (x(x-1) instead of x^2, as ``skimage`` does):
     ``rand_split = sum n_ij(n_ij-1) / sum t_j(t_j-1)`` (1 when no true cell is split),
     ``rand_merge = sum n_ij(n_ij-1) / sum s_i(s_i-1)`` (1 when no two cells are merged),
-    ``v_rand`` is their harmonic mean and ``rand_error = 1 - v_rand``.
+    ``v_rand`` is their harmonic mean and ``rand_error = 1 - v_rand``. Singletons pair with
+    nothing, so they add no pairs.
     """
-    joint, s, t, n = _joint_counts(_foreground_contingency(pred_labels, true_labels))
-    pairs_joint = float(np.sum(joint * (joint - 1)))
-    pairs_s = float(np.sum(s * (s - 1)))
-    pairs_t = float(np.sum(t * (t - 1)))
-    if n == 0 or pairs_s + pairs_t == 0:
+    pairs_joint = float(np.sum(c.joint * (c.joint - 1)))
+    pairs_s = float(np.sum(c.proposal * (c.proposal - 1)))
+    pairs_t = float(np.sum(c.truth * (c.truth - 1)))
+    if c.n == 0 or pairs_s + pairs_t == 0:
         perfect = pairs_s == pairs_t == 0
         value = 1.0 if perfect else 0.0
         return {"v_rand": value, "rand_split": value, "rand_merge": value, "rand_error": 1.0 - value}
@@ -104,17 +120,23 @@ def _entropy(probabilities: np.ndarray) -> float:
 
 
 def info_scores(pred_labels: np.ndarray, true_labels: np.ndarray) -> dict[str, float]:
+    """Information scores of a proposal against the truth (see ``info_from_counts``)."""
+    return info_from_counts(Contingency.of(pred_labels, true_labels))
+
+
+def info_from_counts(c: Contingency) -> dict[str, float]:
     """Foreground-restricted information scores (Arganda-Carreras et al. 2015), in bits.
 
     ``vi_split = H(S|T)`` and ``vi_merge = H(T|S)`` are the variation-of-information parts;
     ``info_split = I(S;T)/H(S)``, ``info_merge = I(S;T)/H(T)`` and
     ``v_info = 2 I(S;T) / (H(S) + H(T))`` their normalised forms (1 = perfect).
     """
-    joint, s, t, n = _joint_counts(_foreground_contingency(pred_labels, true_labels))
+    n = c.n
     if n == 0:
         return {"v_info": 1.0, "info_split": 1.0, "info_merge": 1.0, "vi_split": 0.0, "vi_merge": 0.0}
-    h_joint = _entropy(joint / n)
-    h_s, h_t = _entropy(s / n), _entropy(t / n)
+    singleton_entropy = c.singletons * math.log2(n) / n  # each singleton: -(1/n) log2(1/n)
+    h_joint = _entropy(c.joint / n) + singleton_entropy
+    h_s, h_t = _entropy(c.proposal / n) + singleton_entropy, _entropy(c.truth / n)
     mutual = h_s + h_t - h_joint
     denominator = h_s + h_t
     return {
@@ -261,9 +283,9 @@ def score_masks(pred_mask: np.ndarray, true_mask: np.ndarray, warping: bool = Tr
         "pixel_error": pixel_error(pred_mask, true_mask),
         "iou": iou(pred_mask, true_mask),
         "dice": dice(pred_mask, true_mask),
-        **rand_scores(pred_labels, true_labels),
-        **info_scores(pred_labels, true_labels),
     }
+    counts = Contingency.of(pred_labels, true_labels)  # counted once for both: most of the cost
+    scores |= rand_from_counts(counts) | info_from_counts(counts)
     if warping:
         scores["warping_error"] = warping_error(pred_mask, true_mask)
     return scores

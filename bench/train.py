@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -109,15 +109,25 @@ def make_optimizer(model: nn.Module, cfg: TrainCfg) -> torch.optim.Optimizer:
     )
 
 
-def make_schedule(optimizer: torch.optim.Optimizer, cfg: TrainCfg) -> torch.optim.lr_scheduler.LRScheduler:
-    total = cfg.epochs * cfg.steps_per_epoch
-    if cfg.schedule == "cosine":
-        factor: Callable[[int], float] = lambda step: 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-    elif cfg.schedule == "poly":
-        factor = lambda step: (1 - min(step, total) / total) ** 0.9
-    else:
-        factor = lambda step: 1.0
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+def lr_factor(schedule: str, progress: float) -> float:
+    """The learning rate's multiplier at ``progress`` (0 = start, 1 = end of the run)."""
+    progress = min(max(progress, 0.0), 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * progress))
+    if schedule == "poly":
+        return (1 - progress) ** 0.9
+    return 1.0
+
+
+def run_progress(step: int, elapsed_s: float, cfg: TrainCfg, reserved_s: float = 0.0) -> float:
+    """How far through its budget a run is: steps, or the clock when it has one, whichever ends
+    it first. ``reserved_s`` is the part of the clock kept back for the last validation. A timed
+    run then anneals by its end on a slow machine as on a fast one, instead of stopping part-way
+    down a schedule drawn for steps it never reaches."""
+    progress = step / (cfg.epochs * cfg.steps_per_epoch)
+    if cfg.max_minutes is not None:
+        progress = max(progress, elapsed_s / max(cfg.max_minutes * 60 - reserved_s, 1e-9))
+    return progress
 
 
 def evaluate(
@@ -158,7 +168,6 @@ def fit(
     output_tile = config.output_size(input_tile)
     sampler = TileSampler(train_data, input_tile, output_tile, cfg.w0, cfg.sigma)
     optimizer = make_optimizer(model, cfg)
-    schedule = make_schedule(optimizer, cfg)
     torch.manual_seed(cfg.seed)  # dropout draws from the global generator
     generator = torch.Generator().manual_seed(cfg.seed)
     aug_generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
@@ -172,7 +181,6 @@ def fit(
         state = load_checkpoint(checkpoint_dir / "last.pt")
         model.load_state_dict(state["model"])
         optimizer.load_state_dict(state["optimizer"])
-        schedule.load_state_dict(state["schedule"])
         generator.set_state(state["generator"])
         torch.set_rng_state(state["global_rng"])
         aug_generator.set_state(state["aug_generator"].to(aug_generator.get_state().device))
@@ -185,8 +193,11 @@ def fit(
     budget_s = math.inf if cfg.max_minutes is None else cfg.max_minutes * 60
     last_val_s = 0.0
 
+    def elapsed() -> float:
+        return elapsed_before + time.perf_counter() - fit_start
+
     def over_budget() -> bool:
-        return elapsed_before + time.perf_counter() - fit_start + last_val_s > budget_s
+        return elapsed() + last_val_s > budget_s
 
     stopped_early = False
     for epoch in range(start_epoch, cfg.epochs):
@@ -214,8 +225,10 @@ def fit(
             loss.backward()
             if cfg.grad_clip:
                 nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            factor = lr_factor(cfg.schedule, run_progress(step, elapsed(), cfg, last_val_s))
+            for group in optimizer.param_groups:
+                group["lr"] = cfg.lr * factor
             optimizer.step()
-            schedule.step()
             losses.append(loss.item())
             step += 1
         trained_s += time.perf_counter() - epoch_start
@@ -238,7 +251,6 @@ def fit(
                     "model": model.state_dict(),
                     "meta": meta,
                     "optimizer": optimizer.state_dict(),
-                    "schedule": schedule.state_dict(),
                     "generator": generator.get_state(),
                     "global_rng": torch.get_rng_state(),
                     "aug_generator": aug_generator.get_state(),
@@ -247,7 +259,7 @@ def fit(
                     "epoch": epoch,
                     "step": step,
                     "train_seconds": trained_s,
-                    "elapsed_seconds": elapsed_before + time.perf_counter() - fit_start,
+                    "elapsed_seconds": elapsed(),
                 },
             )
         state = EpochState(epoch, step, record["train_loss"], metrics, trained_s, best)

@@ -19,7 +19,7 @@ from bench.checkpoint import UnsafeCheckpointError, load_checkpoint
 from bench.config import TrainCfg
 from bench.data import split_by_index, synthetic_em
 from bench.metrics import label_cells, rand_scores
-from bench.train import NonFiniteLossError, StopTraining, fit
+from bench.train import NonFiniteLossError, StopTraining, fit, lr_factor, run_progress
 from tests.conftest import REPO
 from variants import resolve_config
 
@@ -58,20 +58,31 @@ def test_fit_learns_on_synthetic_data() -> None:
 
 
 def test_resume_continues_exactly_where_it_stopped(tmp_path: Path) -> None:
-    config, model, train, val, cfg = tiny_setup(epochs=3)
+    """With a cosine schedule too: the learning rate is a function of the step, restored."""
+    config, model, train, val, cfg = tiny_setup(epochs=3, schedule="cosine")
     straight = fit(model, config, train, val, cfg)
 
     def stop_after_first(state):  # an interrupted run: stops after epoch 0's checkpoint
         if state.epoch == 0:
             raise StopTraining
 
-    config, model, train, val, cfg = tiny_setup(epochs=3)
+    config, model, train, val, cfg = tiny_setup(epochs=3, schedule="cosine")
     first = fit(model, config, train, val, cfg, callbacks=(stop_after_first,), checkpoint_dir=tmp_path)
     assert len(first.history) == 1
-    config, model, train, val, cfg = tiny_setup(epochs=3)
+    config, model, train, val, cfg = tiny_setup(epochs=3, schedule="cosine")
     resumed = fit(model, config, train, val, cfg, checkpoint_dir=tmp_path, resume=True)
     assert [h["epoch"] for h in resumed.history] == [0, 1, 2]
     assert [h["train_loss"] for h in resumed.history] == [h["train_loss"] for h in straight.history]
+
+
+def test_a_timed_run_anneals_by_the_clock_when_the_clock_ends_it_first() -> None:
+    timed = TrainCfg(epochs=10_000, schedule="cosine", max_minutes=5)
+    assert run_progress(100, 150.0, timed) == pytest.approx(0.5), "half the clock, a sliver of the steps"
+    assert lr_factor("cosine", run_progress(100, 300.0, timed)) == pytest.approx(0.0, abs=1e-12)
+    assert run_progress(100, 200.0, timed, reserved_s=100.0) == 1.0, "the last validation's time is kept back"
+    untimed = TrainCfg(epochs=2, steps_per_epoch=50, schedule="cosine")
+    assert run_progress(50, 1e6, untimed) == 0.5, "no clock: steps alone"
+    assert lr_factor("cosine", 0.0) == 1.0 and lr_factor("poly", 1.0) == 0.0 and lr_factor("constant", 0.9) == 1.0
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
