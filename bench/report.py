@@ -20,6 +20,7 @@ import pandas as pd
 
 from bench import aggregate, reference
 from bench.metrics import HIGHER_IS_BETTER
+from bench.schema import MODEL_MEMORY_METRICS
 from bench.store import read_results
 
 QUALITY_METRICS = ("v_rand", "pixel_error", "v_info", "warping_error", "iou")
@@ -245,9 +246,8 @@ def search_front_section(frame: pd.DataFrame, out_dir: Path, report: Report) -> 
 
 
 def memory_rows(prof: pd.DataFrame) -> pd.DataFrame:
-    """The memory the measured model needed: CUDA allocated, or on a CPU the rise of resident
-    memory during the measurement (the process's earlier footprint says nothing about the model)."""
-    for suffix in ("peak_memory_allocated", "peak_memory_rss_increase", "peak_memory_rss"):
+    """The rows of the memory the measured model needed (``MODEL_MEMORY_METRICS``, in order)."""
+    for suffix in MODEL_MEMORY_METRICS:
         rows = prof[prof["metric"].str.endswith(suffix)]
         if not rows.empty:
             return rows

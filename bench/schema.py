@@ -19,6 +19,11 @@ SCHEMA_VERSION = 1
 
 Stage = Literal["search", "train", "eval", "profile"]
 
+# The memory a measured model needed, most telling first: CUDA's allocated peak; on a CPU the
+# rise of resident memory during the measurement (the process's earlier footprint says nothing
+# about the model); the whole resident peak only for rows written before the rise was recorded.
+MODEL_MEMORY_METRICS = ("peak_memory_allocated", "peak_memory_rss_increase", "peak_memory_rss")
+
 
 @dataclass(frozen=True)
 class ResultRow:

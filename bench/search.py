@@ -33,7 +33,7 @@ from bench.data import Dataset, load_data, parse_indices, split_by_index
 from bench.errors import StorageError, WorkerError, first_line
 from bench.metrics import HIGHER_IS_BETTER
 from bench.runner import default_val_sections, format_sections
-from bench.schema import ResultRow, config_hash, make_extra
+from bench.schema import MODEL_MEMORY_METRICS, ResultRow, config_hash, make_extra
 from bench.store import ResultWriter
 from bench.suite import COSTS, SearchCfg, SuiteCfg
 from bench.train import EpochState, fit
@@ -151,8 +151,7 @@ def trial_costs(names: set[str], variant: str, overrides: dict[str, Any], cfg: T
             raise RuntimeError(f"the trial's model does not fit for inference at tile {cfg.tile}: {m.oom}")
         summary = m.summary()
         costs["latency_ms"] = summary["latency_p50"][0]
-        memory = summary.get("peak_memory_allocated") or summary["peak_memory_rss_increase"]
-        costs["peak_memory_mib"] = memory[0]
+        costs["peak_memory_mib"] = next(summary[name][0] for name in MODEL_MEMORY_METRICS if name in summary)
     return {name: costs[name] for name in names}
 
 
