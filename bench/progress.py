@@ -27,5 +27,5 @@ class EpochPrinter:
         for key in ("pixel_error", "v_rand"):  # the two the challenge ranked by
             if key in state.metrics:
                 parts.append(f"{LABELS[key]} {state.metrics[key]:.4f}")
-        parts.append(format_duration(state.elapsed_s))
+        parts.append(f"{format_duration(state.elapsed_s)} ({format_duration(state.train_s)} training)")
         print("  ".join(parts), file=self.stream or sys.stderr, flush=True)

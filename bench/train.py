@@ -45,7 +45,8 @@ class EpochState:
     step: int
     train_loss: float
     metrics: dict[str, float]
-    elapsed_s: float
+    train_s: float  # in training steps
+    elapsed_s: float  # on the clock, validation included: what a --minutes budget counts
     best: dict[str, float]
 
 
@@ -262,7 +263,7 @@ def fit(
                     "elapsed_seconds": elapsed(),
                 },
             )
-        state = EpochState(epoch, step, record["train_loss"], metrics, trained_s, best)
+        state = EpochState(epoch, step, record["train_loss"], metrics, trained_s, elapsed(), best)
         try:
             for callback in callbacks:
                 callback(state)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -18,6 +20,7 @@ from bench.augment import AugmentCfg
 from bench.checkpoint import UnsafeCheckpointError, load_checkpoint
 from bench.config import TrainCfg
 from bench.data import split_by_index, synthetic_em
+from bench.progress import EpochPrinter
 from bench.metrics import label_cells, rand_scores
 from bench.train import NonFiniteLossError, StopTraining, fit, lr_factor, run_progress
 from tests.conftest import REPO
@@ -83,6 +86,16 @@ def test_a_timed_run_anneals_by_the_clock_when_the_clock_ends_it_first() -> None
     untimed = TrainCfg(epochs=2, steps_per_epoch=50, schedule="cosine")
     assert run_progress(50, 1e6, untimed) == 0.5, "no clock: steps alone"
     assert lr_factor("cosine", 0.0) == 1.0 and lr_factor("poly", 1.0) == 0.0 and lr_factor("constant", 0.9) == 1.0
+
+
+def test_epoch_lines_show_the_clock_and_the_time_in_training_steps() -> None:
+    """The clock (validation included) is what --minutes counts, so the line shows it first."""
+    config, model, train, val, cfg = tiny_setup(epochs=1)
+    stream, states = io.StringIO(), []
+    fit(model, config, train, val, cfg, callbacks=(EpochPrinter(1, stream), states.append))
+    line = stream.getvalue()
+    assert re.fullmatch(r"epoch 1/1  step 4  loss \S+  pixel error \S+  V_rand \S+  \d+s \(\d+s training\)\n", line), line
+    assert states[0].elapsed_s > states[0].train_s > 0
 
 
 def test_nan_loss_stops_with_a_clear_error_and_keeps_the_last_checkpoint(tmp_path: Path) -> None:
