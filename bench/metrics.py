@@ -71,8 +71,7 @@ class Contingency:
         p_in, t_in = _consecutive(p[labelled]), t[labelled]
         shape = (int(p_in.max(initial=0)) + 1, int(t.max(initial=0)) + 1)
         counts = sparse.coo_matrix((np.ones(p_in.size), (p_in, t_in)), shape=shape).tocsr()  # sums duplicates
-        sizes = lambda labels: np.bincount(labels).astype(np.float64)  # noqa: E731 - two uses below
-        proposal, truth = sizes(p_in), sizes(t)
+        proposal, truth = np.bincount(p_in).astype(np.float64), np.bincount(t).astype(np.float64)
         singletons = int(p.size - p_in.size)
         return cls(counts.data, proposal[proposal > 0], truth[truth > 0], singletons, int(p.size))
 
