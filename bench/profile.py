@@ -395,9 +395,10 @@ def measure(cfg: ProfileCfg) -> Measurement:
         torch.backends.cudnn.allow_tf32 = cfg.precision == "tf32"
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
+    cpu_cap = cfg.memory_cap_mib if device.type == "cpu" else None  # the cap applies to CPU runs only
     model = x = None
     try:
-        with cpu_memory_cap(cfg.memory_cap_mib if device.type == "cpu" else None), RssPeak() as rss:
+        with cpu_memory_cap(cpu_cap), RssPeak() as rss:
             torch.manual_seed(0)
             model = config.build().to(device)
             params = count_parameters(model)
@@ -409,16 +410,15 @@ def measure(cfg: ProfileCfg) -> Measurement:
                 model = torch.compile(model, mode=cfg.compile)
             times = time_steps(make_step(model, x, cfg, device, config.num_classes), cfg, device)
     except Exception as exc:  # noqa: BLE001 - only OOM is swallowed, anything else re-raised
-        capped = cfg.memory_cap_mib is not None and device.type == "cpu"
-        if not is_oom(exc, memory_capped=capped):
+        if not is_oom(exc, memory_capped=cpu_cap is not None):
             raise
         del model, x
         gc.collect()
         if device.type == "cuda":
             torch.cuda.empty_cache()
         reason = first_line(exc)[:200]
-        if capped:
-            reason += f" (under the {cfg.memory_cap_mib:g} MiB memory cap)"
+        if cpu_cap is not None:
+            reason += f" (under the {cpu_cap:g} MiB memory cap)"
         return Measurement(**base, params=0, step_seconds=[], flops_per_step=flops, peak_memory_mib={}, oom=reason)
     if device.type == "cuda":
         memory = {
