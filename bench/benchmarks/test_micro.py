@@ -1,6 +1,7 @@
 """pytest-benchmark micro-benchmarks: forward and forward + backward per family at a small size,
-the elastic deformation, the border weight map and the metrics. Not part of the test suite (collected only when this
-folder is named):
+the elastic deformation, the border weight map and the metrics (Rand and information scores
+beside skimage's, in one group). Not part of the test suite (collected only when this folder is
+named):
 
     pytest bench/benchmarks/test_micro.py --benchmark-json micro.json
     unet-bench ingest micro.json --results results/micro      # rows in the one schema
@@ -17,7 +18,7 @@ import torch
 
 from bench.augment import AugmentCfg, augment_batch
 from bench.losses import border_weight_map
-from bench.metrics import label_cells, rand_scores, warping_error
+from bench.metrics import Contingency, info_from_counts, label_cells, rand_from_counts, rand_scores, warping_error
 from variants import resolve_config
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -82,6 +83,39 @@ def test_v_rand_512(benchmark) -> None:
     pred, truth = _masks()
     benchmark.extra_info.update(input_size=512)
     benchmark(lambda: rand_scores(label_cells(pred), label_cells(truth)))
+
+
+@pytest.mark.benchmark(group="rand+info 512")
+def test_rand_and_info_512_ours(benchmark) -> None:
+    """Side by side with skimage below (same labels, same pytest-benchmark run): one shared
+    sparse contingency feeds both scores."""
+    pred, truth = (label_cells(m) for m in _masks())
+    benchmark.extra_info.update(input_size=512)
+
+    def score() -> None:
+        counts = Contingency.of(pred, truth)
+        rand_from_counts(counts), info_from_counts(counts)
+
+    benchmark(score)
+
+
+@pytest.mark.benchmark(group="rand+info 512")
+def test_rand_and_info_512_skimage(benchmark) -> None:
+    """skimage's reference functions on the same foreground-restricted problem, proposal
+    background relabelled as singletons, as tests/test_metrics.py compares them."""
+    from skimage.metrics import adapted_rand_error, variation_of_information
+
+    pred, truth = (label_cells(m) for m in _masks())
+    benchmark.extra_info.update(input_size=512)
+    fg = truth > 0
+    relabelled = pred.copy()
+    background = (relabelled == 0) & fg
+    relabelled[background] = relabelled.max() + 1 + np.arange(background.sum())
+
+    def score() -> None:
+        adapted_rand_error(truth, relabelled, ignore_labels=(0,)), variation_of_information(truth[fg], relabelled[fg])
+
+    benchmark(score)
 
 
 def test_weight_map_512(benchmark) -> None:
