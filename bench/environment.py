@@ -7,6 +7,7 @@ say how they differ); reports print it, and ``unet-bench compare`` shows it side
 from __future__ import annotations
 
 import functools
+import os
 import platform
 import socket
 import subprocess
@@ -20,7 +21,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 @functools.lru_cache(maxsize=1)
 def git_sha() -> str:
-    """Commit of this checkout, ``+dirty`` when tracked files differ; empty outside git."""
+    """Commit of this checkout, ``+dirty`` when tracked files differ. A copy without ``.git``
+    (a lent GPU machine gets the working tree only) reads ``UNETBENCH_GIT_SHA``, else empty."""
+    if not (REPO / ".git").exists():
+        return os.environ.get("UNETBENCH_GIT_SHA", "")
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10
@@ -87,7 +91,16 @@ def _fingerprint(device_text: str) -> dict[str, Any]:
     return info
 
 
+IDENTITY_COLUMNS = ("device", "device_name", "torch_version", "cuda_version", "git_sha", "host")
+
+
 def row_identity(device: torch.device) -> dict[str, Any]:
     """The fingerprint fields that are columns of every result row."""
     fp = fingerprint(device)
-    return {k: fp[k] for k in ("device", "device_name", "torch_version", "cuda_version", "git_sha", "host")}
+    return {k: fp[k] for k in IDENTITY_COLUMNS}
+
+
+def row_environment(device: torch.device) -> dict[str, Any]:
+    """The rest of the fingerprint (device count, driver, cuDNN, CPU model, threads, ...), which
+    rows carry in ``extra["env"]`` so that every measurement names everything it ran on."""
+    return {k: v for k, v in fingerprint(device).items() if k not in IDENTITY_COLUMNS}

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import torch
 
-from bench.environment import row_identity
+from bench.environment import row_environment, row_identity
 from bench.schema import ResultRow, make_extra
 
 
@@ -30,7 +30,10 @@ def benchmark_rows(path: Path, suite: str = "micro") -> list[ResultRow]:
             metric=f"micro_{bench['name'].split('[')[0].removeprefix('test_')}" + (f"_{info['mode']}" if "mode" in info else ""),
             value=stats["median"] * 1e3, unit="ms", batch_size=int(info.get("batch_size", 0)),
             input_size=int(info.get("input_size", 0)), n=int(stats["rounds"]),
-            extra=make_extra(iqr_ms=stats["iqr"] * 1e3, mean_ms=stats["mean"] * 1e3, fullname=bench["fullname"]),
+            extra=make_extra(
+                iqr_ms=stats["iqr"] * 1e3, mean_ms=stats["mean"] * 1e3, fullname=bench["fullname"],
+                env=row_environment(device),
+            ),
             **row_identity(device),
         ))  # fmt: skip
     return rows

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from bench.environment import row_identity
+from bench.environment import row_environment, row_identity
 from bench.errors import first_line
 from bench.schema import ResultRow, config_hash, make_extra
 from variants.registry import ModelConfig, count_parameters, resolve_config
@@ -158,6 +158,7 @@ class Measurement:
             mfu_note=None
             if peak_tflops(identity["device_name"], self.cfg.precision)
             else f"no peak TFLOP/s known for {identity['device_name']!r} in {self.cfg.precision}",
+            env=row_environment(self.device),
         )
         rows = []
         for metric, (value, unit, ci) in self.summary().items():

@@ -203,18 +203,24 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
             "held-out training sections, so compare scale, not rank.", table1,
         ))  # fmt: skip
 
-    env = frame.drop_duplicates(["device_name", "torch_version", "cuda_version", "git_sha", "host"])
-    report.sections.append(
-        Section(
-            "Environment",
-            "",
-            env[["device", "device_name", "torch_version", "cuda_version", "git_sha", "host"]].reset_index(drop=True),
-        )
-    )
+    report.sections.append(Section("Environment", "", environment_table(frame)))
 
     (out_dir / "report.md").write_text(to_markdown(report))
     (out_dir / "report.html").write_text(to_html(report))
     return report
+
+
+ENVIRONMENT_DETAILS = ["device_count", "driver_version", "cudnn_version", "cpu_model", "cpu_threads"]
+
+
+def environment_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """One line per distinct machine and software: the row columns, and the rest of the
+    fingerprint where rows carry it in ``extra["env"]`` (profiles and micro-benchmarks)."""
+    columns = ["device", "device_name", "torch_version", "cuda_version", "git_sha", "host"]
+    env = frame.drop_duplicates(columns).reset_index(drop=True)
+    details = pd.DataFrame([json.loads(e).get("env") or {} for e in env["extra"]])
+    shown = [c for c in ENVIRONMENT_DETAILS if c in details]
+    return pd.concat([env[columns], details[shown]], axis=1).astype(object).fillna("")
 
 
 def search_front_section(frame: pd.DataFrame, out_dir: Path, report: Report) -> None:

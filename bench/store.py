@@ -60,6 +60,11 @@ class ResultWriter:
         return atomic_write_bytes(final, data)
 
 
+# Text columns stay text: a CUDA version "13.0" would otherwise read as 13, and a git sha of
+# digits with one "e" as a float.
+TEXT_DTYPES = {c: str for c in COLUMNS if c not in INT_COLUMNS and c not in FLOAT_COLUMNS}
+
+
 def _read_part(path: Path) -> pd.DataFrame:
     try:
         with open(path, newline="") as handle:
@@ -71,7 +76,7 @@ def _read_part(path: Path) -> pd.DataFrame:
     if "schema_version" not in header:
         raise ResultsError(f"{path}: not a unet-bench results file (no schema_version column)")
     try:
-        frame = pd.read_csv(path, dtype={"extra": str}, keep_default_na=False, na_values={c: ["", "nan"] for c in FLOAT_COLUMNS})
+        frame = pd.read_csv(path, dtype=TEXT_DTYPES, keep_default_na=False, na_values={c: ["", "nan"] for c in FLOAT_COLUMNS})
     except (pd.errors.ParserError, ValueError) as exc:
         raise ResultsError(f"{path}: malformed or truncated ({first_line(exc)})") from None
     versions = set(pd.to_numeric(frame["schema_version"], errors="coerce").dropna().astype(int))

@@ -109,3 +109,10 @@ def test_foreign_files_are_named_not_skipped(tmp_path: Path) -> None:
     (tmp_path / "rows-foreign.csv").write_text("schema_version,run_id\n1,x\n")
     with pytest.raises(ResultsError, match=r"rows-foreign\.csv: columns differ from schema v1: missing \['suite'"):
         read_results(tmp_path)
+
+
+def test_text_columns_read_back_as_written(tmp_path: Path) -> None:
+    """A CUDA version '13.0' is not the number 13, and a git sha of digits and one 'e' is not a float."""
+    ResultWriter(tmp_path / "run").append([row(cuda_version="13.0", git_sha="1234567e8901")])
+    frame = read_results(tmp_path)
+    assert frame["cuda_version"].iloc[0] == "13.0" and frame["git_sha"].iloc[0] == "1234567e8901"
