@@ -3,9 +3,11 @@ and mistakes in a suite file name the file, the line and the key."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
+import tarfile
 from pathlib import Path
 
 import pytest
@@ -87,19 +89,28 @@ def test_a_configuration_that_raises_is_a_row_and_the_suite_goes_on(tmp_path: Pa
 
 
 def test_the_prepared_gpu_check_runs_end_to_end(tmp_path: Path) -> None:
-    """bench/gpu_check.sh with the CPU-sized suite: every step of the GPU call works, so a lent
-    GPU's minutes go to measuring, not debugging."""
+    """bench/gpu_check.sh with the CPU-sized suite: every step of the GPU call works, and what
+    comes back is one archive (the device returns only a few files) that unpacks into results
+    carrying the environment fingerprint, so a lent GPU's minutes go to measuring, not debugging."""
+    out, work, back = tmp_path / "out", tmp_path / "work", tmp_path / "back"
+    out.mkdir()
     env = {
         **os.environ,
         "SUITE": "cpu-smoke",
         "MINUTES": "0.3",
-        "OUT": str(tmp_path),
+        "OUT": str(out),
+        "WORK": str(work),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
     }
     result = subprocess.run(
         ["sh", "bench/gpu_check.sh"], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
     )
-    assert result.returncode == 0, result.stderr[-2000:]
-    frame = read_results(tmp_path / "results" / "gpu")
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert [p.name for p in out.iterdir()] == ["gpu-check.tar.gz"]
+    with tarfile.open(out / "gpu-check.tar.gz") as archive:
+        archive.extractall(back, filter="data")
+    frame = read_results(back / "results" / "gpu")
     assert (frame["metric"].str.endswith("_throughput")).any() and frame["git_sha"].notna().all()
-    assert (tmp_path / "reports" / "gpu" / "report.html").exists()
+    env_details = json.loads(frame["extra"].iloc[0])["env"]
+    assert {"device_count", "driver_version", "cudnn_version", "cpu_model", "cpu_threads"} <= env_details.keys()
+    assert (back / "reports" / "gpu" / "report.html").exists()
