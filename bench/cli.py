@@ -151,7 +151,9 @@ def cmd_profile(args: argparse.Namespace) -> int:
         def log(line: str) -> None:
             print(line, file=sys.stderr, flush=True)
 
-        run_dir, done = run_profile_suite(args.suite, Path(args.results or "results"), args.device, args.minutes, log)
+        run_dir, done = run_profile_suite(
+            args.suite, Path(args.results or "results"), args.device, args.minutes, log, resume=args.resume
+        )
         print(f"{len(done)} measurements written to {run_dir}")
         return 0
     if not args.variant:
@@ -168,7 +170,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
             variant=args.variant, input_size=args.input, batch_size=1 if args.batch == "auto" else int(args.batch),
             mode=mode, precision=args.precision, channels_last=args.channels_last,
             compile="default" if args.compile else None, device=args.device, max_seconds=args.max_seconds,
-            memory_cap_mib=args.memory_cap_mib,
+            memory_cap_mib=args.memory_cap_mib, breakdown=args.breakdown,
         )  # fmt: skip
         measurements += list(batch_sweep(cfg, args.max_batch)) if args.batch == "auto" else [measure(cfg)]
     run_id = f"profile-{uuid.uuid4().hex[:8]}"
@@ -216,6 +218,10 @@ def cmd_profile(args: argparse.Namespace) -> int:
     print(f"\n{args.variant}: {first.params:,} parameters on {first.device_name}; img/s with its 95 % interval.")
     if not any("mfu" in m.summary() for m in measurements):
         print(f"MFU n/a: no peak TFLOP/s is known for {first.device_name} in {args.precision}.")
+    for m in measurements:
+        if m.time_shares:
+            shares = sorted(m.time_shares.items(), key=lambda item: -item[1])
+            print(f"{m.cfg.mode} time by operation: " + ", ".join(f"{kind} {share:.0%}" for kind, share in shares))
     return 0
 
 
@@ -366,6 +372,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", help="a registered variant")
     p.add_argument("--suite", help="run a profile suite instead (gpu, cpu-smoke, or a TOML path)")
     p.add_argument("--minutes", type=float, help="with --suite: time budget (default: the suite's)")
+    p.add_argument("--resume", action="store_true",
+                   help="with --suite: go on with its latest run under --results, skipping what it measured")  # fmt: skip
     p.add_argument("--input", type=int, default=572, metavar="N", help="input side (nearest accepted is used)")
     p.add_argument("--batch", default="1", metavar="N|auto", help="batch size, or 'auto': double until out of memory")
     p.add_argument("--max-batch", type=int, default=1024, help="largest batch an auto sweep tries")
@@ -376,6 +384,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
     p.add_argument("--max-seconds", type=float, default=30.0, help="cap on timed repetitions per configuration")
     p.add_argument("--memory-cap-mib", type=float, help="CPU: treat allocations beyond this as out-of-memory")
+    p.add_argument("--breakdown", action="store_true",
+                   help="also profile a few steps: the share of time in convolutions, copies, element-wise work, ...")  # fmt: skip
     p.add_argument("--results", metavar="DIR", help="also append the rows to DIR/<run>/ (see results/README.md)")
     p.add_argument("--json", action="store_true", help="print the result rows as JSON")
     p.set_defaults(func=cmd_profile)

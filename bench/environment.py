@@ -21,10 +21,11 @@ REPO = Path(__file__).resolve().parents[1]
 
 @functools.lru_cache(maxsize=1)
 def git_sha() -> str:
-    """Commit of this checkout, ``+dirty`` when tracked files differ. A copy without ``.git``
-    (a lent GPU machine gets the working tree only) reads ``UNETBENCH_GIT_SHA``, else empty."""
-    if not (REPO / ".git").exists():
-        return os.environ.get("UNETBENCH_GIT_SHA", "")
+    """Commit of this checkout, ``+dirty`` when tracked files differ; empty outside git.
+    ``UNETBENCH_GIT_SHA`` overrides it: a lent GPU machine gets a copy of the working tree whose
+    ``.git`` (if any) need not be the commit that tree holds."""
+    if override := os.environ.get("UNETBENCH_GIT_SHA"):
+        return override
     try:
         sha = subprocess.run(
             ["git", "rev-parse", "--short=12", "HEAD"], cwd=REPO, capture_output=True, text=True, timeout=10

@@ -15,10 +15,11 @@ import ctypes
 import functools
 import gc
 import math
+import re
 import resource
 import statistics
 import time
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator, Literal
 
 import torch
@@ -78,6 +79,7 @@ class ProfileCfg:
     max_seconds: float = 30.0  # cap on the timed repetitions
     target_rel_ci: float = 0.02
     memory_cap_mib: float | None = None  # CPU only: allocations beyond this raise OutOfMemory
+    breakdown: bool = False  # also profile a few steps: the share of time in each kind of operation
     overrides: dict[str, Any] | None = None  # model overrides, e.g. a suite's CPU width
 
     def model_config(self) -> ModelConfig:
@@ -98,6 +100,7 @@ class Measurement:
     peak_memory_mib: dict[str, float]
     oom: str | None = None
     failed: str | None = None  # any other error: the configuration is a row and a sweep goes on
+    time_shares: dict[str, float] = field(default_factory=dict)  # operation kind -> share of step time
 
     @classmethod
     def failure(cls, cfg: ProfileCfg, exc: BaseException) -> "Measurement":
@@ -136,6 +139,8 @@ class Measurement:
         }
         for kind, mib in self.peak_memory_mib.items():
             out[f"peak_memory_{kind}"] = (mib, "MiB", None)
+        for kind, share in self.time_shares.items():
+            out[f"time_share_{kind}"] = (share, "", None)
         peak = peak_tflops(self.device_name, self.cfg.precision)
         if peak:
             out["mfu"] = (self.flops_per_step / self.median_s / 1e12 / peak, "", None)
@@ -147,7 +152,7 @@ class Measurement:
 
     def rows(self, run_id: str, suite: str = "adhoc") -> list[ResultRow]:
         identity = row_identity(self.device)
-        chash = config_hash(self.cfg.model_config(), replace(self.cfg, batch_size=0, device=""))
+        chash = profile_key(self.cfg)
         extra = make_extra(
             mode=self.cfg.mode,
             channels_last=self.cfg.channels_last,
@@ -172,6 +177,16 @@ class Measurement:
                 )
             )  # fmt: skip
         return rows
+
+
+def profile_key(cfg: ProfileCfg) -> str:
+    """The ``config_hash`` of a profile row: every setting but the batch size and the device, so
+    the rows of one batch sweep share it and a resumed suite can tell what it already measured
+    (``breakdown`` counts only when asked for, so keys from before it existed still match)."""
+    settings = asdict(replace(cfg, batch_size=0, device=""))
+    if not cfg.breakdown:
+        del settings["breakdown"]
+    return config_hash(cfg.model_config(), settings)
 
 
 # --- statistics ---------------------------------------------------------------------------------
@@ -409,7 +424,8 @@ def measure(cfg: ProfileCfg) -> Measurement:
             x = x.contiguous(memory_format=memory_format)
             if cfg.compile:
                 model = torch.compile(model, mode=cfg.compile)
-            times = time_steps(make_step(model, x, cfg, device, config.num_classes), cfg, device)
+            step = make_step(model, x, cfg, device, config.num_classes)
+            times = time_steps(step, cfg, device)
     except Exception as exc:  # noqa: BLE001 - only OOM is swallowed, anything else re-raised
         if not is_oom(exc, memory_capped=cpu_cap is not None):
             raise
@@ -428,14 +444,63 @@ def measure(cfg: ProfileCfg) -> Measurement:
         }
     else:
         memory = {"rss": rss.peak, "rss_increase": rss.increase}
-    del model, x
+    shares = operation_time_shares(step, device) if cfg.breakdown else {}  # after memory: the profiler's own is not counted
+    del model, x, step
     gc.collect()
-    return Measurement(**base, params=params, step_seconds=times, flops_per_step=flops, peak_memory_mib=memory)
+    return Measurement(
+        **base, params=params, step_seconds=times, flops_per_step=flops, peak_memory_mib=memory, time_shares=shares
+    )
 
 
-def batch_sweep(cfg: ProfileCfg, max_batch: int = 1024) -> Iterator[Measurement]:
-    """Batch sizes 1, 2, 4, ... until the first out-of-memory (recorded) or ``max_batch``."""
-    batch = 1
+# --- where the time goes ---------------------------------------------------------------------------
+
+# Operation kinds by PyTorch operator name, first match wins. Autocast's casts are copies.
+OPERATION_KINDS: list[tuple[str, re.Pattern[str]]] = [
+    ("convolution", re.compile(r"conv(?!ert)")),
+    ("matmul", re.compile(r"::(mm|addmm|bmm|baddbmm|matmul|linear)$")),
+    ("normalisation", re.compile(r"norm")),
+    ("pooling", re.compile(r"pool")),
+    ("resampling", re.compile(r"upsample|grid_sampler|interpolate")),
+    ("copy_cast_concat", re.compile(r"copy|cat$|clone|contiguous|stack|pad|slice|index")),
+    ("loss", re.compile(r"nll|softmax|cross_entropy")),
+    ("optimizer", re.compile(r"_foreach|sgd|adam")),
+    ("elementwise", re.compile(
+        r"relu|threshold|clamp|gelu|silu|sigmoid|tanh|elu|add|mul|sub|div|dropout|bernoulli|fill|zero|where|sum|mean")),
+]
+
+
+def operation_kind(name: str) -> str:
+    lowered = name.lower()
+    return next((kind for kind, pattern in OPERATION_KINDS if pattern.search(lowered)), "other")
+
+
+def operation_time_shares(step: Callable[[], None], device: torch.device, steps: int = 3) -> dict[str, float]:
+    """Share of the step's time in each kind of operation, from ``torch.profiler``: on CUDA the
+    device time of the kernels each operator launched, on CPU the operators' own time. What
+    bounds a network (convolutions, or memory-bound copies and element-wise work) shows here."""
+    from torch.profiler import ProfilerActivity, profile
+
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    step()  # one step outside the profile: no first-call work in it
+    _synchronize(device)
+    with profile(activities=activities) as prof:
+        for _ in range(steps):
+            step()
+        _synchronize(device)
+    totals: dict[str, float] = {}
+    for event in prof.key_averages():
+        if event.device_type != torch.autograd.DeviceType.CPU:
+            continue  # kernels: their time is already their operator's device time
+        spent = event.self_device_time_total if device.type == "cuda" else event.self_cpu_time_total
+        kind = operation_kind(event.key)
+        totals[kind] = totals.get(kind, 0.0) + spent
+    whole = sum(totals.values())
+    return {kind: spent / whole for kind, spent in sorted(totals.items())} if whole > 0 else {}
+
+
+def batch_sweep(cfg: ProfileCfg, max_batch: int = 1024, start: int = 1) -> Iterator[Measurement]:
+    """Batch sizes start, 2 start, 4 start, ... until the first out-of-memory (recorded) or ``max_batch``."""
+    batch = start
     while batch <= max_batch:
         result = measure(replace(cfg, batch_size=batch))
         yield result

@@ -11,13 +11,13 @@ from __future__ import annotations
 import itertools
 import time
 import uuid
-from dataclasses import fields, replace
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from bench.config import SuiteError, load_toml, suite_key_error, suite_path
-from bench.profile import Measurement, ProfileCfg, batch_sweep, measure
-from bench.store import ResultWriter
+from bench.profile import Measurement, ProfileCfg, batch_sweep, measure, profile_key
+from bench.store import ResultWriter, read_results
 from variants import UnknownVariantError, get_variant
 from variants.overrides import ConfigError, apply_overrides
 
@@ -99,13 +99,24 @@ def run_profile_suite(
     device: str = "auto",
     minutes: float | None = None,
     log: Callable[[str], None] = print,
+    resume: bool = False,
 ) -> tuple[Path, list[Measurement]]:
-    """Run every configuration in order until the budget ends; rows are appended as they come."""
+    """Run every configuration in order until the budget ends; rows are appended as they come.
+
+    With ``resume``, the suite's latest run under ``results_dir`` goes on: what it measured is
+    skipped and a batch sweep continues after its largest stored batch, so a second lease (or a
+    run after a crash) spends its minutes on what is missing."""
     header, configs = load_profile_suite(name_or_path)
     budget_s = 60 * (minutes if minutes is not None else float(header.get("minutes", 8.0)))
     suite = str(header.get("name", Path(str(name_or_path)).stem))
-    run_id = f"{suite}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
-    writer = ResultWriter(results_dir / run_id)
+    run_dir = latest_profile_run(results_dir, suite) if resume else None
+    if resume and run_dir is None:
+        log(f"nothing to resume under {results_dir} for suite {suite}; starting a new run")
+    if run_dir is None:
+        run_dir = results_dir / f"{suite}-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    run_id = run_dir.name
+    stored = StoredSweeps.read(run_dir)
+    writer = ResultWriter(run_dir)
     started = time.perf_counter()
     done: list[Measurement] = []
     for number, (cfg, max_batch) in enumerate(configs, start=1):
@@ -113,19 +124,61 @@ def run_profile_suite(
             log(f"time budget reached: {len(configs) - number + 1} of {len(configs)} configurations not run")
             break
         cfg = replace(cfg, device=device)
-        for m in _guarded(cfg, max_batch):
+        start = stored.next_batch(cfg, max_batch)
+        if start is None:
+            continue
+        for m in _guarded(cfg, max_batch, start):
             writer.append(m.rows(run_id, suite=suite))
             done.append(m)
             log(describe(number, len(configs), m))
     return writer.run_dir, done
 
 
-def _guarded(cfg: ProfileCfg, max_batch: int | None) -> Iterator[Measurement]:
+def latest_profile_run(results_dir: Path, suite: str) -> Path | None:
+    runs = sorted(p for p in results_dir.glob(f"{suite}-*") if p.is_dir())
+    return runs[-1] if runs else None
+
+
+@dataclass
+class StoredSweeps:
+    """What a run folder already holds, by profile key: the batch sizes measured, and whether a
+    batch sweep ended at an out-of-memory. Failed configurations count as not measured."""
+
+    batches: dict[str, set[int]] = field(default_factory=dict)
+    ended: set[str] = field(default_factory=set)
+
+    @classmethod
+    def read(cls, run_dir: Path) -> "StoredSweeps":
+        stored = cls()
+        if not run_dir.exists():
+            return stored
+        frame = read_results(run_dir)
+        for key, batch, metric in zip(frame["config_hash"], frame["batch_size"], frame["metric"]):
+            if metric.endswith("_failed"):  # an error is not a measurement: tried again
+                continue
+            stored.batches.setdefault(key, set()).add(int(batch))
+            if metric.endswith("_oom"):
+                stored.ended.add(key)
+        return stored
+
+    def next_batch(self, cfg: ProfileCfg, max_batch: int | None) -> int | None:
+        """The batch to start ``cfg`` at, or None when it is measured already."""
+        key = profile_key(cfg)
+        measured = self.batches.get(key, set())
+        if max_batch is None:  # a fixed batch
+            return None if cfg.batch_size in measured else cfg.batch_size
+        if key in self.ended:
+            return None
+        start = 2 * max(measured) if measured else 1
+        return start if start <= max_batch else None
+
+
+def _guarded(cfg: ProfileCfg, max_batch: int | None, start: int = 1) -> Iterator[Measurement]:
     """The measurements of one configuration; an error in it (not out-of-memory, which is a
     measurement already) becomes a ``failed`` row, so one broken configuration cannot end a
     lent GPU's only run."""
     try:
-        yield from batch_sweep(cfg, max_batch) if max_batch else iter([measure(cfg)])
+        yield from batch_sweep(cfg, max_batch, start) if max_batch else iter([measure(replace(cfg, batch_size=start))])
     except Exception as exc:  # noqa: BLE001 - recorded with its reason, then the suite goes on
         yield Measurement.failure(cfg, exc)
 

@@ -128,3 +128,37 @@ def test_cpu_peak_memory_counts_what_the_block_needs_even_after_earlier_work() -
         again = allocate()
     assert len(again) == 800 and len(pins) == 64
     assert peak.increase > 80, peak.increase
+
+
+def test_breakdown_shares_add_up_and_put_a_unets_time_in_its_convolutions() -> None:
+    m = measure(ProfileCfg("unet-16", mode="train", device="cpu", breakdown=True, **FAST))
+    assert sum(m.time_shares.values()) == pytest.approx(1.0)
+    assert max(m.time_shares, key=m.time_shares.__getitem__) == "convolution"
+    assert {"train_time_share_convolution", "train_time_share_pooling"} <= {r.metric for r in m.rows("r")}
+    assert profile.profile_key(m.cfg) != profile.profile_key(ProfileCfg("unet-16", mode="train", **FAST))
+
+
+@pytest.mark.parametrize(
+    "operator, kind",
+    [
+        ("aten::cudnn_convolution", "convolution"),
+        ("aten::convolution_backward", "convolution"),
+        ("aten::_to_copy", "copy_cast_concat"),
+        ("aten::cat", "copy_cast_concat"),
+        ("aten::clamp_min", "elementwise"),
+        ("aten::threshold_backward", "elementwise"),
+        ("aten::max_pool2d_with_indices_backward", "pooling"),
+        ("aten::native_batch_norm", "normalisation"),
+        ("aten::upsample_bilinear2d", "resampling"),
+        ("aten::_foreach_add_", "optimizer"),
+        ("aten::empty_strided", "other"),
+    ],
+)
+def test_operators_are_sorted_into_kinds(operator: str, kind: str) -> None:
+    assert profile.operation_kind(operator) == kind
+
+
+@pytest.mark.gpu
+def test_cuda_breakdown_counts_kernel_time() -> None:
+    m = measure(ProfileCfg("unet-16", batch_size=2, precision="bf16", device="cuda", breakdown=True, **FAST))
+    assert sum(m.time_shares.values()) == pytest.approx(1.0) and m.time_shares["convolution"] > 0.2

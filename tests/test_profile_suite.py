@@ -38,6 +38,27 @@ def test_cpu_smoke_suite_writes_rows_for_every_configuration(tmp_path: Path) -> 
     assert sorted(frame[frame["metric"] == "infer_throughput"]["input_size"].unique()) == [188, 204]
 
 
+def test_a_resumed_suite_measures_only_what_its_latest_run_lacks(tmp_path: Path) -> None:
+    """A second lease (or a run after a crash) goes on where the first stopped: measured
+    configurations are skipped and a batch sweep continues after its largest stored batch."""
+    sweep = (
+        '[defaults]\nmax_seconds = 0.5\nwarmup = 1\nmin_reps = 2\nmax_reps = 3\n\n'
+        '[[sweep]]\nvariants = ["unet-16"]\nmodes = ["infer"]\ninput_sizes = [188]\nbatch_sizes = [1]\n\n'
+        '[[sweep]]\nvariants = ["unet-16"]\nmodes = ["infer"]\ninput_sizes = [204]\nbatch_sizes = ["auto"]\n'
+    )
+    first_dir, first = run_profile_suite(write_suite(tmp_path, sweep + "max_batch = 2\n"), tmp_path / "results",
+                                         device="cpu", log=lambda line: None)  # fmt: skip
+    assert [(m.input_size, m.cfg.batch_size) for m in first] == [(188, 1), (204, 1), (204, 2)]
+    more = sweep + 'max_batch = 4\n\n[[sweep]]\nvariants = ["unet-16"]\nmodes = ["train"]\ninput_sizes = [188]\n'
+    run_dir, second = run_profile_suite(write_suite(tmp_path, more), tmp_path / "results", device="cpu",
+                                        log=lambda line: None, resume=True)  # fmt: skip
+    assert run_dir == first_dir
+    assert [(m.cfg.mode, m.input_size, m.cfg.batch_size) for m in second] == [("infer", 204, 4), ("train", 188, 1)]
+    frame = read_results(run_dir)
+    throughput = frame[frame["metric"].str.endswith("_throughput")]
+    assert len(throughput) == 5 and not throughput.duplicated(["config_hash", "batch_size"]).any()
+
+
 def write_suite(tmp_path: Path, body: str) -> Path:
     path = tmp_path / "mine.toml"
     path.write_text('[suite]\nname = "mine"\n\n' + body)
