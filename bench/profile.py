@@ -223,7 +223,9 @@ def step_flops(config: ModelConfig, input_size: int, batch: int, mode: Mode) -> 
     from torch.utils.flop_counter import FlopCounterMode
 
     with torch.device("meta"):
-        model = config.build()
+        # .to: a library may still make a real tensor (smp's first conv uses the legacy
+        # torch.Tensor constructor, which ignores the device context) and backward then mixes devices
+        model = config.build().to("meta")
         x = torch.empty(batch, config.in_channels, input_size, input_size, requires_grad=mode == "train")
     model.train(mode == "train")
     counter = FlopCounterMode(display=False)

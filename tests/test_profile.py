@@ -26,6 +26,13 @@ def test_forward_flops_of_the_paper_net_and_backward_is_about_twice_forward() ->
     assert 2.8 < train / (2 * forward) < 3.05, "forward + backward (input grads + weight grads)"
 
 
+def test_training_flops_are_counted_for_library_encoders_too() -> None:
+    """smp builds its first convolution with the legacy constructor, outside the meta device."""
+    config = get_variant("smp-resnet18-unet").config
+    forward = step_flops(config, 64, 1, "infer")
+    assert 2.5 < step_flops(config, 64, 1, "train") / forward < 3.05
+
+
 def test_median_interval_contains_the_median_and_shrinks_with_samples() -> None:
     gen = torch.Generator().manual_seed(0)
     few = (1 + 0.1 * torch.randn(10, generator=gen)).tolist()
