@@ -68,9 +68,27 @@ def quality_table(frame: pd.DataFrame) -> pd.DataFrame:
     return aggregate.summarize(evals, by=("variant", "metric"))
 
 
+def profile_setting(extra: str) -> str:
+    """The execution settings of a profile row beyond precision and batch: 'channels_last',
+    'compile=MODE', or 'eager' for neither. Rows that differ here are different measurements."""
+    values = json.loads(extra) if extra else {}
+    parts = (["channels_last"] if values.get("channels_last") else []) + (
+        [f"compile={values['compile']}"] if values.get("compile") else []
+    )
+    return ", ".join(parts) or "eager"
+
+
+def profile_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The profile rows, with their ``setting`` as a column."""
+    prof = frame[frame["stage"] == "profile"].copy()
+    prof["setting"] = prof["extra"].map(profile_setting) if not prof.empty else pd.Series(dtype=str)
+    return prof
+
+
 def profile_table(frame: pd.DataFrame) -> pd.DataFrame:
-    prof = frame[frame["stage"] == "profile"]
-    return aggregate.summarize(prof, by=("variant", "metric", "precision", "batch_size", "input_size"))
+    return aggregate.summarize(
+        profile_rows(frame), by=("variant", "metric", "precision", "batch_size", "input_size", "setting")
+    )
 
 
 def build_report(results: Path, out_dir: Path, title: str | None = None, baseline: str | None = None) -> Report:
@@ -91,8 +109,9 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     overview = summary_table(quality, prof)
     if not overview.empty:
         report.sections.append(Section(
-            "Summary", "Held-out quality: mean over seeds [bootstrap 95 % CI]; runtime: best measured img/s and "
-            "the peak memory of that measurement, on the machine named under Environment.", overview,
+            "Summary", "Held-out quality: mean over seeds [bootstrap 95 % CI]; runtime: the best inference img/s "
+            "(training where none) at the variant's most measured input size, where `at` says which, and the peak "
+            "memory of that measurement, on the machine named under Environment.", overview,
         ))  # fmt: skip
     if not quality.empty:
         wide = quality.pivot(index="variant", columns="metric", values="mean")
@@ -129,27 +148,45 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
 
     throughput = prof[prof["metric"].str.endswith("_throughput")]
     if not throughput.empty:
+        precision, size, setting = main_setting(throughput)
+        plotted = f"{precision}, {size} px input, {setting}"
         report.sections.append(
             Section(
                 "Runtime",
-                "Median step time as img/s; interval of the median from the profiler.",
-                _profile_summary(frame),
+                "One line per measured configuration: median step time as img/s with the 95 % interval of the "
+                "median, output megapixels/s, latency percentiles, achieved TFLOP/s and model-FLOPs utilisation "
+                f"(MFU) against the device's dense peak, and peak memory. The figures show {plotted}.",
+                profile_configurations(frame),
                 "throughput_vs_batch",
             )
         )
+        def at_main(rows: pd.DataFrame) -> pd.DataFrame:
+            return rows[(rows["precision"] == precision) & (rows["input_size"] == size) & (rows["setting"] == setting)]
+
         fig, ax = plt.subplots(figsize=(7, 4))
-        sns.lineplot(data=throughput, x="batch_size", y="mean", hue="variant", style="metric", marker="o", ax=ax)
+        sns.lineplot(data=at_main(throughput), x="batch_size", y="mean", hue="variant", style="metric", marker="o", ax=ax)
         ax.set_xscale("log", base=2)
         ax.set_ylabel("img/s")
+        ax.set_title(plotted, fontsize=9)
         _save(fig, out_dir, "throughput_vs_batch", report)
-        memory = memory_rows(prof)
+        memory = memory_rows(at_main(prof))
         if not memory.empty:
             fig, ax = plt.subplots(figsize=(7, 4))
-            sns.lineplot(data=memory, x="batch_size", y="mean", hue="variant", marker="o", ax=ax)
+            sns.lineplot(data=memory, x="batch_size", y="mean", hue="variant", style="metric", marker="o", ax=ax)
+            ax.set_title(plotted, fontsize=9)
             ax.set_xscale("log", base=2)
             ax.set_ylabel("peak memory (MiB)")
             _save(fig, out_dir, "memory_vs_batch", report)
             report.sections.append(Section("Peak memory", "", None, "memory_vs_batch"))
+        shares = time_share_table(frame)
+        if not shares.empty:
+            report.sections.append(Section(
+                "Where the time goes",
+                "Share of a step's time in each kind of operation (torch.profiler over a few steps: kernel time "
+                "on CUDA, operator time on CPU). Convolutions are the FLOPs; copies, casts, concatenation and "
+                "element-wise work move memory and do little arithmetic, so their share is what keeps MFU low.",
+                shares,
+            ))  # fmt: skip
 
     if not quality.empty and not throughput.empty:
         front = pareto_table(quality, throughput)
@@ -203,6 +240,9 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
             "held-out training sections, so compare scale, not rank.", table1,
         ))  # fmt: skip
 
+    micro = micro_table(frame)
+    if not micro.empty:
+        report.sections.append(Section("Micro-benchmarks", "pytest-benchmark, bench/benchmarks/test_micro.py.", micro))
     report.sections.append(Section("Environment", "", environment_table(frame)))
 
     (out_dir / "report.md").write_text(to_markdown(report))
@@ -260,8 +300,18 @@ def memory_rows(prof: pd.DataFrame) -> pd.DataFrame:
     return prof.iloc[0:0]
 
 
+def main_setting(throughput: pd.DataFrame) -> tuple[str, int, str]:
+    """The (precision, input size, setting) with the most throughput rows: figures draw it, so a
+    line never averages bf16 with fp32 or one resolution with another."""
+    counts = throughput.groupby(["precision", "input_size", "setting"]).size()
+    precision, size, setting = counts.idxmax()
+    return str(precision), int(size), str(setting)
+
+
 def summary_table(quality: pd.DataFrame, prof: pd.DataFrame) -> pd.DataFrame:
-    """One row per variant: headline quality with CIs next to throughput and memory."""
+    """One row per variant: headline quality with CIs next to throughput and memory. The
+    throughput is the best inference measurement (training if none) at the variant's most
+    measured input size, and ``at`` says which, since img/s differ by size and setting."""
     rows: dict[str, dict[str, Any]] = {}
     for _, q in quality[quality["metric"].isin(["v_rand", "pixel_error"])].iterrows():
         label = "V_rand" if q["metric"] == "v_rand" else "pixel error"
@@ -272,10 +322,18 @@ def summary_table(quality: pd.DataFrame, prof: pd.DataFrame) -> pd.DataFrame:
     throughput = prof[prof["metric"].str.endswith("_throughput")]
     memory = memory_rows(prof)
     for variant, group in throughput.groupby("variant"):
+        infer = group[group["metric"] == "infer_throughput"]
+        group = infer if not infer.empty else group
+        group = group[group["input_size"] == group["input_size"].mode().iloc[0]]
         best = group.loc[group["mean"].idxmax()]
         entry = rows.setdefault(variant, {"variant": variant})
         entry["img/s"] = round(float(best["mean"]), 2)
-        match = memory[(memory["variant"] == variant) & (memory["batch_size"] == best["batch_size"])]
+        entry["at"] = (
+            f"{best['metric'].split('_')[0]} {best['precision']} b{best['batch_size']} {best['input_size']} px"
+            + ("" if best["setting"] == "eager" else f", {best['setting']}")
+        )
+        same = ["variant", "precision", "batch_size", "input_size", "setting"]
+        match = memory[(memory[same] == best[same]).all(axis=1)]
         if not match.empty:
             entry["peak MiB"] = round(float(match["mean"].max()), 1)
     return pd.DataFrame(list(rows.values()))
@@ -286,10 +344,68 @@ def _with_ci(summary: pd.DataFrame) -> pd.DataFrame:
     return table.round(5)
 
 
-def _profile_summary(frame: pd.DataFrame) -> pd.DataFrame:
-    prof = frame[(frame["stage"] == "profile") & frame["metric"].str.endswith("_throughput")]
-    cols = ["variant", "metric", "precision", "batch_size", "input_size", "value", "ci_low", "ci_high", "unit"]
-    return prof[cols].sort_values(["variant", "metric", "batch_size"]).round(3).reset_index(drop=True)
+CONFIGURATION = ["variant", "mode", "precision", "batch_size", "input_size", "output_size", "setting"]
+# profile metric (after the mode) -> column of the Runtime table
+RUNTIME_COLUMNS = {
+    "throughput_mpix": "MPix/s", "latency_p50": "p50 ms", "latency_p99": "p99 ms",
+    "tflops_achieved": "TFLOP/s", "mfu": "MFU",
+}  # fmt: skip
+
+
+def _by_configuration(frame: pd.DataFrame) -> pd.DataFrame:
+    """Profile rows (not micro-benchmarks) with their mode and setting split out as columns."""
+    prof = profile_rows(frame)
+    prof = prof[prof["metric"].str.match(r"^(infer|train)_")].copy()
+    prof["mode"] = prof["metric"].str.split("_", n=1).str[0]
+    prof["measure"] = prof["metric"].str.split("_", n=1).str[1]
+    return prof
+
+
+def profile_configurations(frame: pd.DataFrame) -> pd.DataFrame:
+    """One line per measured configuration (repeated measurements: the latest), with img/s and
+    its interval, MPix/s, latency, TFLOP/s, MFU, peak memory, and why a line has no numbers."""
+    prof = _by_configuration(frame)
+    lines = []
+    for keys, group in prof.groupby(CONFIGURATION, sort=False):
+        latest = group[group["run_id"] == group["run_id"].iloc[-1]].drop_duplicates("measure", keep="last")
+        values = latest.set_index("measure")
+        line: dict[str, Any] = dict(zip(CONFIGURATION, keys))
+        if "throughput" in values.index:
+            t = values.loc["throughput"]
+            line["img/s"] = f"{t['value']:.1f} [{t['ci_low']:.1f}, {t['ci_high']:.1f}]"
+        for measure, column in RUNTIME_COLUMNS.items():
+            if measure in values.index:
+                line[column] = round(float(values.loc[measure, "value"]), 3)
+        memory = [m for m in MODEL_MEMORY_METRICS if m in values.index]
+        if memory:
+            line["peak MiB"] = round(float(values.loc[memory[0], "value"]), 1)
+        extra = json.loads(latest["extra"].iloc[0])
+        if extra.get("oom") or extra.get("failed"):
+            line["img/s"] = "out of memory" if extra.get("oom") else f"failed: {extra['failed']}"
+        lines.append(line)
+    table = pd.DataFrame(lines)
+    table = table.sort_values(["variant", "mode", "precision", "input_size", "setting", "batch_size"], kind="stable")
+    return table.astype(object).where(table.notna(), "")
+
+
+def micro_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """pytest-benchmark rows (``unet-bench ingest``): median ms with the interquartile range."""
+    micro = frame[frame["metric"].str.startswith("micro_")]
+    table = micro[["metric", "variant", "batch_size", "input_size", "device_name", "value"]].copy()
+    table["IQR ms"] = [round(json.loads(e).get("iqr_ms", float("nan")), 4) for e in micro["extra"]]
+    table["metric"] = table["metric"].str.removeprefix("micro_")
+    return table.rename(columns={"value": "median ms"}).round(4).reset_index(drop=True)
+
+
+def time_share_table(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per configuration with a breakdown: the share of each operation kind, in percent."""
+    prof = _by_configuration(frame)
+    shares = prof[prof["measure"].str.startswith("time_share_")].copy()
+    if shares.empty:
+        return shares
+    shares["kind"] = shares["measure"].str.removeprefix("time_share_")
+    table = shares.pivot_table(index=CONFIGURATION, columns="kind", values="value", aggfunc="last") * 100
+    return table.round(1).fillna(0.0).reset_index()
 
 
 def pareto_table(quality: pd.DataFrame, throughput: pd.DataFrame) -> pd.DataFrame:

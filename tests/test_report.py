@@ -93,3 +93,23 @@ def test_report_tables_figures_and_escaping(tmp_path: Path) -> None:
     sources = re.findall(r'src="([^"]+)"', page)
     assert sources and all(s.startswith("data:image/png;base64,") for s in sources)
     assert "<script" not in page and "http" not in page.replace("https://", "")
+
+
+def test_runtime_lines_keep_settings_apart_and_the_breakdown_has_its_section(tmp_path: Path) -> None:
+    """channels_last and eager are two measurements, not one averaged line; a breakdown shows
+    where the time went; the summary says at which setting its img/s was measured."""
+    from bench.profile import ProfileCfg, measure
+    from bench.store import ResultWriter
+
+    fast = dict(input_size=188, warmup=1, min_reps=2, max_reps=3, max_seconds=0.5, device="cpu")
+    rows = []
+    for cfg in (ProfileCfg("unet-16", **fast), ProfileCfg("unet-16", channels_last=True, breakdown=True, **fast)):
+        rows += measure(cfg).rows("run-1", suite="settings")
+    ResultWriter(tmp_path / "results" / "run-1").append(rows)
+    report = build_report(tmp_path / "results", tmp_path / "report")
+    sections = {s.title: s for s in report.sections}
+    runtime = sections["Runtime"].table
+    assert sorted(runtime["setting"]) == ["channels_last", "eager"] and runtime["img/s"].str.contains(r"\[").all()
+    shares = sections["Where the time goes"].table
+    assert len(shares) == 1 and shares["setting"].iloc[0] == "channels_last" and shares["convolution"].iloc[0] > 20
+    assert sections["Summary"].table["at"].iloc[0].startswith("infer fp32 b1 188 px")
