@@ -15,6 +15,7 @@ import ctypes
 import functools
 import gc
 import math
+import os
 import re
 import resource
 import statistics
@@ -108,7 +109,12 @@ class Measurement:
         from bench.train import resolve_device
 
         reason = f"{type(exc).__name__}: {first_line(exc)}"[:300]
-        return cls(cfg, resolve_device(cfg.device), cfg.input_size, 0, 0, [], 0, {}, failed=reason)
+        input_size, output_size = cfg.input_size, 0
+        with contextlib.suppress(Exception):  # the sizes it would have had, where the config resolves
+            config = cfg.model_config()
+            input_size = config.valid_input_size(cfg.input_size)
+            output_size = config.output_size(input_size)
+        return cls(cfg, resolve_device(cfg.device), input_size, output_size, 0, [], 0, {}, failed=reason)
 
     @property
     def median_s(self) -> float:
@@ -482,6 +488,9 @@ def operation_time_shares(step: Callable[[], None], device: torch.device, steps:
     bounds a network (convolutions, or memory-bound copies and element-wise work) shows here."""
     from torch.profiler import ProfilerActivity, profile
 
+    # kineto logs an "ERROR" for the GPU it looks for on machines without one; errors that
+    # matter here raise. A user's own setting wins.
+    os.environ.setdefault("KINETO_LOG_LEVEL", "5")
     activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
     step()  # one step outside the profile: no first-call work in it
     _synchronize(device)

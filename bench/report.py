@@ -379,9 +379,10 @@ def profile_configurations(frame: pd.DataFrame) -> pd.DataFrame:
         memory = [m for m in MODEL_MEMORY_METRICS if m in values.index]
         if memory:
             line["peak MiB"] = round(float(values.loc[memory[0], "value"]), 1)
-        extra = json.loads(latest["extra"].iloc[0])
-        if extra.get("oom") or extra.get("failed"):
-            line["img/s"] = "out of memory" if extra.get("oom") else f"failed: {extra['failed']}"
+        if "throughput" not in values.index:  # a failure retried with success keeps its measurement
+            outcome = "oom" if "oom" in values.index else "failed"
+            reason = json.loads(values.loc[outcome, "extra"]).get(outcome)
+            line["img/s"] = "out of memory" if outcome == "oom" else f"failed: {reason}"
         lines.append(line)
     table = pd.DataFrame(lines)
     table = table.sort_values(["variant", "mode", "precision", "input_size", "setting", "batch_size"], kind="stable")

@@ -96,13 +96,14 @@ def test_report_tables_figures_and_escaping(tmp_path: Path) -> None:
 
 
 def test_runtime_lines_keep_settings_apart_and_the_breakdown_has_its_section(tmp_path: Path) -> None:
-    """channels_last and eager are two measurements, not one averaged line; a breakdown shows
-    where the time went; the summary says at which setting its img/s was measured."""
-    from bench.profile import ProfileCfg, measure
+    """channels_last and eager are two measurements, not one averaged line; a failure that a
+    resumed suite retried with success shows the measurement; a breakdown shows where the time
+    went; the summary says at which setting its img/s was measured."""
+    from bench.profile import Measurement, ProfileCfg, measure
     from bench.store import ResultWriter
 
     fast = dict(input_size=188, warmup=1, min_reps=2, max_reps=3, max_seconds=0.5, device="cpu")
-    rows = []
+    rows = Measurement.failure(ProfileCfg("unet-16", **fast), RuntimeError("boom")).rows("run-1", suite="settings")
     for cfg in (ProfileCfg("unet-16", **fast), ProfileCfg("unet-16", channels_last=True, breakdown=True, **fast)):
         rows += measure(cfg).rows("run-1", suite="settings")
     ResultWriter(tmp_path / "results" / "run-1").append(rows)
