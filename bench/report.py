@@ -58,7 +58,9 @@ def _save(fig: Any, out_dir: Path, stem: str, report: Report) -> None:
     fig.savefig(buffer, format="png", dpi=110)
     report.figures[stem] = buffer.getvalue()
     (out_dir / "fig" / f"{stem}.png").write_bytes(buffer.getvalue())
-    fig.savefig(out_dir / "fig" / f"{stem}.svg", format="svg")
+    # no date and fixed element ids: regenerating a report from the same rows changes no file
+    with _plt().rc_context({"svg.hashsalt": "unetbench"}):
+        fig.savefig(out_dir / "fig" / f"{stem}.svg", format="svg", metadata={"Date": None})
     _plt().close(fig)
 
 

@@ -114,3 +114,6 @@ def test_runtime_lines_keep_settings_apart_and_the_breakdown_has_its_section(tmp
     shares = sections["Where the time goes"].table
     assert len(shares) == 1 and shares["setting"].iloc[0] == "channels_last" and shares["convolution"].iloc[0] > 20
     assert sections["Summary"].table["at"].iloc[0].startswith("infer fp32 b1 188 px")
+    build_report(tmp_path / "results", tmp_path / "again")  # the same rows give the same files
+    for path in (tmp_path / "report").rglob("*.*"):
+        assert path.read_bytes() == (tmp_path / "again" / path.relative_to(tmp_path / "report")).read_bytes(), path
