@@ -9,6 +9,7 @@ finished before the budget (or a crash) is kept.
 from __future__ import annotations
 
 import itertools
+import re
 import time
 import uuid
 from dataclasses import dataclass, field, fields, replace
@@ -135,7 +136,10 @@ def run_profile_suite(
 
 
 def latest_profile_run(results_dir: Path, suite: str) -> Path | None:
-    runs = sorted(p for p in results_dir.glob(f"{suite}-*") if p.is_dir())
+    """The newest ``SUITE-YYYYmmdd-HHMMSS-xxxxxx`` run folder (not another suite whose name
+    merely starts with this one's)."""
+    name = re.compile(rf"{re.escape(suite)}-\d{{8}}-\d{{6}}-[0-9a-f]{{6}}")
+    runs = sorted(p for p in results_dir.glob(f"{suite}-*") if p.is_dir() and name.fullmatch(p.name))
     return runs[-1] if runs else None
 
 

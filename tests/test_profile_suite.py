@@ -49,6 +49,7 @@ def test_a_resumed_suite_measures_only_what_its_latest_run_lacks(tmp_path: Path)
     first_dir, first = run_profile_suite(write_suite(tmp_path, sweep + "max_batch = 2\n"), tmp_path / "results",
                                          device="cpu", log=lambda line: None)  # fmt: skip
     assert [(m.input_size, m.cfg.batch_size) for m in first] == [(188, 1), (204, 1), (204, 2)]
+    (tmp_path / "results" / "mine-wide-20991231-235959-ffffff").mkdir()  # another suite's newer run
     more = sweep + 'max_batch = 4\n\n[[sweep]]\nvariants = ["unet-16"]\nmodes = ["train"]\ninput_sizes = [188]\n'
     run_dir, second = run_profile_suite(write_suite(tmp_path, more), tmp_path / "results", device="cpu",
                                         log=lambda line: None, resume=True)  # fmt: skip
