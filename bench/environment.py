@@ -16,6 +16,8 @@ from typing import Any
 
 import torch
 
+from bench.schema import ENVIRONMENT_COLUMNS
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -92,16 +94,13 @@ def _fingerprint(device_text: str) -> dict[str, Any]:
     return info
 
 
-IDENTITY_COLUMNS = ("device", "device_name", "torch_version", "cuda_version", "git_sha", "host")
-
-
 def row_identity(device: torch.device) -> dict[str, Any]:
     """The fingerprint fields that are columns of every result row."""
     fp = fingerprint(device)
-    return {k: fp[k] for k in IDENTITY_COLUMNS}
+    return {k: fp[k] for k in ENVIRONMENT_COLUMNS}
 
 
 def row_environment(device: torch.device) -> dict[str, Any]:
     """The rest of the fingerprint (device count, driver, cuDNN, CPU model, threads, ...), which
     rows carry in ``extra["env"]`` so that every measurement names everything it ran on."""
-    return {k: v for k, v in fingerprint(device).items() if k not in IDENTITY_COLUMNS}
+    return {k: v for k, v in fingerprint(device).items() if k not in ENVIRONMENT_COLUMNS}

@@ -20,7 +20,7 @@ import pandas as pd
 
 from bench import aggregate, reference
 from bench.metrics import HIGHER_IS_BETTER
-from bench.schema import MODEL_MEMORY_METRICS
+from bench.schema import ENVIRONMENT_COLUMNS, MODEL_MEMORY_METRICS
 from bench.store import read_results
 
 QUALITY_METRICS = ("v_rand", "pixel_error", "v_info", "warping_error", "iou")
@@ -87,10 +87,9 @@ def profile_rows(frame: pd.DataFrame) -> pd.DataFrame:
     return prof
 
 
-def profile_table(frame: pd.DataFrame) -> pd.DataFrame:
-    return aggregate.summarize(
-        profile_rows(frame), by=("variant", "metric", "precision", "batch_size", "input_size", "setting")
-    )
+def profile_table(measured: pd.DataFrame) -> pd.DataFrame:
+    """``profile_rows`` summarised per variant, metric and configuration."""
+    return aggregate.summarize(measured, by=("variant", "metric", "precision", "batch_size", "input_size", "setting"))
 
 
 def build_report(results: Path, out_dir: Path, title: str | None = None, baseline: str | None = None) -> Report:
@@ -107,7 +106,8 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     report = Report(title or f"unetbench report: {suites}")
 
     quality = quality_table(frame)
-    prof = profile_table(frame)
+    measured = profile_rows(frame)  # the settings are parsed once, here
+    prof = profile_table(measured)
     overview = summary_table(quality, prof)
     if not overview.empty:
         report.sections.append(Section(
@@ -158,7 +158,7 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
                 "One line per measured configuration: median step time as img/s with the 95 % interval of the "
                 "median, output megapixels/s, latency percentiles, achieved TFLOP/s and model-FLOPs utilisation "
                 f"(MFU) against the device's dense peak, and peak memory. The figures show {plotted}.",
-                profile_configurations(frame),
+                profile_configurations(measured),
                 "throughput_vs_batch",
             )
         )
@@ -180,7 +180,7 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
             ax.set_ylabel("peak memory (MiB)")
             _save(fig, out_dir, "memory_vs_batch", report)
             report.sections.append(Section("Peak memory", "", None, "memory_vs_batch"))
-        shares = time_share_table(frame)
+        shares = time_share_table(measured)
         if not shares.empty:
             report.sections.append(Section(
                 "Where the time goes",
@@ -258,7 +258,7 @@ ENVIRONMENT_DETAILS = ["device_count", "driver_version", "cudnn_version", "cpu_m
 def environment_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One line per distinct machine and software: the row columns, and the rest of the
     fingerprint where rows carry it in ``extra["env"]`` (profiles and micro-benchmarks)."""
-    columns = ["device", "device_name", "torch_version", "cuda_version", "git_sha", "host"]
+    columns = list(ENVIRONMENT_COLUMNS)
     env = frame.drop_duplicates(columns).reset_index(drop=True)
     details = pd.DataFrame([json.loads(e).get("env") or {} for e in env["extra"]])
     shown = [c for c in ENVIRONMENT_DETAILS if c in details]
@@ -354,19 +354,18 @@ RUNTIME_COLUMNS = {
 }  # fmt: skip
 
 
-def _by_configuration(frame: pd.DataFrame) -> pd.DataFrame:
-    """Profile rows (not micro-benchmarks) with their mode and setting split out as columns."""
-    prof = profile_rows(frame)
-    prof = prof[prof["metric"].str.match(r"^(infer|train)_")].copy()
+def _by_configuration(measured: pd.DataFrame) -> pd.DataFrame:
+    """``profile_rows`` of measurements (not micro-benchmarks), with mode and measure as columns."""
+    prof = measured[measured["metric"].str.match(r"^(infer|train)_")].copy()
     prof["mode"] = prof["metric"].str.split("_", n=1).str[0]
     prof["measure"] = prof["metric"].str.split("_", n=1).str[1]
     return prof
 
 
-def profile_configurations(frame: pd.DataFrame) -> pd.DataFrame:
+def profile_configurations(measured: pd.DataFrame) -> pd.DataFrame:
     """One line per measured configuration (repeated measurements: the latest), with img/s and
     its interval, MPix/s, latency, TFLOP/s, MFU, peak memory, and why a line has no numbers."""
-    prof = _by_configuration(frame)
+    prof = _by_configuration(measured)
     lines = []
     for keys, group in prof.groupby(CONFIGURATION, sort=False):
         latest = group[group["run_id"] == group["run_id"].iloc[-1]].drop_duplicates("measure", keep="last")
@@ -400,9 +399,9 @@ def micro_table(frame: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={"value": "median ms"}).round(4).reset_index(drop=True)
 
 
-def time_share_table(frame: pd.DataFrame) -> pd.DataFrame:
+def time_share_table(measured: pd.DataFrame) -> pd.DataFrame:
     """Per configuration with a breakdown: the share of each operation kind, in percent."""
-    prof = _by_configuration(frame)
+    prof = _by_configuration(measured)
     shares = prof[prof["measure"].str.startswith("time_share_")].copy()
     if shares.empty:
         return shares

@@ -72,6 +72,11 @@ COLUMNS = IDENTITY_COLUMNS + ("ci_low", "ci_high", "n", "extra")
 
 assert set(COLUMNS) == {f.name for f in dataclasses.fields(ResultRow)}, "COLUMNS and ResultRow disagree"
 
+# the columns that name the machine and software a row was measured on (bench.environment
+# fills them; the rest of the fingerprint travels in extra["env"])
+ENVIRONMENT_COLUMNS = ("device", "device_name", "torch_version", "cuda_version", "git_sha", "host")
+assert set(ENVIRONMENT_COLUMNS) <= set(IDENTITY_COLUMNS)
+
 INT_COLUMNS = ("schema_version", "seed", "trial", "batch_size", "input_size", "output_size", "n")
 FLOAT_COLUMNS = ("value", "ci_low", "ci_high")
 
