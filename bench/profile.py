@@ -15,11 +15,13 @@ import ctypes
 import functools
 import gc
 import math
+import multiprocessing
 import os
 import re
 import resource
 import statistics
 import time
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Callable, Iterator, Literal
 
@@ -404,7 +406,23 @@ def time_steps(step: Callable[[], None], cfg: ProfileCfg, device: torch.device) 
 
 
 def measure(cfg: ProfileCfg) -> Measurement:
-    """Measure one configuration. Out-of-memory gives a Measurement with ``oom`` set."""
+    """Measure one configuration. Out-of-memory gives a Measurement with ``oom`` set.
+
+    Under a CPU memory cap the measurement runs in a child process: an allocation that fails
+    under the cap can leave oneDNN unable to create primitives for the rest of the process
+    (seen on CI, not every run), and the measurements after it must not inherit that."""
+    from bench.train import resolve_device
+
+    if cfg.memory_cap_mib is not None and resolve_device(cfg.device).type == "cpu":
+        context = multiprocessing.get_context("spawn")  # a clean process: no fork of OpenMP threads
+        threads = torch.get_num_threads()
+        with ProcessPoolExecutor(1, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as child:
+            return child.submit(_measure_here, cfg).result()
+    return _measure_here(cfg)
+
+
+def _measure_here(cfg: ProfileCfg) -> Measurement:
+    """``measure`` in this process."""
     from bench.train import resolve_device
 
     device = resolve_device(cfg.device)
