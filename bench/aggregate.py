@@ -14,7 +14,8 @@ from scipy import stats
 
 from bench.metrics import HIGHER_IS_BETTER
 
-GROUP = ("variant", "stage", "metric", "precision", "batch_size", "input_size")
+# what makes two values the same measurement: an eager and a compiled run of one variant differ
+GROUP = ("variant", "stage", "mode", "setting", "metric", "precision", "batch_size", "input_size")
 
 
 def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:

@@ -64,10 +64,10 @@ def parse_assignments(items: Sequence[str]) -> dict[str, object]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bench.config import RECIPES, split_settings
-    from bench.data import parse_indices
+    from bench.data import DataSpec, parse_indices
+    from bench.job import TrainJob, run_job
     from bench.progress import EpochPrinter
-    from bench.runner import format_metrics, size_notice, train_variant
-    from variants import resolve_config
+    from bench.runner import format_metrics, size_notice
 
     model_overrides, train_overrides = split_settings(parse_assignments(args.set))
     if args.epochs is not None:
@@ -75,23 +75,18 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.minutes is not None:
         train_overrides["max_minutes"] = args.minutes
         train_overrides.setdefault("epochs", 10_000)  # the clock decides
-    cfg = RECIPES[args.recipe].with_overrides(train_overrides, owner="--set")
-    config = resolve_config(args.variant, **model_overrides)
-    for what, size in (("tile", cfg.tile), ("val_tile", cfg.val_tile)):
+    job = TrainJob(
+        variant=args.variant, data=DataSpec.parse(args.data),
+        train=RECIPES[args.recipe].with_overrides(train_overrides, owner="--set"), overrides=model_overrides,
+        val_sections=tuple(parse_indices(args.val_sections)) if args.val_sections else None,
+        test_sections=tuple(parse_indices(args.test_sections)) if args.test_sections else (),
+    )  # fmt: skip
+    config = job.model_config()
+    for what, size in (("tile", job.train.tile), ("val_tile", job.train.val_tile)):
         if notice := size_notice(config, size, what):
             print(notice, file=sys.stderr)
     out_dir = Path(args.output) if args.output else Path("runs") / f"train-{args.variant}"
-    run = train_variant(
-        args.variant,
-        args.data,
-        parse_indices(args.val_sections) if args.val_sections else None,
-        cfg,
-        out_dir,
-        overrides=model_overrides,
-        resume=args.resume,
-        callbacks=(EpochPrinter(cfg.epochs),),
-        test_sections=parse_indices(args.test_sections) if args.test_sections else (),
-    )
+    run = run_job(job, out_dir, resume=args.resume, callbacks=(EpochPrinter(job.train.epochs),))
     if args.json:
         print(json.dumps({"checkpoint": str(run.checkpoint), "metrics": run.final, "history": run.fit.history}))
     else:
@@ -102,7 +97,8 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from bench.data import parse_indices
-    from bench.runner import evaluate_checkpoint, format_metrics
+    from bench.job import evaluate_checkpoint
+    from bench.runner import format_metrics
 
     sections = parse_indices(args.val_sections) if args.val_sections else None
     metrics = evaluate_checkpoint(Path(args.checkpoint), args.data, sections)
@@ -247,7 +243,7 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     rows = table.to_dict("records")
     print(
-        format_table(rows, ["variant", "metric", "precision", "batch_size", "input_size", "a", "b", "ratio_b_over_a"])
+        format_table(rows, ["variant", "mode", "setting", "metric", "precision", "batch_size", "input_size", "a", "b", "ratio_b_over_a"])
     )
     return 0
 

@@ -240,29 +240,63 @@ def synthetic_em(count: int = 12, size: int = 256, seed: int = 0, cell_spacing: 
         image = image - 0.4 * blobs / (blobs.max() + 1e-8)
         image = ndimage.gaussian_filter(image, rng.uniform(0.6, 1.2)) + rng.normal(0, 0.04, (size, size))
         samples.append(Sample(f"synthetic-{index:03d}", image.clip(0, 1).astype(np.float32), mask, cells * mask))
-    return Dataset("synthetic", samples, f"synthetic(count={count}, size={size}, seed={seed})")
+    return Dataset("synthetic", samples, f"synthetic:count={count},size={size},seed={seed}")
 
 
-def parse_synthetic(spec: str) -> dict[str, int] | None:
-    """``synthetic`` or ``synthetic:count=12,size=128,seed=0`` -> its options; None otherwise."""
-    name, _, options = spec.partition(":")
-    if name != "synthetic":
-        return None
-    parsed: dict[str, int] = {}
-    for item in filter(None, options.split(",")):
-        key, _, value = item.partition("=")
-        if key not in ("count", "size", "seed") or not value.isdigit():
-            raise DataError(f"cannot read {spec!r}: expected synthetic:count=N,size=N,seed=N")
-        parsed[key] = int(value)
-    return parsed
+SYNTHETIC_OPTIONS = ("count", "size", "seed")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Which data a job reads, spelt one way in checkpoints, result rows and reports: the
+    built-in synthetic set with all its options, a known data set by name (``isbi2012``), or an
+    absolute folder. ``str(spec)`` is that spelling and ``DataSpec.parse`` reads it back."""
+
+    source: str = "synthetic"
+    count: int = 12  # the synthetic set's options; unused for other sources
+    size: int = 256
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, text: str | Path, base: Path | None = None) -> "DataSpec":
+        """``synthetic[:count=N,size=N,seed=N]``, a data set name, or a folder (relative to
+        ``base`` when given, else to the working directory)."""
+        name, _, options = str(text).partition(":")
+        if name == "synthetic":
+            parsed: dict[str, int] = {}
+            for item in filter(None, options.split(",")):
+                key, _, value = item.partition("=")
+                if key not in SYNTHETIC_OPTIONS or not value.isdigit():
+                    raise DataError(f"cannot read {str(text)!r}: expected synthetic:count=N,size=N,seed=N")
+                parsed[key] = int(value)
+            return cls("synthetic", **parsed)
+        from bench.fetch import DATASETS
+
+        if str(text) in DATASETS:
+            return cls(str(text))
+        folder = Path(text).expanduser()
+        return cls(str(((base / folder) if base is not None else folder).resolve()))
+
+    @property
+    def synthetic(self) -> bool:
+        return self.source == "synthetic"
+
+    def __str__(self) -> str:
+        if self.synthetic:
+            return f"synthetic:count={self.count},size={self.size},seed={self.seed}"
+        return self.source
+
+    def load(self) -> Dataset:
+        if self.synthetic:
+            return synthetic_em(self.count, self.size, self.seed)
+        return load_data(self.source)
 
 
 def load_data(spec: str | Path) -> Dataset:
     """``synthetic[:count=..,size=..,seed=..]``, a known data set by name (``isbi2012``), or a
     folder (images/ + labels/, TIFF stacks, or the Cell Tracking Challenge layout)."""
-    options = parse_synthetic(str(spec))
-    if options is not None:
-        return synthetic_em(**options)
+    if str(spec).partition(":")[0] == "synthetic":
+        return DataSpec.parse(spec).load()
     from bench.fetch import DATASETS, find_dataset
 
     if str(spec) in DATASETS:  # a known data set by name, e.g. "isbi2012"
@@ -308,6 +342,29 @@ def split_by_index(data: Dataset, val_indices: Sequence[int], exclude: Sequence[
     if not train or not val:
         raise ValueError(f"a split needs both training and validation images (got {len(train)} and {len(val)})")
     return data.subset(train, "train"), data.subset(val, "val")
+
+
+def format_sections(indices: Sequence[int]) -> str:
+    """[25, 26, 27, 29] -> '25-27,29' (the form --val-sections takes)."""
+    parts, run = [], []
+    for i in sorted(indices):
+        if run and i != run[-1] + 1:
+            parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+            run = []
+        run.append(i)
+    if run:
+        parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))
+    return ",".join(parts)
+
+
+def default_val_sections(count: int, exclude: Sequence[int] = ()) -> list[int]:
+    """The last sixth of the sections (at least one) that are not in ``exclude`` (a test
+    split): serial sections next to each other are alike, so a contiguous block is the honest
+    held-out set."""
+    held_out = set(exclude)
+    pool = [i for i in range(count) if i not in held_out]
+    held = max(1, len(pool) // 6)
+    return pool[len(pool) - held :]
 
 
 def kfold_indices(n: int, k: int, fold: int) -> list[int]:

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import torch
 
-from bench.environment import row_environment, row_identity
+from bench.environment import row_environment
+from bench.rows import RowFactory
 from bench.schema import ResultRow, make_extra
 
 
@@ -20,20 +21,18 @@ def benchmark_rows(path: Path, suite: str = "micro") -> list[ResultRow]:
         benchmarks = report["benchmarks"]
     except (OSError, ValueError, KeyError) as exc:
         raise ValueError(f"{path}: not a pytest-benchmark JSON file ({exc})") from None
-    run_id = f"micro-{uuid.uuid4().hex[:8]}"
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    factory = RowFactory(f"micro-{uuid.uuid4().hex[:8]}", suite, device).bind(stage="profile", unit="ms")
     rows = []
     for bench in benchmarks:
         stats, info = bench["stats"], bench.get("extra_info", {})
-        rows.append(ResultRow(
-            run_id=run_id, suite=suite, variant=info.get("variant", ""), config_hash="", seed=0, stage="profile",
-            metric=f"micro_{bench['name'].split('[')[0].removeprefix('test_')}" + (f"_{info['mode']}" if "mode" in info else ""),
-            value=stats["median"] * 1e3, unit="ms", batch_size=int(info.get("batch_size", 0)),
+        rows.append(factory.row(
+            f"micro_{bench['name'].split('[')[0].removeprefix('test_')}", stats["median"] * 1e3,
+            variant=info.get("variant", ""), mode=info.get("mode", ""), batch_size=int(info.get("batch_size", 0)),
             input_size=int(info.get("input_size", 0)), n=int(stats["rounds"]),
             extra=make_extra(
                 iqr_ms=stats["iqr"] * 1e3, mean_ms=stats["mean"] * 1e3, fullname=bench["fullname"],
                 env=row_environment(device),
             ),
-            **row_identity(device),
         ))  # fmt: skip
     return rows

@@ -31,7 +31,8 @@ from torch import nn
 
 from bench.environment import row_environment, row_identity
 from bench.errors import first_line
-from bench.schema import ResultRow, config_hash, make_extra
+from bench.rows import RowFactory
+from bench.schema import ResultRow, config_hash, make_extra, profile_setting
 from variants.registry import ModelConfig, count_parameters, resolve_config
 
 Precision = Literal["fp32", "tf32", "fp16", "bf16"]
@@ -159,32 +160,27 @@ class Measurement:
         return row_identity(self.device)["device_name"]
 
     def rows(self, run_id: str, suite: str = "adhoc") -> list[ResultRow]:
-        identity = row_identity(self.device)
-        chash = profile_key(self.cfg)
+        device_name = self.device_name
         extra = make_extra(
-            mode=self.cfg.mode,
             channels_last=self.cfg.channels_last,
             compile=self.cfg.compile,
             cudnn_benchmark=self.cfg.cudnn_benchmark,
             oom=self.oom,
             failed=self.failed,
             mfu_note=None
-            if peak_tflops(identity["device_name"], self.cfg.precision)
-            else f"no peak TFLOP/s known for {identity['device_name']!r} in {self.cfg.precision}",
+            if peak_tflops(device_name, self.cfg.precision)
+            else f"no peak TFLOP/s known for {device_name!r} in {self.cfg.precision}",
             env=row_environment(self.device),
         )
-        rows = []
-        for metric, (value, unit, ci) in self.summary().items():
-            rows.append(
-                ResultRow(
-                    run_id=run_id, suite=suite, variant=self.cfg.variant, config_hash=chash, seed=0,
-                    stage="profile", metric=f"{self.cfg.mode}_{metric}", value=float(value), unit=unit,
-                    precision=self.cfg.precision, batch_size=self.cfg.batch_size, input_size=self.input_size,
-                    output_size=self.output_size, ci_low=ci[0] if ci else math.nan, ci_high=ci[1] if ci else math.nan,
-                    n=len(self.step_seconds), extra=extra, **identity,
-                )
-            )  # fmt: skip
-        return rows
+        factory = RowFactory(run_id, suite, self.device).bind(
+            variant=self.cfg.variant, config_hash=profile_key(self.cfg), stage="profile", mode=self.cfg.mode,
+            setting=profile_setting(self.cfg.channels_last, self.cfg.compile), precision=self.cfg.precision, batch_size=self.cfg.batch_size,
+            input_size=self.input_size, output_size=self.output_size, n=len(self.step_seconds), extra=extra,
+        )  # fmt: skip
+        return [
+            factory.row(metric, value, unit=unit, ci_low=ci[0] if ci else math.nan, ci_high=ci[1] if ci else math.nan)
+            for metric, (value, unit, ci) in self.summary().items()
+        ]
 
 
 def profile_key(cfg: ProfileCfg) -> str:

@@ -158,10 +158,10 @@ class StoredSweeps:
             return stored
         frame = read_results(run_dir)
         for key, batch, metric in zip(frame["config_hash"], frame["batch_size"], frame["metric"]):
-            if metric.endswith("_failed"):  # an error is not a measurement: tried again
+            if metric == "failed":  # an error is not a measurement: tried again
                 continue
             stored.batches.setdefault(key, set()).add(int(batch))
-            if metric.endswith("_oom"):
+            if metric == "oom":
                 stored.ended.add(key)
         return stored
 

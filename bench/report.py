@@ -70,26 +70,17 @@ def quality_table(frame: pd.DataFrame) -> pd.DataFrame:
     return aggregate.summarize(evals, by=("variant", "metric"))
 
 
-def profile_setting(extra: str) -> str:
-    """The execution settings of a profile row beyond precision and batch: 'channels_last',
-    'compile=MODE', or 'eager' for neither. Rows that differ here are different measurements."""
-    values = json.loads(extra) if extra else {}
-    parts = (["channels_last"] if values.get("channels_last") else []) + (
-        [f"compile={values['compile']}"] if values.get("compile") else []
-    )
-    return ", ".join(parts) or "eager"
-
-
 def profile_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The profile rows, with their ``setting`` as a column."""
-    prof = frame[frame["stage"] == "profile"].copy()
-    prof["setting"] = prof["extra"].map(profile_setting) if not prof.empty else pd.Series(dtype=str)
-    return prof
+    """The rows of profile measurements (micro-benchmarks aside)."""
+    return frame[(frame["stage"] == "profile") & frame["mode"].isin(["infer", "train"])
+                 & ~frame["metric"].str.startswith("micro_")]  # fmt: skip
 
 
 def profile_table(measured: pd.DataFrame) -> pd.DataFrame:
     """``profile_rows`` summarised per variant, metric and configuration."""
-    return aggregate.summarize(measured, by=("variant", "metric", "precision", "batch_size", "input_size", "setting"))
+    return aggregate.summarize(
+        measured, by=("variant", "mode", "metric", "precision", "batch_size", "input_size", "setting")
+    )
 
 
 def build_report(results: Path, out_dir: Path, title: str | None = None, baseline: str | None = None) -> Report:
@@ -106,7 +97,7 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     report = Report(title or f"unetbench report: {suites}")
 
     quality = quality_table(frame)
-    measured = profile_rows(frame)  # the settings are parsed once, here
+    measured = profile_rows(frame)
     prof = profile_table(measured)
     overview = summary_table(quality, prof)
     if not overview.empty:
@@ -148,7 +139,7 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
             ax.set_xlabel(f"delta {main} vs {baseline}")
             _save(fig, out_dir, "ablation", report)
 
-    throughput = prof[prof["metric"].str.endswith("_throughput")]
+    throughput = prof[prof["metric"] == "throughput"]
     if not throughput.empty:
         precision, size, setting = main_setting(throughput)
         plotted = f"{precision}, {size} px input, {setting}"
@@ -166,7 +157,7 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
             return rows[(rows["precision"] == precision) & (rows["input_size"] == size) & (rows["setting"] == setting)]
 
         fig, ax = plt.subplots(figsize=(7, 4))
-        sns.lineplot(data=at_main(throughput), x="batch_size", y="mean", hue="variant", style="metric", marker="o", ax=ax)
+        sns.lineplot(data=at_main(throughput), x="batch_size", y="mean", hue="variant", style="mode", marker="o", ax=ax)
         ax.set_xscale("log", base=2)
         ax.set_ylabel("img/s")
         ax.set_title(plotted, fontsize=9)
@@ -174,7 +165,7 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
         memory = memory_rows(at_main(prof))
         if not memory.empty:
             fig, ax = plt.subplots(figsize=(7, 4))
-            sns.lineplot(data=memory, x="batch_size", y="mean", hue="variant", style="metric", marker="o", ax=ax)
+            sns.lineplot(data=memory, x="batch_size", y="mean", hue="variant", style="mode", marker="o", ax=ax)
             ax.set_title(plotted, fontsize=9)
             ax.set_xscale("log", base=2)
             ax.set_ylabel("peak memory (MiB)")
@@ -295,8 +286,8 @@ def search_front_section(frame: pd.DataFrame, out_dir: Path, report: Report) -> 
 
 def memory_rows(prof: pd.DataFrame) -> pd.DataFrame:
     """The rows of the memory the measured model needed (``MODEL_MEMORY_METRICS``, in order)."""
-    for suffix in MODEL_MEMORY_METRICS:
-        rows = prof[prof["metric"].str.endswith(suffix)]
+    for name in MODEL_MEMORY_METRICS:
+        rows = prof[prof["metric"] == name]
         if not rows.empty:
             return rows
     return prof.iloc[0:0]
@@ -321,20 +312,20 @@ def summary_table(quality: pd.DataFrame, prof: pd.DataFrame) -> pd.DataFrame:
             f"{q['mean']:.4f} [{q['ci_low']:.4f}, {q['ci_high']:.4f}]"
         )
         rows[q["variant"]]["seeds"] = int(q["n"])
-    throughput = prof[prof["metric"].str.endswith("_throughput")]
+    throughput = prof[prof["metric"] == "throughput"]
     memory = memory_rows(prof)
     for variant, group in throughput.groupby("variant"):
-        infer = group[group["metric"] == "infer_throughput"]
+        infer = group[group["mode"] == "infer"]
         group = infer if not infer.empty else group
         group = group[group["input_size"] == group["input_size"].mode().iloc[0]]
         best = group.loc[group["mean"].idxmax()]
         entry = rows.setdefault(variant, {"variant": variant})
         entry["img/s"] = round(float(best["mean"]), 2)
         entry["at"] = (
-            f"{best['metric'].split('_')[0]} {best['precision']} b{best['batch_size']} {best['input_size']} px"
+            f"{best['mode']} {best['precision']} b{best['batch_size']} {best['input_size']} px"
             + ("" if best["setting"] == "eager" else f", {best['setting']}")
         )
-        same = ["variant", "precision", "batch_size", "input_size", "setting"]
+        same = ["variant", "mode", "precision", "batch_size", "input_size", "setting"]
         match = memory[(memory[same] == best[same]).all(axis=1)]
         if not match.empty:
             entry["peak MiB"] = round(float(match["mean"].max()), 1)
@@ -347,29 +338,20 @@ def _with_ci(summary: pd.DataFrame) -> pd.DataFrame:
 
 
 CONFIGURATION = ["variant", "mode", "precision", "batch_size", "input_size", "output_size", "setting"]
-# profile metric (after the mode) -> column of the Runtime table
+# profile metric -> column of the Runtime table
 RUNTIME_COLUMNS = {
     "throughput_mpix": "MPix/s", "latency_p50": "p50 ms", "latency_p99": "p99 ms",
     "tflops_achieved": "TFLOP/s", "mfu": "MFU",
 }  # fmt: skip
 
 
-def _by_configuration(measured: pd.DataFrame) -> pd.DataFrame:
-    """``profile_rows`` of measurements (not micro-benchmarks), with mode and measure as columns."""
-    prof = measured[measured["metric"].str.match(r"^(infer|train)_")].copy()
-    prof["mode"] = prof["metric"].str.split("_", n=1).str[0]
-    prof["measure"] = prof["metric"].str.split("_", n=1).str[1]
-    return prof
-
-
 def profile_configurations(measured: pd.DataFrame) -> pd.DataFrame:
     """One line per measured configuration (repeated measurements: the latest), with img/s and
     its interval, MPix/s, latency, TFLOP/s, MFU, peak memory, and why a line has no numbers."""
-    prof = _by_configuration(measured)
     lines = []
-    for keys, group in prof.groupby(CONFIGURATION, sort=False):
-        latest = group[group["run_id"] == group["run_id"].iloc[-1]].drop_duplicates("measure", keep="last")
-        values = latest.set_index("measure")
+    for keys, group in measured.groupby(CONFIGURATION, sort=False):
+        latest = group[group["run_id"] == group["run_id"].iloc[-1]].drop_duplicates("metric", keep="last")
+        values = latest.set_index("metric")
         line: dict[str, Any] = dict(zip(CONFIGURATION, keys))
         if "throughput" in values.index:
             t = values.loc["throughput"]
@@ -393,7 +375,7 @@ def profile_configurations(measured: pd.DataFrame) -> pd.DataFrame:
 def micro_table(frame: pd.DataFrame) -> pd.DataFrame:
     """pytest-benchmark rows (``unet-bench ingest``): median ms with the interquartile range."""
     micro = frame[frame["metric"].str.startswith("micro_")]
-    table = micro[["metric", "variant", "batch_size", "input_size", "device_name", "value"]].copy()
+    table = micro[["metric", "variant", "mode", "batch_size", "input_size", "device_name", "value"]].copy()
     table["IQR ms"] = [round(json.loads(e).get("iqr_ms", float("nan")), 4) for e in micro["extra"]]
     table["metric"] = table["metric"].str.removeprefix("micro_")
     return table.rename(columns={"value": "median ms"}).round(4).reset_index(drop=True)
@@ -401,11 +383,10 @@ def micro_table(frame: pd.DataFrame) -> pd.DataFrame:
 
 def time_share_table(measured: pd.DataFrame) -> pd.DataFrame:
     """Per configuration with a breakdown: the share of each operation kind, in percent."""
-    prof = _by_configuration(measured)
-    shares = prof[prof["measure"].str.startswith("time_share_")].copy()
+    shares = measured[measured["metric"].str.startswith("time_share_")].copy()
     if shares.empty:
         return shares
-    shares["kind"] = shares["measure"].str.removeprefix("time_share_")
+    shares["kind"] = shares["metric"].str.removeprefix("time_share_")
     table = shares.pivot_table(index=CONFIGURATION, columns="kind", values="value", aggfunc="last") * 100
     return table.round(1).fillna(0.0).reset_index()
 

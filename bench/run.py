@@ -14,21 +14,19 @@ import time
 import uuid
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import optuna
 import torch
 
+from bench.job import run_job, suite_job
 from bench.profile import ProfileCfg, measure
 from bench.progress import format_duration
-from bench.runner import train_variant
-from bench.schema import ResultRow, config_hash, make_extra
-from bench.config import split_settings
-from bench.search import chosen_trial, run_search
+from bench.rows import RowFactory
+from bench.schema import ResultRow, make_extra
+from bench.search import chosen_trial, run_search, study_rows
 from bench.store import ResultWriter, read_results, stage_done
 from bench.suite import SuiteCfg
-from bench.data import parse_indices
-from variants import resolve_config
 
 REPORTED = ("v_rand", "pixel_error", "v_info", "warping_error", "iou", "dice", "rand_split", "rand_merge")
 
@@ -65,69 +63,11 @@ def run_suite(
         suite = replace(suite, train=suite.cpu_train)
         log(f"no GPU: running the suite's scaled-down [cpu] schedule ({suite.train.epochs} epochs x "
             f"{suite.train.steps_per_epoch} steps), not the full one")  # fmt: skip
-    writer = ResultWriter(run_dir)
     started = time.perf_counter()
     log(f"run {run_dir} ({suite.name}: {len(suite.variants)} variants)")
-
-    # 1. search
-    model_best: dict[str, object] = {}
-    train_best: dict[str, object] = {}
-    if suite.search is not None:
-        log(f"[1/4 search] {suite.search.trials} trials of {suite.search.variant}, {suite.search.pruner} pruning")
-        study = run_search(suite, run_dir / "search", storage)
-        best = chosen_trial(study)
-        model_best, train_best = split_settings(best.params)
-        front = f" (Pareto front of {len(study.best_trials)})" if suite.search.multi_objective else ""
-        log(f"[1/4 search] best {suite.search.objective} {best.values[0]:.4f} with {best.params}{front}")
-        writer.append(importance_rows(study, suite, run_dir.name), name="search-importances")
-
-    # 2. + 3. retrain every variant with the best settings and several seeds; held-out scores
-    cfg = suite.train.with_overrides(train_best, owner="best trial")
-    n_seeds = seeds or suite.seeds
-    jobs = [(v, s) for v in suite.variants for s in range(n_seeds)]
-    val = parse_indices(suite.val_sections) if suite.val_sections else None
-    test = parse_indices(suite.test_sections) if suite.test_sections else ()
-    for number, (variant, seed) in enumerate(jobs, start=1):
-        stage = f"eval-{variant}-seed{seed}"
-        if stage_done(run_dir, stage):
-            log(f"[2/4 train+eval {number}/{len(jobs)}] {variant} seed {seed}: done before, skipped")
-            continue
-        overrides = {**suite.model_overrides(variant), **model_best}
-        t0 = time.perf_counter()
-        result = train_variant(variant, suite.data, val, replace(cfg, seed=seed), None, overrides, test_sections=test)
-        config = resolve_config(variant, **overrides)
-        rows = [
-            ResultRow(
-                run_id=run_dir.name,
-                suite=suite.name,
-                variant=variant,
-                config_hash=config_hash(config, cfg),
-                seed=seed,
-                stage="eval",
-                metric=metric,
-                value=float(result.final[metric]),
-                dataset=suite.data,
-                split=result.split,
-                extra=make_extra(train_seconds=result.fit.train_seconds, overrides=overrides, best_trial=train_best),
-                **_identity(),
-            )
-            for metric in REPORTED
-            if metric in result.final
-        ]
-        writer.append(rows, name=stage)
-        log(f"[2/4 train+eval {number}/{len(jobs)}] {variant} seed {seed}: V_rand {result.final['v_rand']:.4f}, "
-            f"pixel error {result.final['pixel_error']:.4f} ({format_duration(time.perf_counter() - t0)})")  # fmt: skip
-
-    # 4. profile each variant at the suite's tile on this machine
-    for number, variant in enumerate(suite.variants, start=1):
-        stage = f"profile-{variant}"
-        if stage_done(run_dir, stage):
-            continue
-        m = measure(ProfileCfg(variant, input_size=cfg.tile, batch_size=cfg.batch_size, warmup=1, min_reps=3,
-                               max_reps=20, max_seconds=3.0,
-                               overrides={**suite.model_overrides(variant), **model_best}))  # fmt: skip
-        writer.append(m.rows(run_dir.name, suite=suite.name), name=stage)
-        log(f"[3/4 profile {number}/{len(suite.variants)}] {variant}: {m.summary()['throughput'][0]:.1f} img/s")
+    best = search_stage(suite, run_dir, storage, log)
+    train_stage(suite, run_dir, best, seeds or suite.seeds, log)
+    profile_stage(suite, run_dir, best, log)
 
     from bench.report import build_report
 
@@ -136,6 +76,56 @@ def run_suite(
     build_report(run_dir, report_dir, title=title)
     log(f"[4/4 report] {report_dir / 'report.html'} ({format_duration(time.perf_counter() - started)} in all)")
     return SuiteRun(run_dir, report_dir, summary_rows(run_dir))
+
+
+def search_stage(suite: SuiteCfg, run_dir: Path, storage: str | None, log: Callable[[str], None]) -> dict[str, Any]:
+    """Search the suite's space (resuming its study) and return the chosen trial's settings."""
+    if suite.search is None:
+        return {}
+    log(f"[1/4 search] {suite.search.trials} trials of {suite.search.variant}, {suite.search.pruner} pruning")
+    study = run_search(suite, run_dir / "search", storage)
+    best = chosen_trial(study)
+    front = f" (Pareto front of {len(study.best_trials)})" if suite.search.multi_objective else ""
+    log(f"[1/4 search] best {suite.search.objective} {best.values[0]:.4f} with {best.params}{front}")
+    ResultWriter(run_dir).append(importance_rows(study, suite, run_dir.name), name="search-importances")
+    return dict(best.params)
+
+
+def train_stage(
+    suite: SuiteCfg, run_dir: Path, best: dict[str, Any], seeds: int, log: Callable[[str], None]
+) -> None:
+    """Retrain every variant with the chosen settings and ``seeds`` seeds; score each on the
+    held-out (test) sections. Each job's rows are one named part, so a resumed run skips it."""
+    jobs = [(v, s) for v in suite.variants for s in range(seeds)]
+    for number, (variant, seed) in enumerate(jobs, start=1):
+        stage, step = f"eval-{variant}-seed{seed}", f"[2/4 train+eval {number}/{len(jobs)}] {variant} seed {seed}"
+        if stage_done(run_dir, stage):
+            log(f"{step}: done before, skipped")
+            continue
+        job = suite_job(suite, variant, best, seed, owner="best trial")
+        t0 = time.perf_counter()
+        result = run_job(job)
+        factory = RowFactory(run_dir.name, suite.name, result.device).for_job(job, "eval", result.split)
+        extra = make_extra(train_seconds=result.fit.train_seconds, overrides=job.overrides, best_trial=best)
+        rows = [factory.row(m, result.final[m], extra=extra) for m in REPORTED if m in result.final]
+        writer = ResultWriter(run_dir)
+        writer.save_config(job.key(), job.settings(result.val_sections))
+        writer.append(rows, name=stage)
+        log(f"{step}: V_rand {result.final['v_rand']:.4f}, pixel error {result.final['pixel_error']:.4f} "
+            f"({format_duration(time.perf_counter() - t0)})")  # fmt: skip
+
+
+def profile_stage(suite: SuiteCfg, run_dir: Path, best: dict[str, Any], log: Callable[[str], None]) -> None:
+    """Profile each variant at the suite's tile and batch on this machine."""
+    for number, variant in enumerate(suite.variants, start=1):
+        stage = f"profile-{variant}"
+        if stage_done(run_dir, stage):
+            continue
+        job = suite_job(suite, variant, best, 0, owner="best trial")
+        m = measure(ProfileCfg(variant, input_size=job.train.tile, batch_size=job.train.batch_size, warmup=1,
+                               min_reps=3, max_reps=20, max_seconds=3.0, overrides=dict(job.overrides)))  # fmt: skip
+        ResultWriter(run_dir).append(m.rows(run_dir.name, suite=suite.name), name=stage)
+        log(f"[3/4 profile {number}/{len(suite.variants)}] {variant}: {m.summary()['throughput'][0]:.1f} img/s")
 
 
 def importance_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[ResultRow]:
@@ -147,30 +137,11 @@ def importance_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[R
         importances = optuna.importance.get_param_importances(study, target=target)
     except (RuntimeError, ValueError):
         return []
+    factory = study_rows(suite, run_id, "search")
     return [
-        ResultRow(
-            run_id=run_id,
-            suite=suite.name,
-            variant=suite.search.variant,  # type: ignore[union-attr]
-            config_hash="",
-            seed=0,
-            stage="search",
-            metric="param_importance",
-            value=float(value),
-            extra=make_extra(param=name),
-            n=len(study.trials),
-            **_identity(),
-        )
+        factory.row("param_importance", value, extra=make_extra(param=name), n=len(study.trials))
         for name, value in importances.items()
     ]
-
-
-def _identity() -> dict[str, str]:
-    import torch
-
-    from bench.environment import row_identity
-
-    return row_identity(torch.device("cpu"))
 
 
 def summary_rows(run_dir: Path) -> list[dict[str, object]]:
@@ -179,7 +150,7 @@ def summary_rows(run_dir: Path) -> list[dict[str, object]]:
     rows = []
     for variant, group in frame.groupby("variant", sort=False):
         evals = group[group["stage"] == "eval"]
-        prof = group[group["metric"].str.endswith("_throughput")]
+        prof = group[(group["stage"] == "profile") & (group["metric"] == "throughput")]
         v = evals[evals["metric"] == "v_rand"]["value"]
         p = evals[evals["metric"] == "pixel_error"]["value"]
         rows.append({

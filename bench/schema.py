@@ -15,9 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any, Literal
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
-Stage = Literal["search", "train", "eval", "profile"]
+Stage = Literal["search", "search-pareto", "train", "eval", "profile"]
+Mode = Literal["train", "infer", ""]
 
 # The memory a measured model needed, most telling first: CUDA's allocated peak; on a CPU the
 # rise of resident memory during the measurement (the process's earlier footprint says nothing
@@ -47,6 +48,8 @@ class ResultRow:
     batch_size: int = 0  # 0 when not applicable
     input_size: int = 0
     output_size: int = 0
+    mode: Mode = ""  # what a profile row timed: a training step or inference; empty for scores
+    setting: str = ""  # how it ran beyond precision and batch: eager, channels_last, compile=MODE
     timestamp: str = ""
     git_sha: str = ""
     torch_version: str = ""
@@ -65,7 +68,8 @@ class ResultRow:
 
 IDENTITY_COLUMNS = (
     "schema_version", "run_id", "suite", "variant", "config_hash", "seed", "stage", "trial", "dataset",
-    "split", "device", "device_name", "precision", "batch_size", "input_size", "output_size", "metric",
+    "split", "device", "device_name", "precision", "batch_size", "input_size", "output_size", "mode",
+    "setting", "metric",
     "value", "unit", "timestamp", "git_sha", "torch_version", "cuda_version", "host",
 )  # fmt: skip
 COLUMNS = IDENTITY_COLUMNS + ("ci_low", "ci_high", "n", "extra")
@@ -93,6 +97,13 @@ def config_hash(*parts: Any) -> str:
 
     text = json.dumps([plain(p) for p in parts], sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:12]
+
+
+def profile_setting(channels_last: bool, compile_mode: str | None) -> str:
+    """How a profile configuration ran beyond precision and batch: 'channels_last',
+    'compile=MODE', both, or 'eager'. Rows that differ here are different measurements."""
+    parts = (["channels_last"] if channels_last else []) + ([f"compile={compile_mode}"] if compile_mode else [])
+    return ", ".join(parts) or "eager"
 
 
 def make_extra(**values: Any) -> str:

@@ -11,7 +11,6 @@ trial of a worker that died.
 from __future__ import annotations
 
 import contextlib
-import functools
 import multiprocessing
 import os
 import sys
@@ -20,7 +19,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import optuna
 import sqlalchemy.exc
@@ -28,16 +27,15 @@ import torch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says it shorter
 
-from bench.config import TrainCfg, split_settings
-from bench.data import Dataset, load_data, parse_indices, split_by_index
+from bench.data import DataSpec, format_sections
 from bench.errors import StorageError, WorkerError, first_line
+from bench.job import TrainJob, run_job, suite_job, validation_sections
 from bench.metrics import HIGHER_IS_BETTER
-from bench.runner import default_val_sections, format_sections
-from bench.schema import MODEL_MEMORY_METRICS, ResultRow, config_hash, make_extra
+from bench.rows import RowFactory
+from bench.schema import MODEL_MEMORY_METRICS, ResultRow, make_extra
 from bench.store import ResultWriter
 from bench.suite import COSTS, SearchCfg, SuiteCfg
-from bench.train import EpochState, fit
-from variants import resolve_config
+from bench.train import EpochState, resolve_device
 from variants.registry import count_parameters
 
 # A worker that stops sending heartbeats for GRACE_S is considered dead and its trial retried.
@@ -132,21 +130,21 @@ def suggest(trial: optuna.Trial, cfg: SearchCfg) -> dict[str, Any]:
     return values
 
 
-def trial_costs(names: set[str], variant: str, overrides: dict[str, Any], cfg: TrainCfg) -> dict[str, float]:
+def trial_costs(names: set[str], job: TrainJob) -> dict[str, float]:
     """What a trial's model costs, measured before it trains (so an over-budget one costs
     seconds, not a training run): parameters, forward GFLOP per image (counted), and latency
     (median) and peak memory of batch-1 inference at the training tile on this machine."""
     from bench.profile import ProfileCfg, measure, step_flops
 
-    config = resolve_config(variant, **overrides)
+    config, cfg = job.model_config(), job.train
     costs: dict[str, float] = {}
     if "params" in names:
         costs["params"] = float(count_parameters(config.build()))
     if "gflops" in names:
         costs["gflops"] = step_flops(config, config.valid_input_size(cfg.tile), 1, "infer") / 1e9
     if names & {"latency_ms", "peak_memory_mib"}:
-        m = measure(ProfileCfg(variant, input_size=cfg.tile, batch_size=1, warmup=1, min_reps=3, max_reps=20,
-                               max_seconds=2.0, device=cfg.device, overrides=overrides))  # fmt: skip
+        m = measure(ProfileCfg(job.variant, input_size=cfg.tile, batch_size=1, warmup=1, min_reps=3, max_reps=20,
+                               max_seconds=2.0, device=cfg.device, overrides=dict(job.overrides)))  # fmt: skip
         if m.oom:
             raise RuntimeError(f"the trial's model does not fit for inference at tile {cfg.tile}: {m.oom}")
         summary = m.summary()
@@ -155,15 +153,26 @@ def trial_costs(names: set[str], variant: str, overrides: dict[str, Any], cfg: T
     return {name: costs[name] for name in names}
 
 
-@functools.lru_cache(maxsize=2)
-def _dataset(spec: str) -> Dataset:
-    """The suite's data, read once per worker process instead of once per trial."""
-    return load_data(spec)
+def search_run_id(run_dir: Path) -> str:
+    """The run a search's rows belong to: its folder, or the suite run whose ``search`` folder it is."""
+    return run_dir.parent.name if run_dir.name == "search" else run_dir.name
+
+
+def constrain(trial: optuna.Trial, search: SearchCfg, costs: dict[str, float]) -> list[str]:
+    """Record each constraint's excess on the trial (<= 0 is feasible) and return the broken
+    ones as text; a trial that breaks one is pruned before it trains."""
+    over = {k: costs[k] - limit for k, limit in search.constraints.items()}
+    trial.set_user_attr("constraints", list(over.values()))
+    if SET_CONSTRAINT:
+        for name, excess in over.items():
+            trial.set_constraint(name, excess)
+    return [f"{k} {costs[k]:.4g} > {search.constraints[k]:.4g}" for k, excess in over.items() if excess > 0]
 
 
 @dataclass
 class Objective:
-    """Picklable, so worker processes can run it."""
+    """Picklable, so worker processes can run it. A trial is one ``TrainJob`` of the searched
+    variant with the suggested settings, run by ``bench.job.run_job`` like every other job."""
 
     suite: SuiteCfg
     run_dir: Path
@@ -173,50 +182,21 @@ class Objective:
         assert search is not None
         trial.set_user_attr("device", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
         params = suggest(trial, search)
-        model_params, train_params = split_settings(params)
-        overrides = {**self.suite.model_overrides(search.variant), **model_params}
-        config = resolve_config(search.variant, **overrides)
-        cfg = self.suite.train.with_overrides({**train_params, "seed": search.seed}, owner=f"trial {trial.number}")
-        data = _dataset(self.suite.data)
-        test = parse_indices(self.suite.test_sections) if self.suite.test_sections else []
-        val = (
-            parse_indices(self.suite.val_sections) if self.suite.val_sections else default_val_sections(len(data), test)
+        job = suite_job(self.suite, search.variant, params, search.seed, owner=f"trial {trial.number}")
+        val = validation_sections(job)
+        factory = RowFactory(search_run_id(self.run_dir), self.suite.name, resolve_device(job.train.device)).for_job(
+            job, "search", format_sections(val), trial=trial.number
         )
-        train_data, val_data = split_by_index(data, val, exclude=test)
-        writer = ResultWriter(self.run_dir)
-        base = dict(
-            run_id=self.run_dir.name, suite=self.suite.name, variant=search.variant,
-            config_hash=config_hash(config, cfg), seed=cfg.seed, stage="search", trial=trial.number,
-            dataset=data.source, split=format_sections(val),
-        )  # fmt: skip
+        ResultWriter(self.run_dir).save_config(job.key(), job.settings(val))
         started = time.perf_counter()
         rows: list[ResultRow] = []  # written once, when the trial ends: a killed trial leaves none
-        costs = trial_costs(set(search.costs) | set(search.constraints), search.variant, overrides, cfg)
-        rows += [ResultRow(metric=k, value=v, unit=COSTS[k], extra=make_extra(params=params), **base)
-                 for k, v in costs.items()]  # fmt: skip
-        over = {k: costs[k] - limit for k, limit in search.constraints.items()}
-        trial.set_user_attr("constraints", list(over.values()))
-        if SET_CONSTRAINT:
-            for name, excess in over.items():
-                trial.set_constraint(name, excess)
-
-        def report(state: EpochState) -> None:
-            value = state.metrics[search.objective]
-            rows.append(ResultRow(metric=f"epoch_{search.objective}", value=value, n=state.epoch + 1,
-                                  extra=make_extra(epoch=state.epoch, params=params), **base))  # fmt: skip
-            if search.multi_objective:
-                return  # Optuna takes no intermediate values from multi-objective trials
-            trial.report(value, state.epoch)
-            if trial.should_prune():
-                raise optuna.TrialPruned(f"pruned after epoch {state.epoch}")
-
+        costs = trial_costs(set(search.costs) | set(search.constraints), job)
+        rows += [factory.row(k, v, unit=COSTS[k], extra=make_extra(params=params)) for k, v in costs.items()]
         state = "complete"
         try:
-            broken = [f"{k} {costs[k]:.4g} > {search.constraints[k]:.4g}" for k, excess in over.items() if excess > 0]
-            if broken:
+            if broken := constrain(trial, search, costs):
                 raise optuna.TrialPruned(f"over budget before training: {', '.join(broken)}")
-            torch.manual_seed(cfg.seed)
-            result = fit(config.build(), config, train_data, val_data, cfg, callbacks=(report,))
+            result = run_job(job, callbacks=(self.reporter(trial, factory, params, rows),), final_eval=False)
         except optuna.TrialPruned:
             state = "pruned"
             raise
@@ -225,16 +205,33 @@ class Objective:
             raise
         finally:
             extra = make_extra(params=params, state=state)
-            rows.append(
-                ResultRow(metric="wall_time", value=time.perf_counter() - started, unit="s", extra=extra, **base)
-            )
+            rows.append(factory.row("wall_time", time.perf_counter() - started, unit="s", extra=extra))
             if state != "complete":
-                writer.append(rows)
-        best = result.best_metrics
-        rows += [ResultRow(metric=k, value=float(v), extra=extra, **base) for k, v in best.items()]
-        writer.append(rows)
+                ResultWriter(self.run_dir).append(rows)
+        best = result.fit.best_metrics
+        rows += [factory.row(k, v, extra=extra) for k, v in best.items()]
+        ResultWriter(self.run_dir).append(rows)
         quality = float(best[search.objective])
         return (quality, *(costs[k] for k in search.costs)) if search.multi_objective else quality
+
+    def reporter(
+        self, trial: optuna.Trial, factory: RowFactory, params: dict[str, Any], rows: list[ResultRow]
+    ) -> Callable[[EpochState], None]:
+        """The epoch callback: a learning-curve row, and Optuna's pruning decision."""
+        search = self.suite.search
+        assert search is not None
+
+        def report(state: EpochState) -> None:
+            value = state.metrics[search.objective]
+            rows.append(factory.row(f"epoch_{search.objective}", value, n=state.epoch + 1,
+                                    extra=make_extra(epoch=state.epoch, params=params)))  # fmt: skip
+            if search.multi_objective:
+                return  # Optuna takes no intermediate values from multi-objective trials
+            trial.report(value, state.epoch)
+            if trial.should_prune():
+                raise optuna.TrialPruned(f"pruned after epoch {state.epoch}")
+
+        return report
 
 
 class Progress:
@@ -378,19 +375,27 @@ def chosen_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     return max(study.best_trials, key=lambda t: sign * t.values[0])
 
 
+def study_rows(suite: SuiteCfg, run_id: str, stage: str) -> RowFactory:
+    """The factory of rows that describe the whole study (its Pareto front, its importances)."""
+    search = suite.search
+    assert search is not None
+    device = resolve_device(suite.train.device)
+    return RowFactory(run_id, suite.name, device).bind(
+        variant=search.variant, seed=search.seed, stage=stage, dataset=str(DataSpec.parse(suite.data))
+    )
+
+
 def pareto_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[ResultRow]:
     """The Pareto front of a multi-objective study as rows (stage ``search-pareto``): each front
     trial's objective and costs, with its parameters."""
-    search = suite.search
-    assert search is not None
-    names = (search.objective, *search.costs)
-    rows = []
-    for t in sorted(study.best_trials, key=lambda t: t.number):
-        for name, value in zip(names, t.values):
-            rows.append(ResultRow(run_id=run_id, suite=suite.name, variant=search.variant, config_hash="", seed=search.seed,
-                                  stage="search-pareto", trial=t.number, metric=name, value=float(value),
-                                  unit=COSTS.get(name, ""), extra=make_extra(params=t.params)))  # fmt: skip
-    return rows
+    assert suite.search is not None
+    names = (suite.search.objective, *suite.search.costs)
+    factory = study_rows(suite, run_id, "search-pareto")
+    return [
+        factory.row(name, value, trial=t.number, unit=COSTS.get(name, ""), extra=make_extra(params=t.params))
+        for t in sorted(study.best_trials, key=lambda t: t.number)
+        for name, value in zip(names, t.values)
+    ]
 
 
 def run_search(suite: SuiteCfg, run_dir: Path, storage_url: str | None = None, study_name: str | None = None,
@@ -427,5 +432,5 @@ def run_search(suite: SuiteCfg, run_dir: Path, storage_url: str | None = None, s
             )
     study = optuna.load_study(study_name=name, storage=storage)
     if search.multi_objective and study.best_trials:
-        ResultWriter(run_dir).append(pareto_rows(study, suite, run_dir.name), name="search-pareto")
+        ResultWriter(run_dir).append(pareto_rows(study, suite, search_run_id(run_dir)), name="search-pareto")
     return study

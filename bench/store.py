@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import csv
 import io
+import json
+import re
 import os
 import socket
 import uuid
@@ -21,8 +23,9 @@ from typing import Iterable
 import pandas as pd
 
 from bench.atomic import atomic_write_bytes
+from bench.data import DataSpec
 from bench.errors import first_line
-from bench.schema import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, SCHEMA_VERSION, ResultRow, row_values
+from bench.schema import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, SCHEMA_VERSION, ResultRow, profile_setting, row_values
 
 PART_GLOB = "rows-*.csv"
 
@@ -60,9 +63,28 @@ class ResultWriter:
         return atomic_write_bytes(final, data)
 
 
+    def save_config(self, key: str, settings: dict[str, object]) -> Path:
+        """``configs/<key>.json``: the full settings behind a ``config_hash``, written once per run
+        (a rewrite by another worker holds the same settings)."""
+        path = self.run_dir / "configs" / f"{key}.json"
+        if not path.exists():
+            path.parent.mkdir(exist_ok=True)
+            atomic_write_bytes(path, json.dumps(settings, indent=1, sort_keys=True, default=str).encode())
+        return path
+
+
+def read_configs(root: Path) -> dict[str, dict[str, object]]:
+    """Every stored job config under ``root``, by ``config_hash``."""
+    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(root).rglob("configs/*.json"))}
+
+
 # Text columns stay text: a CUDA version "13.0" would otherwise read as 13, and a git sha of
 # digits with one "e" as a float.
 TEXT_DTYPES = {c: str for c in COLUMNS if c not in INT_COLUMNS and c not in FLOAT_COLUMNS}
+
+
+COLUMNS_V1 = tuple(c for c in COLUMNS if c not in ("mode", "setting"))
+READABLE = {1: COLUMNS_V1, SCHEMA_VERSION: COLUMNS}  # schema version -> its columns
 
 
 def _read_part(path: Path) -> pd.DataFrame:
@@ -80,22 +102,59 @@ def _read_part(path: Path) -> pd.DataFrame:
     except (pd.errors.ParserError, ValueError) as exc:
         raise ResultsError(f"{path}: malformed or truncated ({first_line(exc)})") from None
     versions = set(pd.to_numeric(frame["schema_version"], errors="coerce").dropna().astype(int))
-    if versions != {SCHEMA_VERSION} and len(frame):
-        found = ", ".join(str(v) for v in sorted(versions)) or "unreadable"
+    version = versions.pop() if len(versions) == 1 else None
+    if version is None and not len(frame):  # a header alone: its columns say the version
+        version = next((v for v, columns in READABLE.items() if list(columns) == header), SCHEMA_VERSION)
+    if version not in READABLE and len(frame):
+        found = ", ".join(str(v) for v in sorted(versions | {version} - {None})) or "unreadable"
         raise ResultsError(f"{path}: schema version {found}, but this unet-bench reads version {SCHEMA_VERSION}")
-    missing = [c for c in COLUMNS if c not in frame.columns]
-    unknown = [c for c in frame.columns if c not in COLUMNS]
+    expected = READABLE.get(version, COLUMNS)
+    missing = [c for c in expected if c not in frame.columns]
+    unknown = [c for c in frame.columns if c not in expected]
     if missing or unknown:
-        raise ResultsError(f"{path}: columns differ from schema v{SCHEMA_VERSION}: missing {missing}, unknown {unknown}")
-    if list(frame.columns) != list(COLUMNS):
-        raise ResultsError(f"{path}: columns are out of order for schema v{SCHEMA_VERSION}")
-    required = list(INT_COLUMNS) + ["value"]
+        raise ResultsError(f"{path}: columns differ from schema v{version}: missing {missing}, unknown {unknown}")
+    if list(frame.columns) != list(expected):
+        raise ResultsError(f"{path}: columns are out of order for schema v{version}")
+    required = [c for c in INT_COLUMNS if c in expected] + ["value"]
     numeric = frame[required].apply(pd.to_numeric, errors="coerce")
     damaged = numeric.isna().any(axis=1) | frame["extra"].isna()
     if damaged.any():
         line = int(damaged.idxmax()) + 2  # header is line 1
         raise ResultsError(f"{path}: truncated or damaged row at line {line} (a required value is missing or not a number)")
-    return frame
+    return upgrade_v1(frame, path) if version == 1 else frame
+
+
+
+
+def upgrade_v1(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Rows of schema 1 as schema 2: the profile mode folded into metric names
+    (``infer_throughput``, ``micro_model_step_forward``) becomes the ``mode`` column, the
+    execution setting in ``extra`` the ``setting`` column, and a search row's run id, which was
+    the name of its run's ``search`` folder, the run's own id."""
+    frame = frame.copy()
+    frame["mode"], frame["setting"] = "", ""
+    folded = (frame["stage"] == "profile") & frame["metric"].str.match(r"^(infer|train)_")
+    frame.loc[folded, "mode"] = frame.loc[folded, "metric"].str.split("_", n=1).str[0]
+    frame.loc[folded, "metric"] = frame.loc[folded, "metric"].str.split("_", n=1).str[1]
+    settings = frame.loc[folded, "extra"].map(json.loads)
+    frame.loc[folded, "setting"] = [profile_setting(bool(e.get("channels_last")), e.get("compile")) for e in settings]
+    for suffix, mode in (("_forward_backward", "train"), ("_forward", "infer")):
+        step = frame["metric"].str.startswith("micro_") & frame["metric"].str.endswith(suffix)
+        frame.loc[step, "mode"] = mode
+        frame.loc[step, "metric"] = frame.loc[step, "metric"].str.removesuffix(suffix)
+    if path.parent.name == "search":
+        frame.loc[frame["run_id"] == "search", "run_id"] = path.parent.parent.name
+    frame["dataset"] = frame["dataset"].map(_v1_dataset)
+    frame["schema_version"] = SCHEMA_VERSION
+    return frame[list(COLUMNS)]
+
+
+def _v1_dataset(text: str) -> str:
+    """Schema 1 spelt the synthetic set two ways (``synthetic(count=12, size=128, seed=0)`` and
+    ``synthetic:count=12,seed=0,size=128``); schema 2 has one (``DataSpec``'s)."""
+    if match := re.fullmatch(r"synthetic\((.*)\)", text):
+        text = "synthetic:" + match.group(1).replace(" ", "")
+    return str(DataSpec.parse(text)) if text.partition(":")[0] == "synthetic" else text
 
 
 def read_results(root: Path) -> pd.DataFrame:

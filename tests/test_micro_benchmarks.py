@@ -27,5 +27,6 @@ def test_micro_benchmarks_run_and_are_ingested(tmp_path: Path) -> None:
     assert ingest.returncode == 0, ingest.stderr
     rows = read_results(tmp_path / "results")
     assert len(rows) == 4 and (rows["unit"] == "ms").all() and (rows["value"] > 0).all()
-    assert {"micro_model_step_forward", "micro_model_step_forward_backward", "micro_elastic_deformation_572",
-            "micro_v_rand_512"} == set(rows["metric"])  # fmt: skip
+    assert {"micro_model_step", "micro_elastic_deformation_572", "micro_v_rand_512"} == set(rows["metric"])
+    step = rows[rows["metric"] == "micro_model_step"]
+    assert sorted(step["mode"]) == ["infer", "train"] and (rows["git_sha"] != "").all()

@@ -58,8 +58,9 @@ def test_measure_infer_and_train_on_cpu() -> None:
         assert values["peak_memory_rss"][0] > 0 and 0 <= values["peak_memory_rss_increase"][0] < values["peak_memory_rss"][0]
         assert "mfu" not in values, "no peak is known for a CPU: MFU stays empty"
         rows = m.rows("run-x")
-        assert {r.metric for r in rows} >= {f"{mode}_throughput", f"{mode}_latency_p99", f"{mode}_peak_memory_rss"}
-        assert all(r.stage == "profile" and r.batch_size == 2 and r.input_size == 188 for r in rows)
+        assert {r.metric for r in rows} >= {"throughput", "latency_p99", "peak_memory_rss"}
+        assert all(r.stage == "profile" and r.mode == mode and r.setting == "eager" for r in rows)
+        assert all(r.batch_size == 2 and r.input_size == 188 and r.git_sha and r.host for r in rows)
         assert "no peak TFLOP/s known" in rows[0].extra
 
 
@@ -69,7 +70,7 @@ def test_batch_sweep_records_the_oom_and_the_next_configuration_still_runs() -> 
     assert results[-1].oom is not None and all(r.oom is None for r in results[:-1])
     assert len(results) >= 2, "batch 1 must fit in the cap"
     oom_rows = results[-1].rows("run-x")
-    assert [r.metric for r in oom_rows] == ["train_oom"] and oom_rows[0].value == 1.0
+    assert [(r.mode, r.metric) for r in oom_rows] == [("train", "oom")] and oom_rows[0].value == 1.0
     after = measure(ProfileCfg("unet-16", device="cpu", **FAST))
     assert after.oom is None and len(after.step_seconds) >= 3
 
@@ -96,11 +97,12 @@ def test_cli_profile_json_reports_the_done_when_fields() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     rows = {r["metric"]: r for r in json.loads(result.stdout)}
-    assert rows["infer_params"]["value"] == 1_940_834
-    assert rows["infer_throughput"]["ci_low"] <= rows["infer_throughput"]["value"] <= rows["infer_throughput"]["ci_high"]
-    assert {"infer_latency_p50", "infer_latency_p90", "infer_latency_p99", "infer_peak_memory_rss", "infer_gflops_per_image"} <= rows.keys()
-    assert rows["infer_throughput"]["input_size"] == 188 and rows["infer_throughput"]["output_size"] == 4
-    assert not math.isnan(rows["infer_throughput"]["ci_high"])
+    assert {r["mode"] for r in rows.values()} == {"infer"}
+    assert rows["params"]["value"] == 1_940_834
+    assert rows["throughput"]["ci_low"] <= rows["throughput"]["value"] <= rows["throughput"]["ci_high"]
+    assert {"latency_p50", "latency_p90", "latency_p99", "peak_memory_rss", "gflops_per_image"} <= rows.keys()
+    assert rows["throughput"]["input_size"] == 188 and rows["throughput"]["output_size"] == 4
+    assert not math.isnan(rows["throughput"]["ci_high"])
 
 
 @pytest.mark.gpu
@@ -141,7 +143,7 @@ def test_breakdown_shares_add_up_and_put_a_unets_time_in_its_convolutions() -> N
     m = measure(ProfileCfg("unet-16", mode="train", device="cpu", breakdown=True, **FAST))
     assert sum(m.time_shares.values()) == pytest.approx(1.0)
     assert max(m.time_shares, key=m.time_shares.__getitem__) == "convolution"
-    assert {"train_time_share_convolution", "train_time_share_pooling"} <= {r.metric for r in m.rows("r")}
+    assert {"time_share_convolution", "time_share_pooling"} <= {r.metric for r in m.rows("r")}
     assert profile.profile_key(m.cfg) != profile.profile_key(ProfileCfg("unet-16", mode="train", **FAST))
 
 

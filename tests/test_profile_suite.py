@@ -33,9 +33,10 @@ def test_cpu_smoke_suite_writes_rows_for_every_configuration(tmp_path: Path) -> 
     frame = read_results(run_dir)
     assert len(done) == 16 + 2 * 3  # 2 modes x 2 precisions x 2 batches x 2 layouts, 2 sizes x batches 1, 2, 4
     assert set(frame["suite"]) == {"cpu-smoke"} and set(frame["precision"]) == {"fp32", "bf16"}
-    throughput = frame[frame["metric"].isin(["train_throughput", "infer_throughput"])]
+    throughput = frame[frame["metric"] == "throughput"]
     assert len(throughput) == len(done) and (throughput["value"] > 0).all()
-    assert sorted(frame[frame["metric"] == "infer_throughput"]["input_size"].unique()) == [188, 204]
+    assert set(throughput["mode"]) == {"train", "infer"} and set(throughput["setting"]) == {"eager", "channels_last"}
+    assert sorted(throughput[throughput["mode"] == "infer"]["input_size"].unique()) == [188, 204]
 
 
 def test_a_resumed_suite_measures_only_what_its_latest_run_lacks(tmp_path: Path) -> None:
@@ -56,7 +57,7 @@ def test_a_resumed_suite_measures_only_what_its_latest_run_lacks(tmp_path: Path)
     assert run_dir == first_dir
     assert [(m.cfg.mode, m.input_size, m.cfg.batch_size) for m in second] == [("infer", 204, 4), ("train", 188, 1)]
     frame = read_results(run_dir)
-    throughput = frame[frame["metric"].str.endswith("_throughput")]
+    throughput = frame[frame["metric"] == "throughput"]
     assert len(throughput) == 5 and not throughput.duplicated(["config_hash", "batch_size"]).any()
 
 
@@ -104,9 +105,10 @@ def test_a_configuration_that_raises_is_a_row_and_the_suite_goes_on(tmp_path: Pa
     run_dir, done = run_profile_suite(write_suite(tmp_path, body), tmp_path / "out", device="cpu", log=lines.append)
     assert [m.failed is not None for m in done] == [True, False]
     frame = read_results(run_dir)
-    failed = frame[frame["metric"] == "infer_failed"]
+    failed = frame[frame["metric"] == "failed"]
     assert len(failed) == 1 and "no-such-mode" in failed["extra"].item()
-    assert (frame["metric"] == "infer_throughput").sum() == 1
+    assert failed["mode"].item() == "infer" and failed["setting"].item() == "compile=no-such-mode"
+    assert (frame["metric"] == "throughput").sum() == 1
     assert "failed (" in lines[0] and "img/s" in lines[1]
 
 
@@ -132,7 +134,7 @@ def test_the_prepared_gpu_check_runs_end_to_end(tmp_path: Path) -> None:
     with tarfile.open(out / "gpu-check.tar.gz") as archive:
         archive.extractall(back, filter="data")
     frame = read_results(back / "results" / "gpu")
-    assert (frame["metric"].str.endswith("_throughput")).any() and frame["git_sha"].notna().all()
+    assert (frame["metric"] == "throughput").any() and frame["git_sha"].notna().all()
     env_details = json.loads(frame["extra"].iloc[0])["env"]
     assert {"device_count", "driver_version", "cudnn_version", "cpu_model", "cpu_threads"} <= env_details.keys()
     assert (back / "reports" / "gpu" / "report.html").exists()

@@ -140,8 +140,8 @@ def test_out_of_memory_in_a_sweep_is_a_row_and_the_sweep_goes_on() -> None:
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(result.stdout)
-    ooms = [r for r in rows if r["metric"].endswith("_oom")]
-    measured = {r["batch_size"] for r in rows if r["metric"].endswith("_throughput")}
+    ooms = [r for r in rows if r["metric"] == "oom"]
+    measured = {r["batch_size"] for r in rows if r["metric"] == "throughput"}
     assert ooms and measured and max(measured) < min(r["batch_size"] for r in ooms)
 
 
@@ -153,5 +153,5 @@ def test_a_cap_below_one_sample_is_an_oom_row_that_names_the_cap() -> None:
         "profile", "--variant", "unet-32", "--mode", "train", "--input", "188", "--memory-cap-mib", "60", "--json"
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    (oom,) = [r for r in json.loads(result.stdout) if r["metric"] == "train_oom"]
+    (oom,) = [r for r in json.loads(result.stdout) if r["metric"] == "oom" and r["mode"] == "train"]
     assert "under the 60 MiB memory cap" in json.loads(oom["extra"])["oom"]

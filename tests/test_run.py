@@ -12,7 +12,7 @@ from pathlib import Path
 import optuna
 import torch
 
-from bench.store import read_results
+from bench.store import read_configs, read_results
 from tests.conftest import REPO
 
 SUITE = Path(__file__).parent / "data" / "tiny-suite.toml"
@@ -58,6 +58,15 @@ def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: P
     assert "<h2>Search</h2>" in report and (tmp_path / "reports" / "tiny-suite" / "fig" / "search_history.png").exists()
     assert (frame["metric"] == "param_importance").sum() == 2, "importance of lr and model.dropout"
     assert "variant" in resumed.stdout and "report:" in resumed.stdout
+
+    # one row factory: every stage's rows carry the run's id, one spelling of the data, the code and machine
+    assert set(frame["run_id"]) == {run_dir.name}
+    assert set(frame.loc[frame["stage"] != "profile", "dataset"]) == {"synthetic:count=5,size=96,seed=0"}
+    assert (frame["git_sha"] != "").all() and (frame["host"] != "").all() and (frame["device_name"] != "").all()
+    # the settings behind every config_hash are stored once, readable without parsing ``extra``
+    configs = read_configs(run_dir)
+    trained = set(frame.loc[(frame["stage"] == "eval") | (frame["trial"] >= 0), "config_hash"])
+    assert trained <= configs.keys() and all("lr" in configs[key]["train_cfg"] for key in trained)
     if not torch.cuda.is_available():  # the suite's [cpu] schedule ran, and both say so
         assert "scaled-down [cpu] schedule (2 epochs" in resumed.stderr
         assert "CPU: scaled-down schedule" in report

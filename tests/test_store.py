@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import torch
 
 from bench.schema import COLUMNS, IDENTITY_COLUMNS, SCHEMA_VERSION, ResultRow, config_hash
 from bench.store import ResultsError, ResultWriter, read_results
@@ -116,3 +117,49 @@ def test_text_columns_read_back_as_written(tmp_path: Path) -> None:
     ResultWriter(tmp_path / "run").append([row(cuda_version="13.0", git_sha="1234567e8901")])
     frame = read_results(tmp_path)
     assert frame["cuda_version"].iloc[0] == "13.0" and frame["git_sha"].iloc[0] == "1234567e8901"
+
+
+def test_schema_1_parts_are_read_as_schema_2(tmp_path: Path) -> None:
+    """Older results stay readable: the mode folded into profile metric names becomes the mode
+    column, the settings in ``extra`` the setting column, a suite's search rows get the run's id
+    and the synthetic data one spelling."""
+    from bench.store import COLUMNS_V1
+
+    def v1_line(**values: object) -> str:
+        base = {c: "" for c in COLUMNS_V1} | {"schema_version": 1, "seed": 0, "trial": -1, "batch_size": 1,
+                                                "input_size": 0, "output_size": 0, "n": 1, "value": 1.0, "extra": "{}"}  # fmt: skip
+        merged = base | values
+        return ",".join(f'"{merged[c]}"' if "," in str(merged[c]) else str(merged[c]) for c in COLUMNS_V1)
+
+    run = tmp_path / "quick" / "20261127-1"
+    (run / "search").mkdir(parents=True)
+    header = ",".join(COLUMNS_V1)
+    compiled = '{""channels_last"": true, ""compile"": ""default""}'
+    (run / "rows-profile.csv").write_text("\n".join([
+        header, v1_line(run_id="20261127-1", stage="profile", metric="infer_throughput", value=5.0, extra=compiled),
+        v1_line(run_id="20261127-1", stage="profile", metric="micro_model_step_forward_backward"),
+    ]) + "\n")  # fmt: skip
+    (run / "search" / "rows-trial.csv").write_text("\n".join([
+        header, v1_line(run_id="search", stage="search", trial=0, metric="v_rand", dataset="synthetic(count=12, size=128, seed=0)"),
+    ]) + "\n")  # fmt: skip
+    frame = read_results(tmp_path).set_index("metric")
+    assert (frame["schema_version"] == SCHEMA_VERSION).all() and set(frame["run_id"]) == {"20261127-1"}
+    assert frame.loc["throughput", ["mode", "setting"]].tolist() == ["infer", "channels_last, compile=default"]
+    assert frame.loc["micro_model_step", ["mode", "setting"]].tolist() == ["train", ""]
+    assert frame.loc["v_rand", "dataset"] == "synthetic:count=12,size=128,seed=0"
+
+
+def test_compare_keeps_eager_and_compiled_rows_apart(tmp_path: Path) -> None:
+    """Two runs of one variant, each measured eager and compiled: four values, two ratios, never
+    an average of the two settings."""
+    from bench.aggregate import compare_runs
+    from bench.rows import RowFactory
+
+    for run, speed in (("a", 1.0), ("b", 2.0)):
+        factory = RowFactory(run, "adhoc", torch.device("cpu")).bind(variant="unet-16", stage="profile", mode="infer")
+        rows = [factory.row("throughput", speed * 10, setting="eager"), factory.row("throughput", speed * 30, setting="compile=default")]
+        ResultWriter(tmp_path / run).append(rows)
+    table = compare_runs(read_results(tmp_path / "a"), read_results(tmp_path / "b")).set_index("setting")
+    assert table.loc["eager", ["a", "b"]].tolist() == [10.0, 20.0]
+    assert table.loc["compile=default", ["a", "b"]].tolist() == [30.0, 60.0]
+    assert (table["ratio_b_over_a"] == 2.0).all()

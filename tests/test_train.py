@@ -183,7 +183,8 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> Non
 def test_test_split_is_kept_out_of_training_and_scored_alone(tmp_path: Path) -> None:
     """With test sections, training and checkpoint choice never see them, the final scores are
     on them, and `eval` of the checkpoint repeats those scores by default."""
-    from bench.runner import default_val_sections, evaluate_checkpoint, train_variant
+    from bench.data import DataSpec, default_val_sections
+    from bench.job import TrainJob, evaluate_checkpoint, run_job
 
     data = synthetic_em(8, 96, seed=0)
     train, val = split_by_index(data, [5], exclude=[6, 7])
@@ -191,8 +192,9 @@ def test_test_split_is_kept_out_of_training_and_scored_alone(tmp_path: Path) -> 
     assert default_val_sections(12, exclude=[10, 11]) == [9]
 
     cfg = TrainCfg(epochs=1, **TINY)  # type: ignore[arg-type]
-    run = train_variant("unet-original", "synthetic:count=8,size=96", [5], cfg, tmp_path / "run",
-                        overrides={"base_width": 4, "depth": 2}, test_sections=[6, 7])  # fmt: skip
+    job = TrainJob("unet-original", DataSpec.parse("synthetic:count=8,size=96"), cfg,
+                   overrides={"base_width": 4, "depth": 2}, val_sections=(5,), test_sections=(6, 7))  # fmt: skip
+    run = run_job(job, tmp_path / "run")
     assert run.split == "test 6-7"
     meta = load_checkpoint(run.checkpoint)["meta"]
     assert meta["test_sections"] == [6, 7] and meta["val_sections"] == [5]

@@ -39,10 +39,11 @@ def main() -> None:
     rows = []
     for variant, (throughput, memory) in PROFILE.items():
         for batch, factor in ((1, 1.0), (2, 1.8), (4, 3.0)):
-            base = dict(variant=variant, seed=0, stage="profile", batch_size=batch, input_size=572, output_size=388, **COMMON)
-            rows.append(ResultRow(metric="infer_throughput", value=throughput * factor, unit="img/s",
+            base = dict(variant=variant, seed=0, stage="profile", batch_size=batch, input_size=572, output_size=388,
+                        mode="infer", setting="eager", **COMMON)  # fmt: skip
+            rows.append(ResultRow(metric="throughput", value=throughput * factor, unit="img/s",
                                   ci_low=throughput * factor * 0.98, ci_high=throughput * factor * 1.02, **base))
-            rows.append(ResultRow(metric="infer_peak_memory_rss", value=memory * batch, unit="MiB", **base))
+            rows.append(ResultRow(metric="peak_memory_rss", value=memory * batch, unit="MiB", **base))
     writer.append(rows)
 
 

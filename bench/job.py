@@ -1,0 +1,167 @@
+"""One training job and the one function that runs it.
+
+A ``TrainJob`` is everything that decides a trained model: the variant and its overrides, the
+data and its split, the training config (seed and device included). ``run_job`` loads the data,
+splits it, seeds, builds the model, calls ``bench.train.fit`` and scores the best checkpoint;
+search trials, suite runs and ``unet-bench train`` all go through it, so a number from one of
+them means the same as a number from another. A checkpoint stores its job, so ``eval`` rebuilds
+exactly what was trained.
+"""
+
+from __future__ import annotations
+
+import functools
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import torch
+
+from bench.checkpoint import load_checkpoint
+from bench.config import TrainCfg, split_settings
+from bench.data import (
+    DataError, Dataset, DataSpec, default_val_sections, format_sections, parse_indices, split_by_index,
+)  # fmt: skip
+from bench.schema import config_hash
+from bench.suite import SuiteCfg
+from bench.train import Callback, FitResult, evaluate, fit, resolve_device
+from variants import resolve_config
+from variants.registry import ModelConfig
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """What to train, on what, and how. ``val_sections`` None: the last sixth of the images the
+    test split leaves; ``test_sections`` are never seen by training or checkpoint choice."""
+
+    variant: str
+    data: DataSpec
+    train: TrainCfg
+    overrides: Mapping[str, Any] = field(default_factory=dict)
+    val_sections: tuple[int, ...] | None = None
+    test_sections: tuple[int, ...] = ()
+
+    def model_config(self) -> ModelConfig:
+        return resolve_config(self.variant, **self.overrides)
+
+    def key(self) -> str:
+        """The ``config_hash`` of the job's rows: same model config and training settings (the
+        seed aside, so that the seeds of one configuration share it), same key."""
+        return config_hash(self.model_config(), replace(self.train, seed=0))
+
+    def to_meta(self, val_sections: Sequence[int]) -> dict[str, Any]:
+        """Plain data stored in every checkpoint (``val_sections`` as resolved for the data)."""
+        return {
+            "variant": self.variant,
+            "overrides": dict(self.overrides),
+            "train_cfg": self.train.to_dict(),
+            "data": str(self.data),
+            "val_sections": list(val_sections),
+            "test_sections": list(self.test_sections),
+        }
+
+    def settings(self, val_sections: Sequence[int]) -> dict[str, Any]:
+        """What ``key()`` stands for, as plain data: ``to_meta`` without the seed. A run stores
+        it once per key (``configs/KEY.json``), so every row can be traced to its learning rate,
+        schedule and overrides without parsing ``extra``."""
+        meta = self.to_meta(val_sections)
+        meta["train_cfg"].pop("seed")
+        return meta
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any]) -> "TrainJob":
+        return cls(
+            variant=meta["variant"], data=DataSpec.parse(meta["data"]), train=TrainCfg.from_dict(meta["train_cfg"]),
+            overrides=dict(meta["overrides"]), val_sections=tuple(meta["val_sections"]),
+            test_sections=tuple(meta.get("test_sections", ())),
+        )  # fmt: skip
+
+
+@dataclass
+class JobResult:
+    fit: FitResult
+    final: dict[str, float]  # full evaluation (warping error included) of the best model; {} if not asked
+    checkpoint: Path | None
+    split: str  # what ``final`` scored: "test 10-11", or the held-out validation sections "8-9"
+    val_sections: list[int]
+    device: torch.device  # where it trained
+
+
+@functools.lru_cache(maxsize=2)
+def load_dataset(spec: DataSpec) -> Dataset:
+    """A data set read once per process: every trial and seed of a suite reuses it."""
+    return spec.load()
+
+
+def validation_sections(job: TrainJob) -> list[int]:
+    """The job's validation sections, the default resolved against its data."""
+    if job.val_sections is not None:
+        return list(job.val_sections)
+    return default_val_sections(len(load_dataset(job.data)), exclude=job.test_sections)
+
+
+def suite_job(suite: SuiteCfg, variant: str, settings: Mapping[str, Any], seed: int, owner: str) -> TrainJob:
+    """The job a suite runs for ``variant`` with searched ``settings`` (``model.x`` keys go to the
+    variant, the rest to the training config) and ``seed``; ``owner`` names the settings in errors."""
+    model, train = split_settings(dict(settings))
+    return TrainJob(
+        variant=variant, data=DataSpec.parse(suite.data),
+        train=suite.train.with_overrides({**train, "seed": seed}, owner=owner),
+        overrides={**suite.model_overrides(variant), **model},
+        val_sections=tuple(parse_indices(suite.val_sections)) if suite.val_sections else None,
+        test_sections=tuple(parse_indices(suite.test_sections)) if suite.test_sections else (),
+    )  # fmt: skip
+
+
+def run_job(
+    job: TrainJob,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    callbacks: tuple[Callback, ...] = (),
+    final_eval: bool = True,
+) -> JobResult:
+    """Train ``job`` and, with ``final_eval``, score its best model exactly as
+    ``evaluate_checkpoint`` will: on the test sections when it has them, else on validation."""
+    config = job.model_config()
+    data = load_dataset(job.data)
+    val = validation_sections(job)
+    train_data, val_data = split_by_index(data, val, exclude=job.test_sections)
+    torch.manual_seed(job.train.seed)
+    model = config.build()
+    meta = job.to_meta(val)
+    result = fit(model, config, train_data, val_data, job.train, callbacks, checkpoint_dir, resume, meta=meta)
+    device = resolve_device(job.train.device)
+    best_path = checkpoint_dir / "best.pt" if checkpoint_dir is not None else None
+    test = sorted(job.test_sections)
+    split = f"test {format_sections(test)}" if test else format_sections(val)
+    final: dict[str, float] = {}
+    if best_path is not None and best_path.exists():
+        final = evaluate_checkpoint(best_path) if final_eval else {}
+    elif final_eval:  # no checkpoint kept: the model as training left it
+        scored = data.subset(test, "test") if test else val_data
+        final = evaluate(model, config, scored, job.train, device, warping=True)
+    return JobResult(result, final, best_path, split, val, device)
+
+
+def evaluate_checkpoint(
+    path: Path, data_spec: str | None = None, val_sections: Sequence[int] | None = None
+) -> dict[str, float]:
+    """Metrics of a checkpoint: by default on the held-out sections stored with it (its test
+    sections when it has them, else its validation sections); on every image of ``data_spec``
+    when that is another data set."""
+    state = load_checkpoint(path)
+    meta = state.get("meta")
+    if not meta:
+        raise DataError(f"{path}: no run metadata; it was not written by `unet-bench train`")
+    job = TrainJob.from_meta(meta)
+    config = job.model_config()
+    model = config.build()
+    model.load_state_dict(state["model"])
+    device = resolve_device(job.train.device)
+    model.to(device)
+    other = DataSpec.parse(data_spec) if data_spec is not None else job.data
+    data = load_dataset(other)
+    if val_sections is None and other == job.data:
+        val_sections = job.test_sections or job.val_sections
+    target: Dataset = data if val_sections is None else split_by_index(data, val_sections)[1]
+    return evaluate(model, config, target, job.train, device, warping=True)
