@@ -217,6 +217,7 @@ class Trainer:
         cfg, crop, end = self.cfg, self.crop, self.input_tile - self.crop
         tiles = self.sampler.sample(cfg.batch_size, self.generator).to(self.device)
         images, labels, weights = augment_batch(tiles[:, :1], tiles[:, 1], tiles[:, 2], cfg.augment, self.aug_generator)
+        assert weights is not None  # weights in, weights out
         labels, weights = labels[:, crop:end, crop:end].round().long(), weights[:, crop:end, crop:end]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             logits = self.model(images)
