@@ -7,12 +7,15 @@ import dataclasses
 import json
 import sys
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Sequence, TypeAlias
 
 from bench.console import format_table
 from bench.errors import DiskFullError, StorageError, WorkerError
 from bench.fetch import FetchError
 from bench.train import NonFiniteLossError
+
+if TYPE_CHECKING:
+    from bench.profile import Measurement
 
 # Errors a user can cause and fix; they print as one line, never a traceback.
 USER_ERRORS: tuple[type[BaseException], ...] = (
@@ -135,32 +138,26 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_profile(args: argparse.Namespace) -> int:
-    import uuid
+def profile_suite(args: argparse.Namespace) -> int:
+    """``profile --suite``: every configuration of a profile suite, written as it is measured."""
+    from bench.profile_suite import run_profile_suite
 
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    run_dir, done = run_profile_suite(
+        args.suite, Path(args.results or "results"), args.device, args.minutes, log, resume=args.resume
+    )
+    print(f"{len(done)} measurements written to {run_dir}")
+    return 0
+
+
+def profile_measurements(args: argparse.Namespace) -> list[Measurement]:
+    """One measurement per mode asked for, or a batch sweep per mode with ``--batch auto``."""
     from bench.profile import ProfileCfg, batch_sweep, measure
-    from bench.store import ResultWriter
 
-    if args.suite:
-        from bench.profile_suite import run_profile_suite
-
-        def log(line: str) -> None:
-            print(line, file=sys.stderr, flush=True)
-
-        run_dir, done = run_profile_suite(
-            args.suite, Path(args.results or "results"), args.device, args.minutes, log, resume=args.resume
-        )
-        print(f"{len(done)} measurements written to {run_dir}")
-        return 0
-    if not args.variant:
-        raise ValueError("profile needs --variant NAME (or --suite NAME)")
-    from bench.runner import size_notice
-    from variants import resolve_config
-
-    if notice := size_notice(resolve_config(args.variant), args.input, "--input"):
-        print(notice, file=sys.stderr)
     modes = ["infer", "train"] if args.mode == "both" else [args.mode]
-    measurements = []
+    measurements: list[Measurement] = []
     for mode in modes:
         cfg = ProfileCfg(
             variant=args.variant, input_size=args.input, batch_size=1 if args.batch == "auto" else int(args.batch),
@@ -169,6 +166,24 @@ def cmd_profile(args: argparse.Namespace) -> int:
             memory_cap_mib=args.memory_cap_mib, breakdown=args.breakdown,
         )  # fmt: skip
         measurements += list(batch_sweep(cfg, args.max_batch)) if args.batch == "auto" else [measure(cfg)]
+    return measurements
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    if args.suite:
+        return profile_suite(args)
+    if not args.variant:
+        raise ValueError("profile needs --variant NAME (or --suite NAME)")
+    import uuid
+
+    from bench.profile_table import profile_table_lines
+    from bench.runner import size_notice
+    from bench.store import ResultWriter
+    from variants import resolve_config
+
+    if notice := size_notice(resolve_config(args.variant), args.input, "--input"):
+        print(notice, file=sys.stderr)
+    measurements = profile_measurements(args)
     run_id = f"profile-{uuid.uuid4().hex[:8]}"
     rows = [row for m in measurements for row in m.rows(run_id)]
     if args.results:
@@ -176,48 +191,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
         print(f"rows written to {path}", file=sys.stderr)
     if args.json:
         print(json.dumps([dataclasses.asdict(r) for r in rows], default=str, indent=1))
-        return 0
-    table = []
-    for m in measurements:
-        values = m.summary()
-        entry = {"mode": m.cfg.mode, "batch": m.cfg.batch_size, "size": f"{m.input_size}->{m.output_size}"}
-        if m.oom:
-            entry["img/s"] = "out of memory"
-        else:
-            thr, _, (low, high) = values["throughput"]
-            entry.update({
-                "img/s": f"{thr:.2f} [{low:.2f}, {high:.2f}]",
-                "MPix/s": values["throughput_mpix"][0],
-                "p50 ms": values["latency_p50"][0], "p90 ms": values["latency_p90"][0],
-                "p99 ms": values["latency_p99"][0],
-                "GFLOP/img": values["gflops_per_image"][0], "TFLOP/s": values["tflops_achieved"][0],
-                "peak MiB": max(v[0] for k, v in values.items() if k.startswith("peak_memory")),
-                "MFU": f"{values['mfu'][0]:.1%}" if "mfu" in values else "n/a",
-            })  # fmt: skip
-        table.append(entry)
-    columns = [
-        "mode",
-        "batch",
-        "size",
-        "img/s",
-        "MPix/s",
-        "p50 ms",
-        "p90 ms",
-        "p99 ms",
-        "GFLOP/img",
-        "TFLOP/s",
-        "peak MiB",
-        "MFU",
-    ]
-    print(format_table(table, columns))
-    first = measurements[0]
-    print(f"\n{args.variant}: {first.params:,} parameters on {first.device_name}; img/s with its 95 % interval.")
-    if not any("mfu" in m.summary() for m in measurements):
-        print(f"MFU n/a: no peak TFLOP/s is known for {first.device_name} in {args.precision}.")
-    for m in measurements:
-        if m.time_shares:
-            shares = sorted(m.time_shares.items(), key=lambda item: -item[1])
-            print(f"{m.cfg.mode} time by operation: " + ", ".join(f"{kind} {share:.0%}" for kind, share in shares))
+    else:
+        print("\n".join(profile_table_lines(measurements)))
     return 0
 
 
@@ -293,18 +268,19 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="unet-bench", description="Benchmark, ablate and profile U-Net segmentation networks."
-    )
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+# One function per sub-command: each registers its arguments and the function that runs it.
+Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
+
+def add_list(sub: Commands) -> None:
     p = sub.add_parser("list", help="list registered variants with parameters, FLOPs and sizes")
     p.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'unet-*' or 'res*'")
     p.add_argument("--input", type=int, default=572, metavar="N", help="reference input side (default 572)")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=cmd_list)
 
+
+def add_train(sub: Commands) -> None:
     p = sub.add_parser("train", help="train one variant and evaluate it on held-out sections")
     p.add_argument("--variant", required=True, help="a registered variant (see `unet-bench list`)")
     p.add_argument("--data", default="synthetic", help="'synthetic' (built in) or a data folder")
@@ -331,6 +307,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print metrics and history as JSON")
     p.set_defaults(func=cmd_train)
 
+
+def add_eval(sub: Commands) -> None:
     p = sub.add_parser("eval", help="evaluate a checkpoint (default: its held-out sections)")
     p.add_argument("checkpoint")
     p.add_argument("--data", help="another data set: every image of it is scored")
@@ -338,12 +316,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_eval)
 
+
+def add_score(sub: Commands) -> None:
     p = sub.add_parser("score", help="score prediction images against labels, as the challenge did")
     p.add_argument("--pred", required=True, help="folder of P(interior) maps or masks (bright = interior)")
     p.add_argument("--truth", required=True, help="folder of labels with the same file names")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_score)
 
+
+def add_run(sub: Commands) -> None:
     p = sub.add_parser("run", help="run a whole suite: search, retrain with seeds, evaluate, profile, report")
     p.add_argument("suite", help="a suite name (quick, paper, ablation-..., gpu) or a TOML path")
     p.add_argument("--data", help="override the suite's data ('synthetic' or a folder)")
@@ -354,6 +336,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reports", default="reports", help="reports root (default reports/)")
     p.set_defaults(func=cmd_run)
 
+
+def add_search(sub: Commands) -> None:
     p = sub.add_parser("search", help="Optuna search of a suite's [search] space (resumable, multi-worker)")
     p.add_argument("suite", help="a suite name (quick, ...) or a TOML path")
     p.add_argument("--storage", help="SQLAlchemy URL shared by workers (default: SQLite in the run folder)")
@@ -364,6 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-o", "--output", help="run folder for rows and the default SQLite file")
     p.set_defaults(func=cmd_search)
 
+
+def add_profile(sub: Commands) -> None:
     p = sub.add_parser("profile", help="throughput, latency, memory and FLOPs of a variant")
     p.add_argument("--variant", help="a registered variant")
     p.add_argument("--suite", help="run a profile suite instead (gpu, cpu-smoke, or a TOML path)")
@@ -386,23 +372,31 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true", help="print the result rows as JSON")
     p.set_defaults(func=cmd_profile)
 
+
+def add_report(sub: Commands) -> None:
     p = sub.add_parser("report", help="Markdown + self-contained HTML report from a results tree")
     p.add_argument("results", help="a run folder or a tree of them (results/...)")
     p.add_argument("-o", "--output", help="report folder (default reports/<name of RESULTS>)")
     p.add_argument("--baseline", help="variant the ablation deltas compare against (default unet-original)")
     p.set_defaults(func=cmd_report)
 
+
+def add_compare(sub: Commands) -> None:
     p = sub.add_parser("compare", help="per-metric ratios of two runs (two GPUs, before / after)")
     p.add_argument("run_a")
     p.add_argument("run_b")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_compare)
 
+
+def add_ingest(sub: Commands) -> None:
     p = sub.add_parser("ingest", help="store pytest-benchmark JSON (bench/benchmarks/test_micro.py) as result rows")
     p.add_argument("json_file")
     p.add_argument("--results", default="results/micro", help="results root (default results/micro)")
     p.set_defaults(func=cmd_ingest)
 
+
+def add_data(sub: Commands) -> None:
     p = sub.add_parser("data", help="data sets: fetch (with SHA-256 checks), check")
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
     q = data_sub.add_parser("fetch", help="download a known data set and verify every file")
@@ -413,6 +407,22 @@ def build_parser() -> argparse.ArgumentParser:
     q = data_sub.add_parser("check", help="read every image and label as training will, and summarise them")
     q.add_argument("spec", help="a data folder, TIFF stacks folder, CTC sequence, or synthetic[:count=..,size=..]")
     q.set_defaults(func=cmd_data_check)
+
+
+# In the order `unet-bench --help` lists them.
+SUB_COMMANDS = (
+    add_list, add_train, add_eval, add_score, add_run, add_search, add_profile, add_report, add_compare, add_ingest,
+    add_data,
+)  # fmt: skip
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="unet-bench", description="Benchmark, ablate and profile U-Net segmentation networks."
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for add in SUB_COMMANDS:
+        add(sub)
     return parser
 
 

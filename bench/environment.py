@@ -1,7 +1,8 @@
 """The environment fingerprint stored with every result: what ran it, on what.
 
 Two numbers are only comparable when the fingerprints say the same hardware and software (or
-say how they differ); reports print it, and ``unet-bench compare`` shows it side by side.
+say how they differ); reports print it in their Environment table. ``unet-bench compare`` does
+not show it: it compares the numbers of two runs only.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Published numbers that reports print beside ours (Ronneberger et al. 2015, Tables 1 and 2).
+"""Published numbers that reports print beside ours (Ronneberger et al. 2015, Table 1).
 
 Source: the paper (MICCAI 2015, arXiv:1505.04597) as summarised in ../shared/reference/
 unet-paper-facts.md. The ISBI 2012 numbers are on the challenge's secret *test* labels, scored by
@@ -16,15 +16,6 @@ ISBI2012_TABLE1 = [
     ("IDSIA (Ciresan et al., NIPS 2012)", 0.000420, 0.0504, 0.0613),
     ("DIVE", 0.000430, 0.0545, 0.0582),
     ("IDSIA-SCI", 0.000653, 0.0189, 0.1027),
-]
-
-# ISBI cell tracking challenge 2015 (Table 2): segmentation IoU.
-CTC2015_TABLE2 = [
-    ("IMCB-SG (2014)", 0.2669, 0.2935),
-    ("KTH-SE (2014)", 0.7953, 0.4607),
-    ("HOUS-US (2014)", 0.5323, None),
-    ("second-best 2015", 0.83, 0.46),
-    ("u-net (2015)", 0.9203, 0.7756),
 ]
 
 CITATION = "Ronneberger, Fischer, Brox. U-Net: Convolutional Networks for Biomedical Image Segmentation. MICCAI 2015."

@@ -56,14 +56,10 @@ class Callback(Protocol):
 
 @dataclass
 class FitResult:
-    history: list[dict[str, Any]]
+    history: list[dict[str, Any]]  # one record per epoch: step, train loss, time, validation metrics
     best_metrics: dict[str, float]
-    final_metrics: dict[str, float]
-    steps: int
     train_seconds: float
-    checkpoint_dir: Path | None
-    stopped_early: bool = False
-    extra: dict[str, Any] = field(default_factory=dict)
+    stopped_early: bool = False  # by the time budget or a callback, before cfg.epochs
 
 
 def resolve_device(name: str) -> torch.device:
@@ -146,6 +142,153 @@ def is_better(metric: str, new: float, old: float | None) -> bool:
     return new > old if metric in HIGHER_IS_BETTER else new < old
 
 
+@dataclass
+class FitProgress:
+    """Where a fit stands after its last finished epoch; ``last.pt`` stores it for ``resume=True``."""
+
+    history: list[dict[str, Any]] = field(default_factory=list)
+    best: dict[str, float] = field(default_factory=dict)
+    next_epoch: int = 0
+    step: int = 0
+    train_s: float = 0.0  # in training steps
+    elapsed_before_s: float = 0.0  # on the clock in the runs this one resumes
+
+
+class Clock:
+    """The ``max_minutes`` budget covers everything (validation too), keeping back room for one
+    more validation, so a timed run ends with a validated checkpoint inside its budget."""
+
+    def __init__(self, cfg: TrainCfg, elapsed_before_s: float) -> None:
+        self.start = time.perf_counter()
+        self.elapsed_before_s = elapsed_before_s
+        self.budget_s = math.inf if cfg.max_minutes is None else cfg.max_minutes * 60
+        self.last_val_s = 0.0
+
+    def elapsed(self) -> float:
+        return self.elapsed_before_s + time.perf_counter() - self.start
+
+    def over_budget(self) -> bool:
+        return self.elapsed() + self.last_val_s > self.budget_s
+
+
+class Trainer:
+    """One ``fit``'s model, optimizer, random generators, tiles and checkpoints, and its steps."""
+
+    def __init__(
+        self,
+        model: nn.Module,
+        config: ModelConfig,
+        train_data: Dataset,
+        val_data: Dataset | None,
+        cfg: TrainCfg,
+        checkpoint_dir: Path | None,
+        meta: dict[str, Any],
+    ) -> None:
+        self.model, self.config, self.val_data, self.cfg = model, config, val_data, cfg
+        self.checkpoint_dir, self.meta = checkpoint_dir, meta
+        self.device = resolve_device(cfg.device)
+        model.to(self.device)
+        self.input_tile = config.valid_input_size(cfg.tile)
+        output_tile = config.output_size(self.input_tile)
+        self.sampler = TileSampler(train_data, self.input_tile, output_tile, cfg.w0, cfg.sigma)
+        self.optimizer = make_optimizer(model, cfg)
+        torch.manual_seed(cfg.seed)  # dropout draws from the global generator
+        self.generator = torch.Generator().manual_seed(cfg.seed)
+        self.aug_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
+        self.crop = (self.input_tile - output_tile) // 2
+        self.use_amp = cfg.amp and self.device.type == "cuda"
+
+    def resume(self, path: Path) -> FitProgress:
+        """Restore model, optimizer and every random generator from ``last.pt``: the run goes on
+        exactly as if it had never stopped."""
+        state = load_checkpoint(path)
+        self.model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.generator.set_state(state["generator"])
+        torch.set_rng_state(state["global_rng"])
+        self.aug_generator.set_state(state["aug_generator"].to(self.aug_generator.get_state().device))
+        return FitProgress(
+            state["history"], state["best"], state["epoch"] + 1, state["step"], state["train_seconds"],
+            state["elapsed_seconds"],
+        )  # fmt: skip
+
+    def step(self, step: int, epoch: int, clock: Clock) -> float:
+        """One optimizer step on a fresh batch of augmented tiles; returns its loss."""
+        cfg, crop, end = self.cfg, self.crop, self.input_tile - self.crop
+        tiles = self.sampler.sample(cfg.batch_size, self.generator).to(self.device)
+        images, labels, weights = augment_batch(tiles[:, :1], tiles[:, 1], tiles[:, 2], cfg.augment, self.aug_generator)
+        assert weights is not None  # weights in, weights out
+        labels, weights = labels[:, crop:end, crop:end].round().long(), weights[:, crop:end, crop:end]
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
+            logits = self.model(images)
+        loss = segmentation_loss(cfg.loss, logits.float(), labels, weights)
+        if not torch.isfinite(loss):
+            kept = f"; the last good checkpoint is {self.checkpoint_dir / 'last.pt'}" if self.checkpoint_dir else ""
+            raise NonFiniteLossError(
+                f"loss became {loss.item()} at step {step} (epoch {epoch}); lower the learning rate "
+                f"(lr={cfg.lr}) or enable grad_clip{kept}"
+            )
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if cfg.grad_clip:
+            nn.utils.clip_grad_norm_(self.model.parameters(), cfg.grad_clip)
+        factor = lr_factor(cfg.schedule, run_progress(step, clock.elapsed(), cfg, clock.last_val_s))
+        for group in self.optimizer.param_groups:
+            group["lr"] = cfg.lr * factor
+        self.optimizer.step()
+        return loss.item()
+
+    def train_epoch(self, epoch: int, progress: FitProgress, clock: Clock) -> tuple[list[float], bool]:
+        """The epoch's steps and their losses; True when the budget ended it early."""
+        self.model.train()
+        epoch_start = time.perf_counter()
+        losses: list[float] = []
+        over_budget = False
+        for _ in range(self.cfg.steps_per_epoch):
+            if clock.over_budget():
+                over_budget = True
+                break
+            losses.append(self.step(progress.step, epoch, clock))
+            progress.step += 1
+        progress.train_s += time.perf_counter() - epoch_start
+        return losses, over_budget
+
+    def end_epoch(self, epoch: int, losses: list[float], progress: FitProgress, clock: Clock) -> EpochState:
+        """Validate, keep the best model in ``best.pt``, and save ``last.pt`` for a resume."""
+        model, cfg, val_data = self.model, self.cfg, self.val_data
+        val_start = time.perf_counter()
+        metrics = evaluate(model, self.config, val_data, cfg, self.device, cfg.val_warping) if val_data else {}
+        clock.last_val_s = time.perf_counter() - val_start
+        if metrics and is_better(cfg.monitor, metrics[cfg.monitor], progress.best.get(cfg.monitor)):
+            progress.best = dict(metrics)
+            if self.checkpoint_dir is not None:
+                best = {"model": model.state_dict(), "meta": self.meta, "epoch": epoch}
+                save_checkpoint(self.checkpoint_dir / "best.pt", best)
+        train_loss = float(np.mean(losses))
+        record = {"epoch": epoch, "step": progress.step, "train_loss": train_loss, "train_seconds": progress.train_s}
+        progress.history.append({**record, **metrics})
+        if self.checkpoint_dir is not None:
+            save_checkpoint(self.checkpoint_dir / "last.pt", self.last_state(epoch, progress, clock))
+        return EpochState(epoch, progress.step, train_loss, metrics, progress.train_s, clock.elapsed(), progress.best)
+
+    def last_state(self, epoch: int, progress: FitProgress, clock: Clock) -> dict[str, Any]:
+        """What ``resume`` needs: the model and the optimizer, every generator's state, and the progress."""
+        return {
+            "model": self.model.state_dict(),
+            "meta": self.meta,
+            "optimizer": self.optimizer.state_dict(),
+            "generator": self.generator.get_state(),
+            "global_rng": torch.get_rng_state(),
+            "aug_generator": self.aug_generator.get_state(),
+            "history": progress.history,
+            "best": progress.best,
+            "epoch": epoch,
+            "step": progress.step,
+            "train_seconds": progress.train_s,
+            "elapsed_seconds": clock.elapsed(),
+        }
+
+
 def fit(
     model: nn.Module,
     config: ModelConfig,
@@ -162,108 +305,17 @@ def fit(
     ``meta`` (plain data: variant, data source, ...) is stored in every checkpoint so that a
     checkpoint alone says how to rebuild and evaluate its model.
     """
-    meta = meta or {}
-    device = resolve_device(cfg.device)
-    model.to(device)
-    input_tile = config.valid_input_size(cfg.tile)
-    output_tile = config.output_size(input_tile)
-    sampler = TileSampler(train_data, input_tile, output_tile, cfg.w0, cfg.sigma)
-    optimizer = make_optimizer(model, cfg)
-    torch.manual_seed(cfg.seed)  # dropout draws from the global generator
-    generator = torch.Generator().manual_seed(cfg.seed)
-    aug_generator = torch.Generator(device=device).manual_seed(cfg.seed + 1)
-    crop = (input_tile - output_tile) // 2
-    use_amp = cfg.amp and device.type == "cuda"
-
-    history: list[dict[str, Any]] = []
-    best: dict[str, float] = {}
-    start_epoch, step, trained_s, elapsed_before = 0, 0, 0.0, 0.0
+    trainer = Trainer(model, config, train_data, val_data, cfg, checkpoint_dir, meta or {})
+    progress = FitProgress()
     if resume and checkpoint_dir is not None and (checkpoint_dir / "last.pt").exists():
-        state = load_checkpoint(checkpoint_dir / "last.pt")
-        model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        generator.set_state(state["generator"])
-        torch.set_rng_state(state["global_rng"])
-        aug_generator.set_state(state["aug_generator"].to(aug_generator.get_state().device))
-        history, best = state["history"], state["best"]
-        start_epoch, step, trained_s = state["epoch"] + 1, state["step"], state["train_seconds"]
-        elapsed_before = state["elapsed_seconds"]
-
-    # The budget covers everything (validation too), keeping back room for one more validation.
-    fit_start = time.perf_counter()
-    budget_s = math.inf if cfg.max_minutes is None else cfg.max_minutes * 60
-    last_val_s = 0.0
-
-    def elapsed() -> float:
-        return elapsed_before + time.perf_counter() - fit_start
-
-    def over_budget() -> bool:
-        return elapsed() + last_val_s > budget_s
-
+        progress = trainer.resume(checkpoint_dir / "last.pt")
+    clock = Clock(cfg, progress.elapsed_before_s)
     stopped_early = False
-    for epoch in range(start_epoch, cfg.epochs):
-        model.train()
-        epoch_start = time.perf_counter()
-        losses: list[float] = []
-        for _ in range(cfg.steps_per_epoch):
-            if over_budget():
-                stopped_early = True
-                break
-            tiles = sampler.sample(cfg.batch_size, generator).to(device)
-            images, labels, weights = augment_batch(tiles[:, :1], tiles[:, 1], tiles[:, 2], cfg.augment, aug_generator)
-            end = input_tile - crop
-            labels, weights = labels[:, crop:end, crop:end].round().long(), weights[:, crop:end, crop:end]
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=use_amp):
-                logits = model(images)
-            loss = segmentation_loss(cfg.loss, logits.float(), labels, weights)
-            if not torch.isfinite(loss):
-                kept = f"; the last good checkpoint is {checkpoint_dir / 'last.pt'}" if checkpoint_dir else ""
-                raise NonFiniteLossError(
-                    f"loss became {loss.item()} at step {step} (epoch {epoch}); lower the learning rate "
-                    f"(lr={cfg.lr}) or enable grad_clip{kept}"
-                )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
-            factor = lr_factor(cfg.schedule, run_progress(step, elapsed(), cfg, last_val_s))
-            for group in optimizer.param_groups:
-                group["lr"] = cfg.lr * factor
-            optimizer.step()
-            losses.append(loss.item())
-            step += 1
-        trained_s += time.perf_counter() - epoch_start
+    for epoch in range(progress.next_epoch, cfg.epochs):
+        losses, stopped_early = trainer.train_epoch(epoch, progress, clock)
         if not losses and stopped_early:
             break
-
-        val_start = time.perf_counter()
-        metrics = evaluate(model, config, val_data, cfg, device, cfg.val_warping) if val_data else {}
-        last_val_s = time.perf_counter() - val_start
-        if metrics and is_better(cfg.monitor, metrics[cfg.monitor], best.get(cfg.monitor)):
-            best = dict(metrics)
-            if checkpoint_dir is not None:
-                save_checkpoint(checkpoint_dir / "best.pt", {"model": model.state_dict(), "meta": meta, "epoch": epoch})
-        record = {"epoch": epoch, "step": step, "train_loss": float(np.mean(losses)), "train_seconds": trained_s, **metrics}
-        history.append(record)
-        if checkpoint_dir is not None:
-            save_checkpoint(
-                checkpoint_dir / "last.pt",
-                {
-                    "model": model.state_dict(),
-                    "meta": meta,
-                    "optimizer": optimizer.state_dict(),
-                    "generator": generator.get_state(),
-                    "global_rng": torch.get_rng_state(),
-                    "aug_generator": aug_generator.get_state(),
-                    "history": history,
-                    "best": best,
-                    "epoch": epoch,
-                    "step": step,
-                    "train_seconds": trained_s,
-                    "elapsed_seconds": elapsed(),
-                },
-            )
-        state = EpochState(epoch, step, record["train_loss"], metrics, trained_s, elapsed(), best)
+        state = trainer.end_epoch(epoch, losses, progress, clock)
         try:
             for callback in callbacks:
                 callback(state)
@@ -271,8 +323,4 @@ def fit(
             stopped_early = True
         if stopped_early:
             break
-
-    final = history[-1] if history else {}
-    final_metrics = {k: v for k, v in final.items() if k not in ("epoch", "step", "train_loss", "train_seconds")}
-    return FitResult(history, best, final_metrics, step, trained_s, checkpoint_dir, stopped_early)
-
+    return FitResult(progress.history, progress.best, progress.train_s, stopped_early)

@@ -88,6 +88,13 @@ def test_same_padding_needs_a_multiple_of_two_to_the_depth() -> None:
         config.output_size(500)
 
 
+def test_pretrained_smp_weights_are_refused_before_anything_downloads() -> None:
+    with pytest.raises(ConfigError, match="encoder_weights='imagenet'.*nothing downloads") as refused:
+        create_model("smp-resnet18-unet", encoder_weights="imagenet")
+    assert refused.value.key == "encoder_weights"
+    assert get_variant("smp-resnet18-unet").config.encoder_weights is None
+
+
 def test_unknown_smp_encoder_suggests_names() -> None:
     with pytest.raises(ConfigError, match="resnet18"):
         create_model("smp-resnet18-unet", encoder="resnet181")

@@ -1,8 +1,7 @@
 """U-Nets from segmentation-models-pytorch, with any smp encoder or any timm encoder (``tu-...``).
 
-Weights are never downloaded here: ``encoder_weights`` defaults to None, and asking for
-pretrained weights is refused unless they are already in the local cache (the explicit ``fetch``
-command is the only place that may download).
+Encoders start from random weights: nothing may download at run time, so the config refuses any
+``encoder_weights`` other than None (smp would fetch pretrained weights when the model is built).
 """
 
 from __future__ import annotations
@@ -57,6 +56,12 @@ class SmpConfig:
     family = "smp"
 
     def __post_init__(self) -> None:
+        if self.encoder_weights is not None:
+            raise ConfigError(
+                f"encoder_weights={self.encoder_weights!r}: pretrained weights would be downloaded when the model "
+                "is built, and nothing downloads at run time; leave encoder_weights unset (random init)",
+                key="encoder_weights",
+            )
         if len(self.decoder_channels) != self.encoder_depth:
             raise ValueError(
                 f"decoder_channels needs one entry per encoder level: {len(self.decoder_channels)} "
