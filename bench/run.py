@@ -28,9 +28,8 @@ from bench.search import chosen_trial, run_search
 from bench.store import ResultWriter, read_results, stage_done
 from bench.suite import SuiteCfg
 from bench.data import parse_indices
+from bench.metrics import ROW_METRICS
 from variants import resolve_config
-
-REPORTED = ("v_rand", "pixel_error", "v_info", "warping_error", "iou", "dice", "rand_split", "rand_merge")
 
 
 def latest_run(results: Path, suite: str) -> Path | None:
@@ -111,7 +110,7 @@ def run_suite(
                 extra=make_extra(train_seconds=result.fit.train_seconds, overrides=overrides, best_trial=train_best),
                 **_identity(),
             )
-            for metric in REPORTED
+            for metric in ROW_METRICS
             if metric in result.final
         ]
         writer.append(rows, name=stage)

@@ -26,7 +26,7 @@ from bench.data import (
     split_by_index,
     to_unit_float,
 )
-from bench.metrics import CHALLENGE_THRESHOLDS, LABELS, score_stack
+from bench.metrics import CHALLENGE_THRESHOLDS, METRICS, RESULT_METRICS, score_stack
 from bench.train import Callback, FitResult, evaluate, fit, resolve_device
 from variants import resolve_config
 from variants.registry import ModelConfig
@@ -36,11 +36,11 @@ from variants.sizes import InvalidInputSize
 def format_metrics(metrics: dict[str, float]) -> str:
     """One line with the headline metrics and the thresholds they were taken at."""
     parts = []
-    for key, label in LABELS.items():
+    for key in RESULT_METRICS:
         if key in metrics:
             threshold = metrics.get(f"threshold_{key}")
             at = f" (t={threshold:.1f})" if threshold is not None else ""
-            parts.append(f"{label} {metrics[key]:.4f}{at}")
+            parts.append(f"{METRICS[key].label} {metrics[key]:.4f}{at}")
     return "  ".join(parts)
 
 
