@@ -246,12 +246,13 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench.data import DataSpec
     from bench.run import run_suite
     from bench.suite import load_suite
 
     suite = load_suite(args.suite)
     if args.data:
-        suite = dataclasses.replace(suite, data=args.data)
+        suite = dataclasses.replace(suite, data=DataSpec.parse(args.data))
     result = run_suite(suite, Path(args.output), Path(args.reports), args.resume, args.seeds, args.storage)
     print(format_table(result.summary, ["variant", "seeds", "V_rand", "pixel error", "img/s"]))
     print(f"\nresults: {result.run_dir}\nreport:  {result.report_dir / 'report.html'}")

@@ -12,7 +12,12 @@ from typing import Any, Literal
 
 from bench.augment import AugmentCfg
 from bench.losses import PAPER_SIGMA, PAPER_W0, LossName
+from bench.metrics import ScoreName
 from variants.overrides import ConfigError, apply_overrides, near_matches
+
+
+# validation skips the slow warping error unless asked, so it cannot pick checkpoints or trials
+WARPING_UNSCORED = "{name} 'warping_error' is scored each epoch only with val_warping = true"
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class TrainCfg:
     val_tile: int = 572
     val_thresholds: Literal["fixed", "best"] = "best"  # 0.5, or the best of 0.1 ... 0.9
     val_warping: bool = False  # warping error each epoch is slow; always computed by eval
-    monitor: str = "v_rand"  # the validation metric that picks the best checkpoint
+    monitor: ScoreName = "v_rand"  # the validation metric that picks the best checkpoint
     device: str = "auto"
 
     def __post_init__(self) -> None:
@@ -54,6 +59,8 @@ class TrainCfg:
         if bad:
             problems = "; ".join(f"{name} must be positive, got {getattr(self, name)}" for name in bad)
             raise ConfigError(problems, key=bad[0])
+        if self.monitor == "warping_error" and not self.val_warping:
+            raise ConfigError(WARPING_UNSCORED.format(name="monitor"), key="monitor")
 
     def with_overrides(self, overrides: dict[str, Any], owner: str = "train") -> "TrainCfg":
         """A copy with type-checked overrides; ``augment`` may be given as a dict of its fields."""

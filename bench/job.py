@@ -20,7 +20,7 @@ import torch
 from bench.checkpoint import load_checkpoint
 from bench.config import TrainCfg, split_settings
 from bench.data import (
-    DataError, Dataset, DataSpec, default_val_sections, format_sections, parse_indices, split_by_index,
+    DataError, Dataset, DataSpec, default_val_sections, format_sections, split_by_index,
 )  # fmt: skip
 from bench.schema import config_hash
 from bench.suite import SuiteCfg
@@ -105,11 +105,10 @@ def suite_job(suite: SuiteCfg, variant: str, settings: Mapping[str, Any], seed: 
     variant, the rest to the training config) and ``seed``; ``owner`` names the settings in errors."""
     model, train = split_settings(dict(settings))
     return TrainJob(
-        variant=variant, data=DataSpec.parse(suite.data),
+        variant=variant, data=suite.data,
         train=suite.train.with_overrides({**train, "seed": seed}, owner=owner),
         overrides={**suite.model_overrides(variant), **model},
-        val_sections=tuple(parse_indices(suite.val_sections)) if suite.val_sections else None,
-        test_sections=tuple(parse_indices(suite.test_sections)) if suite.test_sections else (),
+        val_sections=suite.val_sections, test_sections=suite.test_sections,
     )  # fmt: skip
 
 

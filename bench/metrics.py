@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from enum import IntEnum
 from functools import lru_cache
-from typing import Iterable
+from typing import Iterable, Literal
 
 import numpy as np
 from scipy import ndimage, sparse
@@ -290,10 +291,72 @@ def score_masks(pred_mask: np.ndarray, true_mask: np.ndarray, warping: bool = Tr
     return scores
 
 
-# Which way is better, for picking the best threshold.
-HIGHER_IS_BETTER = {"iou", "dice", "v_rand", "rand_split", "rand_merge", "v_info", "info_split", "info_merge", "seg"}
-# how the headline metrics are named in printed lines, in the order they are printed
-LABELS = {"pixel_error": "pixel error", "v_rand": "V_rand", "v_info": "V_info", "warping_error": "warping error", "iou": "IoU"}
+# --- the metric table ---------------------------------------------------------------------------
+# Every metric the harness names, in one place: which way is better, how printed lines name it,
+# its unit and where it is shown. Configs take the names as Literal types, so a misspelt objective
+# or monitor fails when a suite or --set is read, not after the first epoch of the first trial.
+
+# What ``score_stack`` returns (warping_error only when asked): an objective or a monitor
+ScoreName = Literal[
+    "pixel_error", "v_rand", "v_info", "warping_error", "iou", "dice", "rand_split", "rand_merge", "rand_error",
+    "info_split", "info_merge", "vi_split", "vi_merge",
+]  # fmt: skip
+# What a search trial can cost, each minimised: inference latency (batch 1, the training tile,
+# this machine), parameters, forward GFLOP per image, peak memory of the latency measurement
+CostName = Literal["latency_ms", "params", "gflops", "peak_memory_mib"]
+MetricName = Literal[ScoreName, CostName, "seg"]
+
+
+class Shown(IntEnum):
+    """Where a metric is shown; each place shows the metrics of the places above it too."""
+
+    RANKED = 1  # the two the ISBI 2012 challenge ranked by: epoch lines and the report's summary
+    RESULT = 2  # result lines of train / eval / score, and the report's quality tables
+    ROWS = 3  # the eval rows `unet-bench run` stores
+    NOWHERE = 4  # none of those (a score can still be an objective or a monitor)
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: MetricName
+    higher_is_better: bool
+    label: str  # how printed lines and tables name it
+    unit: str = ""
+    shown: Shown = Shown.NOWHERE
+
+
+METRICS: dict[str, Metric] = {m.name: m for m in (  # in the order printed lines show them
+    Metric("pixel_error", False, "pixel error", shown=Shown.RANKED),
+    Metric("v_rand", True, "V_rand", shown=Shown.RANKED),
+    Metric("v_info", True, "V_info", shown=Shown.RESULT),
+    Metric("warping_error", False, "warping error", shown=Shown.RESULT),
+    Metric("iou", True, "IoU", shown=Shown.RESULT),
+    Metric("dice", True, "Dice", shown=Shown.ROWS),
+    Metric("rand_split", True, "Rand split", shown=Shown.ROWS),
+    Metric("rand_merge", True, "Rand merge", shown=Shown.ROWS),
+    Metric("rand_error", False, "Rand error"),
+    Metric("info_split", True, "information split"),
+    Metric("info_merge", True, "information merge"),
+    Metric("vi_split", False, "VI split", "bit"),
+    Metric("vi_merge", False, "VI merge", "bit"),
+    Metric("seg", True, "SEG"),  # Cell Tracking Challenge (seg_measure); not part of score_stack
+    Metric("latency_ms", False, "latency", "ms"),
+    Metric("params", False, "parameters"),
+    Metric("gflops", False, "forward GFLOP", "GFLOP"),
+    Metric("peak_memory_mib", False, "peak memory", "MiB"),
+)}  # fmt: skip
+
+HIGHER_IS_BETTER = frozenset(name for name, m in METRICS.items() if m.higher_is_better)
+
+
+def shown_in(place: Shown) -> tuple[str, ...]:
+    """The metrics shown in ``place``, in the table's order."""
+    return tuple(name for name, m in METRICS.items() if m.shown <= place)
+
+
+RANKED_METRICS = shown_in(Shown.RANKED)
+RESULT_METRICS = shown_in(Shown.RESULT)
+ROW_METRICS = shown_in(Shown.ROWS)
 
 # Companion scores are reported at their headline metric's best threshold, so that e.g. the
 # split and merge parts shown always belong to the V_rand shown.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TextIO
 
-from bench.metrics import LABELS
+from bench.metrics import METRICS, RANKED_METRICS
 from bench.train import EpochState
 
 
@@ -24,8 +24,8 @@ class EpochPrinter:
     def __call__(self, state: EpochState) -> None:
         total = f"/{self.epochs}" if self.epochs < 10_000 else ""
         parts = [f"epoch {state.epoch + 1}{total}", f"step {state.step}", f"loss {state.train_loss:.4f}"]
-        for key in ("pixel_error", "v_rand"):  # the two the challenge ranked by
+        for key in RANKED_METRICS:
             if key in state.metrics:
-                parts.append(f"{LABELS[key]} {state.metrics[key]:.4f}")
+                parts.append(f"{METRICS[key].label} {state.metrics[key]:.4f}")
         parts.append(f"{format_duration(state.elapsed_s)} ({format_duration(state.train_s)} training)")
         print("  ".join(parts), file=self.stream or sys.stderr, flush=True)

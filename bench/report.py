@@ -19,11 +19,9 @@ from typing import Any
 import pandas as pd
 
 from bench import aggregate, reference
-from bench.metrics import HIGHER_IS_BETTER
+from bench.metrics import HIGHER_IS_BETTER, METRICS, RANKED_METRICS, RESULT_METRICS
 from bench.schema import ENVIRONMENT_COLUMNS, MODEL_MEMORY_METRICS
 from bench.store import read_results
-
-QUALITY_METRICS = ("v_rand", "pixel_error", "v_info", "warping_error", "iou")
 
 
 @dataclass
@@ -66,7 +64,7 @@ def _save(fig: Any, out_dir: Path, stem: str, report: Report) -> None:
 
 def quality_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per variant: mean and bootstrap CI over seeds of each quality metric present."""
-    evals = frame[(frame["stage"] == "eval") & frame["metric"].isin(QUALITY_METRICS)]
+    evals = frame[(frame["stage"] == "eval") & frame["metric"].isin(RESULT_METRICS)]
     return aggregate.summarize(evals, by=("variant", "metric"))
 
 
@@ -199,7 +197,7 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
             _save(fig, out_dir, "pareto", report)
 
     search = frame[frame["stage"] == "search"]
-    history = search[search["metric"].isin(QUALITY_METRICS) & (search["trial"] >= 0)]
+    history = search[search["metric"].isin(RESULT_METRICS) & (search["trial"] >= 0)]
     if not history.empty:
         objective = "v_rand" if (history["metric"] == "v_rand").any() else history["metric"].iloc[0]
         trials = history[history["metric"] == objective].groupby("trial")["value"].mean().sort_index()
@@ -262,7 +260,7 @@ def search_front_section(frame: pd.DataFrame, out_dir: Path, report: Report) -> 
     front = frame[frame["stage"] == "search-pareto"]
     if front.empty:
         return
-    quality = next(m for m in front["metric"].unique() if m in QUALITY_METRICS)
+    quality = next(m for m in front["metric"].unique() if m in RESULT_METRICS)
     cost = next(m for m in front["metric"].unique() if m != quality)
     table = front.pivot_table(index="trial", columns="metric", values="value").reset_index()
     params = front.drop_duplicates("trial").set_index("trial")["extra"]
@@ -306,8 +304,8 @@ def summary_table(quality: pd.DataFrame, prof: pd.DataFrame) -> pd.DataFrame:
     throughput is the best inference measurement (training if none) at the variant's most
     measured input size, and ``at`` says which, since img/s differ by size and setting."""
     rows: dict[str, dict[str, Any]] = {}
-    for _, q in quality[quality["metric"].isin(["v_rand", "pixel_error"])].iterrows():
-        label = "V_rand" if q["metric"] == "v_rand" else "pixel error"
+    for _, q in quality[quality["metric"].isin(RANKED_METRICS)].iterrows():
+        label = METRICS[q["metric"]].label
         rows.setdefault(q["variant"], {"variant": q["variant"]})[label] = (
             f"{q['mean']:.4f} [{q['ci_low']:.4f}, {q['ci_high']:.4f}]"
         )

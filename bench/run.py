@@ -27,8 +27,7 @@ from bench.schema import ResultRow, make_extra
 from bench.search import chosen_trial, run_search, study_rows
 from bench.store import ResultWriter, read_results, stage_done
 from bench.suite import SuiteCfg
-
-REPORTED = ("v_rand", "pixel_error", "v_info", "warping_error", "iou", "dice", "rand_split", "rand_merge")
+from bench.metrics import ROW_METRICS
 
 
 def latest_run(results: Path, suite: str) -> Path | None:
@@ -107,7 +106,7 @@ def train_stage(
         result = run_job(job)
         factory = RowFactory(run_dir.name, suite.name, result.device).for_job(job, "eval", result.split)
         extra = make_extra(train_seconds=result.fit.train_seconds, overrides=job.overrides, best_trial=best)
-        rows = [factory.row(m, result.final[m], extra=extra) for m in REPORTED if m in result.final]
+        rows = [factory.row(m, result.final[m], extra=extra) for m in ROW_METRICS if m in result.final]
         writer = ResultWriter(run_dir)
         writer.save_config(job.key(), job.settings(result.val_sections))
         writer.append(rows, name=stage)

@@ -9,7 +9,7 @@ from typing import Sequence
 import numpy as np
 
 from bench.data import DataError, binary_mask, read_image, to_unit_float
-from bench.metrics import CHALLENGE_THRESHOLDS, LABELS, score_stack
+from bench.metrics import CHALLENGE_THRESHOLDS, METRICS, RESULT_METRICS, score_stack
 from variants.registry import ModelConfig
 from variants.sizes import InvalidInputSize
 
@@ -17,11 +17,11 @@ from variants.sizes import InvalidInputSize
 def format_metrics(metrics: dict[str, float]) -> str:
     """One line with the headline metrics and the thresholds they were taken at."""
     parts = []
-    for key, label in LABELS.items():
+    for key in RESULT_METRICS:
         if key in metrics:
             threshold = metrics.get(f"threshold_{key}")
             at = f" (t={threshold:.1f})" if threshold is not None else ""
-            parts.append(f"{label} {metrics[key]:.4f}{at}")
+            parts.append(f"{METRICS[key].label} {metrics[key]:.4f}{at}")
     return "  ".join(parts)
 
 

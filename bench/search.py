@@ -27,7 +27,7 @@ import torch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says it shorter
 
-from bench.data import DataSpec, format_sections
+from bench.data import format_sections
 from bench.errors import StorageError, WorkerError, first_line
 from bench.job import TrainJob, run_job, suite_job, validation_sections
 from bench.metrics import HIGHER_IS_BETTER
@@ -381,7 +381,7 @@ def study_rows(suite: SuiteCfg, run_id: str, stage: str) -> RowFactory:
     assert search is not None
     device = resolve_device(suite.train.device)
     return RowFactory(run_id, suite.name, device).bind(
-        variant=search.variant, seed=search.seed, stage=stage, dataset=str(DataSpec.parse(suite.data))
+        variant=search.variant, seed=search.seed, stage=stage, dataset=str(suite.data)
     )
 
 

@@ -1,27 +1,29 @@
 """Training suites: what to train, on which data, how, and what to search.
 
 A suite file has ``[suite]``, ``[data]``, ``[train]`` (fields of ``TrainCfg``), ``[model]``
-(overrides applied to every variant, e.g. a small width for CPU runs), ``[variants]`` and
-``[search]`` with a ``[search.space]``. Everything is validated on load, before any training:
-errors name the file, the line and the key, and say what would be valid.
+(overrides applied to every variant, and ``width_scale`` for CPU-sized runs), ``[variants]`` and
+``[search]`` (fields of ``SearchCfg``) with a ``[search.space]``. Every section is validated on
+load, before any training, through the same typed overrides as model configs: errors name the
+file, the line and the key, and say what would be valid.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import contextlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
-from bench.config import SuiteError, TrainCfg, load_toml, suite_key_error, suite_path
-from bench.data import parse_indices
-from bench.fetch import DATASETS
+from bench.config import WARPING_UNSCORED, SuiteError, TrainCfg, load_toml, suite_key_error, suite_path
+from bench.data import SYNTHETIC_OPTIONS, DataSpec, parse_indices
+from bench.metrics import METRICS, CostName, ScoreName
 from variants import ConfigError, UnknownVariantError, get_variant, resolve_config
+from variants.overrides import apply_overrides
 
-SAMPLERS = ("tpe", "random", "cmaes", "nsga2")
-# what a trial can cost, each minimised, with its unit: inference latency (batch 1, the training
-# tile, this machine), parameters, forward GFLOP per image, peak memory of the latency measurement
-COSTS = {"latency_ms": "ms", "params": "", "gflops": "GFLOP", "peak_memory_mib": "MiB"}
-PRUNERS = ("median", "hyperband", "sha", "none")
+Sampler = Literal["tpe", "random", "cmaes", "nsga2"]
+Pruner = Literal["median", "hyperband", "sha", "none"]
+COSTS = {name: METRICS[name].unit for name in get_args(CostName)}  # what a trial can cost, with its unit
 SECTIONS = {"suite", "data", "train", "cpu", "model", "variants", "search"}
 
 
@@ -40,16 +42,16 @@ class Param:
 @dataclass(frozen=True)
 class SearchCfg:
     trials: int = 6
-    sampler: str = "tpe"
-    pruner: str = "median"
-    objective: str = "v_rand"
+    sampler: Sampler = "tpe"
+    pruner: Pruner = "median"
+    objective: ScoreName = "v_rand"  # direction from bench.metrics.METRICS
     seed: int = 0
     variant: str = "unet-original"  # the variant whose hyperparameters are searched
     space: tuple[Param, ...] = ()
     startup_trials: int = 2  # trials before pruning starts
     warmup_epochs: int = 1  # epochs of a trial before it may be pruned
-    costs: tuple[str, ...] = ()  # multi-objective: the objective against these (Pareto front; no pruning)
-    constraints: dict[str, float] = field(default_factory=dict)  # cost <= limit, or the trial is pruned untrained
+    costs: tuple[CostName, ...] = ()  # multi-objective: the objective against these (Pareto front; no pruning)
+    constraints: dict[CostName, float] = field(default_factory=dict)  # cost <= limit, or the trial is pruned untrained
 
     @property
     def multi_objective(self) -> bool:
@@ -57,31 +59,61 @@ class SearchCfg:
 
 
 @dataclass(frozen=True)
+class Variants:
+    """[variants]: the variants trained, each with ``seeds`` seeds."""
+
+    names: tuple[str, ...] = ()
+    seeds: int = 2
+
+    def __post_init__(self) -> None:
+        if self.seeds <= 0:
+            raise ConfigError(f"seeds must be positive, got {self.seeds}", key="seeds")
+
+
+@dataclass(frozen=True)
 class SuiteCfg:
     name: str
     path: Path
-    data: str = "synthetic"  # a load_data spec: synthetic[:count=..,size=..] or a folder
-    val_sections: str | None = None  # validation: checkpoint choice and the search's objective
-    test_sections: str | None = None  # scored once, by the retrained best configuration only
+    data: DataSpec = field(default_factory=DataSpec)
+    val_sections: tuple[int, ...] | None = None  # validation: checkpoint choice and the search's objective
+    test_sections: tuple[int, ...] = ()  # scored once, by the retrained best configuration only
     train: TrainCfg = field(default_factory=TrainCfg)
-    model: dict[str, Any] = field(default_factory=dict)
+    model: dict[str, Any] = field(default_factory=dict)  # [model]: config overrides for every variant
+    width_scale: float | None = None  # [model] width_scale: each variant's own base width times this
     variants: tuple[str, ...] = ()
     seeds: int = 2
     search: SearchCfg | None = None
     cpu_train: TrainCfg | None = None  # [cpu]: the scaled-down schedule used without a GPU
 
+    def __post_init__(self) -> None:
+        if self.width_scale is not None and self.width_scale <= 0:
+            raise ConfigError(f"width_scale must be positive, got {self.width_scale}", key="width_scale")
+
     def model_overrides(self, variant: str) -> dict[str, Any]:
         """[model] overrides for ``variant``. ``width_scale`` scales the variant's own base
         width (so unet-16 and unet-32 stay different at CPU size) instead of replacing it."""
         overrides = dict(self.model)
-        scale = overrides.pop("width_scale", None)
         base_width = getattr(get_variant(variant).config, "base_width", None)
-        if scale is not None and base_width is not None:
-            overrides.setdefault("base_width", max(1, round(base_width * float(scale))))
+        if self.width_scale is not None and base_width is not None:
+            overrides.setdefault("base_width", max(1, round(base_width * self.width_scale)))
         return overrides
 
 
-def _params(space: dict[str, Any], path: Path, text: str) -> tuple[Param, ...]:
+@contextlib.contextmanager
+def named(path: Path, text: str, key: str, prefix: str = "") -> Iterator[None]:
+    """A config error raised inside becomes one SuiteError naming the file, the line and the
+    key: the error's own key when it has one (the [train] field at fault), else ``key``."""
+    try:
+        yield
+    except SuiteError:
+        raise
+    except (UnknownVariantError, ConfigError, ValueError) as exc:
+        raise suite_key_error(path, text, getattr(exc, "key", None) or key, prefix + str(exc)) from None
+
+
+def _params(space: Any, path: Path, text: str) -> tuple[Param, ...]:
+    if not isinstance(space, dict):
+        raise suite_key_error(path, text, "space", "expected a [search.space] table")
     params = []
     for name, spec in space.items():
         where = f"search.space.{name}"
@@ -128,13 +160,15 @@ def _check_space(params: tuple[Param, ...], variant: str, train: TrainCfg, path:
                 raise suite_key_error(path, text, p.name, f"search.space.{p.name}: {exc}") from None
 
 
-def _check_costs(search: SearchCfg, pruner_given: bool, path: Path, text: str) -> None:
-    """Costs and constraints name known costs; a multi-objective study cannot prune (Optuna's
-    limit), so asking for both is a mistake worth naming."""
-    for cost in search.costs:
-        if cost not in COSTS:
+def _check_cost_names(values: dict[str, Any], path: Path, text: str) -> None:
+    """Costs and constraints name known costs and positive limits: checked before the types, so
+    the message says which cost is unknown."""
+    costs = values.get("costs", ())
+    for cost in costs if isinstance(costs, list) else ():
+        if not isinstance(cost, str) or cost not in COSTS:
             raise suite_key_error(path, text, "costs", f"unknown cost {cost!r}; allowed: {', '.join(COSTS)}")
-    for cost, limit in search.constraints.items():
+    constraints = values.get("constraints", {})
+    for cost, limit in constraints.items() if isinstance(constraints, dict) else ():
         if cost not in COSTS:
             raise suite_key_error(
                 path, text, cost, f"search.constraints: unknown cost {cost!r}; allowed: {', '.join(COSTS)}"
@@ -143,6 +177,11 @@ def _check_costs(search: SearchCfg, pruner_given: bool, path: Path, text: str) -
             raise suite_key_error(
                 path, text, cost, f"search.constraints.{cost}: the limit must be a positive number, got {limit!r}"
             )
+
+
+def _check_multi_objective(search: SearchCfg, pruner_given: bool, path: Path, text: str) -> None:
+    """A multi-objective study cannot prune (Optuna's limit), so asking for both is a mistake
+    worth naming."""
     if search.costs and pruner_given and search.pruner != "none":
         raise suite_key_error(path, text, "pruner", "Optuna cannot prune a multi-objective study (costs = [...]); "
                               'set pruner = "none", or keep one objective and limit the cost with [search.constraints], which prunes')  # fmt: skip
@@ -152,93 +191,106 @@ def _check_costs(search: SearchCfg, pruner_given: bool, path: Path, text: str) -
         )
 
 
-def load_suite(name_or_path: str | Path) -> SuiteCfg:
-    """Read and validate a training suite."""
-    path = suite_path(name_or_path)
-    data, text = load_toml(path)
-    unknown = set(data) - SECTIONS
+def _tables(data: dict[str, Any], path: Path, text: str) -> dict[str, dict[str, Any]]:
+    """The file's sections by name; a key outside any section or an unknown section is refused."""
+    loose = sorted(key for key, value in data.items() if not isinstance(value, dict))
+    if loose:  # a key above the first [section], or one that lost its header
+        raise suite_key_error(
+            path, text, loose[0], f"outside any section; put it under one of [{'], ['.join(sorted(SECTIONS))}]"
+        )
+    unknown = sorted(set(data) - SECTIONS)
     if unknown:
-        key = sorted(unknown)[0]
-        if not isinstance(data[key], dict):  # a key above the first [section], or one that lost its header
-            raise suite_key_error(
-                path, text, key, f"outside any section; put it under one of [{'], ['.join(sorted(SECTIONS))}]"
-            )
-        raise SuiteError(f"{path}: unknown section [{key}]; allowed: {', '.join(sorted(SECTIONS))}")
-    head = data.get("suite", {})
-    data_section = dict(data.get("data", {}))
-    source = str(data_section.pop("source", "synthetic"))
+        raise SuiteError(f"{path}: unknown section [{unknown[0]}]; allowed: {', '.join(sorted(SECTIONS))}")
+    return {name: dict(section) for name, section in data.items()}
+
+
+def _with_data(suite: SuiteCfg, section: dict[str, Any], text: str) -> SuiteCfg:
+    """[data]: the source (a relative folder is relative to the suite file) and the sections held
+    out for validation and test, which must not overlap."""
+    path = suite.path
+    source = str(section.pop("source", "synthetic"))
     val_sections, test_sections = (
-        None if (v := data_section.pop(key, None)) is None else str(v) for key in ("val_sections", "test_sections")
+        None if (v := section.pop(key, None)) is None else str(v) for key in ("val_sections", "test_sections")
     )
-    parsed: dict[str, set[int]] = {}
+    parsed: dict[str, tuple[int, ...]] = {}
     for key, sections in (("val_sections", val_sections), ("test_sections", test_sections)):
-        try:
-            parsed[key] = set(parse_indices(sections)) if sections is not None else set()
-        except ValueError as exc:
-            raise suite_key_error(path, text, key, f"[data] {key}: {exc}") from None
-    shared = sorted(parsed["val_sections"] & parsed["test_sections"])
+        with named(path, text, key, prefix=f"[data] {key}: "):
+            parsed[key] = tuple(parse_indices(sections)) if sections is not None else ()
+    shared = sorted(set(parsed["val_sections"]) & set(parsed["test_sections"]))
     if shared:
         raise suite_key_error(path, text, "test_sections", f"sections {shared} are both validation and test sections; "
                               "the test split must be untouched by training and selection")  # fmt: skip
-    bad = set(data_section) - {"count", "size", "seed"}
+    bad = set(section) - set(SYNTHETIC_OPTIONS)
     if bad:
-        raise suite_key_error(
-            path,
-            text,
-            sorted(bad)[0],
-            "unknown key in [data]; allowed: source, val_sections, test_sections, count, size, seed",
-        )
-    if source == "synthetic" and data_section:
-        source = "synthetic:" + ",".join(f"{k}={int(v)}" for k, v in sorted(data_section.items()))
-    elif source != "synthetic" and source not in DATASETS and not Path(source).is_absolute():
-        # a relative folder is relative to the suite file, never to the working directory
-        source = str((path.parent / source).resolve())
-    try:
-        train = TrainCfg().with_overrides(data.get("train", {}), owner="[train]")
-    except (ConfigError, ValueError) as exc:
-        key = getattr(exc, "key", None) or "train"
-        raise suite_key_error(path, text, key, str(exc)) from None
+        raise suite_key_error(path, text, sorted(bad)[0],
+                              "unknown key in [data]; allowed: source, val_sections, test_sections, count, size, seed")  # fmt: skip
+    spec = DataSpec.parse(source, base=path.parent)  # a relative folder is relative to the suite file
+    if section and not spec.synthetic:
+        raise suite_key_error(path, text, sorted(section)[0], "count, size and seed apply to source = \"synthetic\" only")
+    with named(path, text, "data"):
+        spec = apply_overrides(spec, section, owner="[data]")
+    val = parsed["val_sections"] if val_sections is not None else None
+    return replace(suite, data=spec, val_sections=val, test_sections=parsed["test_sections"])
+
+
+def _with_train(suite: SuiteCfg, tables: dict[str, dict[str, Any]], text: str) -> SuiteCfg:
+    """[train] over TrainCfg's defaults, and [cpu] over [train]: the CPU schedule changes only
+    what it names."""
+    with named(suite.path, text, "train"):
+        train = TrainCfg().with_overrides(tables.get("train", {}), owner="[train]")
     cpu_train = None
-    if "cpu" in data:
-        try:
-            cpu_train = train.with_overrides(data["cpu"], owner="[cpu]")
-        except (ConfigError, ValueError) as exc:
-            key = getattr(exc, "key", None) or "cpu"
-            raise suite_key_error(path, text, key, str(exc)) from None
-    model = dict(data.get("model", {}))
-    variants_section = data.get("variants", {})
-    names = tuple(variants_section.get("names", ()))
-    probe = SuiteCfg(name="", path=path, model=model)
-    for name in names:
-        try:
-            resolve_config(name, **probe.model_overrides(name))
-        except (UnknownVariantError, ConfigError, ValueError) as exc:
-            raise suite_key_error(path, text, "names", str(exc)) from None
-    search = None
-    if "search" in data:
-        s = dict(data["search"])
-        space = _params(s.pop("space", {}), path, text)
-        allowed = {f for f in SearchCfg.__dataclass_fields__} - {"space"}
-        bad = set(s) - allowed
-        if bad:
-            raise suite_key_error(
-                path, text, sorted(bad)[0], f"unknown key in [search]; allowed: {', '.join(sorted(allowed))}"
-            )
-        search = SearchCfg(
-            space=space, **{**s, "costs": tuple(s.get("costs", ())), "constraints": dict(s.get("constraints", {}))}
-        )
-        _check_costs(search, "pruner" in s, path, text)
-        if search.sampler not in SAMPLERS:
-            raise suite_key_error(path, text, "sampler", f"{search.sampler!r} is not one of {', '.join(SAMPLERS)}")
-        if search.pruner not in PRUNERS:
-            raise suite_key_error(path, text, "pruner", f"{search.pruner!r} is not one of {', '.join(PRUNERS)}")
-        try:
-            resolve_config(search.variant, **probe.model_overrides(search.variant))
-        except (UnknownVariantError, ConfigError) as exc:
-            raise suite_key_error(path, text, "variant", str(exc)) from None
-        _check_space(space, search.variant, train, path, text)
-    return SuiteCfg(
-        name=str(head.get("name", path.stem)), path=path, data=source,
-        val_sections=val_sections, test_sections=test_sections, train=train, model=model, variants=names,
-        seeds=int(variants_section.get("seeds", 2)), search=search, cpu_train=cpu_train,
-    )  # fmt: skip
+    if "cpu" in tables:
+        with named(suite.path, text, "cpu"):
+            cpu_train = train.with_overrides(tables["cpu"], owner="[cpu]")
+    return replace(suite, train=train, cpu_train=cpu_train)
+
+
+def _with_model(suite: SuiteCfg, section: dict[str, Any], text: str) -> SuiteCfg:
+    """[model]: ``width_scale``, a field of the suite, and overrides for every variant (checked
+    with the variants that use them)."""
+    scale = section.pop("width_scale", None)
+    with named(suite.path, text, "width_scale"):
+        return apply_overrides(replace(suite, model=section), {"width_scale": scale}, owner="[model]")
+
+
+def _with_variants(suite: SuiteCfg, section: dict[str, Any], text: str) -> SuiteCfg:
+    """[variants]: each name must be registered and build with [model]'s overrides."""
+    with named(suite.path, text, "variants"):
+        chosen = apply_overrides(Variants(), section, owner="[variants]")
+    for name in chosen.names:
+        with named(suite.path, text, "names"):
+            resolve_config(name, **suite.model_overrides(name))
+    return replace(suite, variants=chosen.names, seeds=chosen.seeds)
+
+
+def _search(suite: SuiteCfg, section: dict[str, Any], text: str) -> SearchCfg:
+    """[search] through the same typed path as [train], then what types cannot say: costs
+    against pruning, an objective validation scores, a variant and space that build."""
+    path = suite.path
+    space = _params(section.pop("space", {}), path, text)
+    _check_cost_names(section, path, text)
+    with named(path, text, "search"):
+        search = apply_overrides(SearchCfg(), {**section, "space": space}, owner="[search]")
+    _check_multi_objective(search, "pruner" in section, path, text)
+    schedules = (suite.train, suite.cpu_train or suite.train)
+    if search.objective == "warping_error" and not all(t.val_warping for t in schedules):
+        raise suite_key_error(path, text, "objective", WARPING_UNSCORED.format(name="objective"))
+    with named(path, text, "variant"):
+        resolve_config(search.variant, **suite.model_overrides(search.variant))
+    _check_space(space, search.variant, suite.train, path, text)
+    return search
+
+
+def load_suite(name_or_path: str | Path) -> SuiteCfg:
+    """Read and validate a training suite, section by section, before any training."""
+    path = suite_path(name_or_path)
+    data, text = load_toml(path)
+    tables = _tables(data, path, text)
+    suite = SuiteCfg(name=str(tables.get("suite", {}).get("name", path.stem)), path=path)
+    suite = _with_data(suite, tables.get("data", {}), text)
+    suite = _with_train(suite, tables, text)
+    suite = _with_model(suite, tables.get("model", {}), text)
+    suite = _with_variants(suite, tables.get("variants", {}), text)
+    if "search" in tables:
+        suite = replace(suite, search=_search(suite, tables["search"], text))
+    return suite

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -138,3 +140,26 @@ def test_best_threshold_is_picked_per_metric() -> None:
     assert fixed["pixel_error"] > 0.5
     assert best["pixel_error"] == 0.0 and 0.2 < best["threshold_pixel_error"] <= 0.8
     assert best["v_rand"] == pytest.approx(1.0)
+
+
+def test_the_metric_table_holds_every_score_with_its_direction() -> None:
+    truth = two_cells(18)
+    noisy = truth ^ (np.random.default_rng(0).random(truth.shape) > 0.9)  # flipped pixels: splits and holes
+    noisy[10:12, 18:20] = True  # a bridge across the membrane: a merge
+    perfect = metrics.score_stack([truth.astype(float)], [truth], warping=True)
+    poor = metrics.score_stack([noisy.astype(float)], [truth], warping=True)
+    scores = {k for k in perfect if not k.startswith("threshold_")}
+    assert scores == set(get_args(metrics.ScoreName)) and scores <= set(metrics.METRICS)
+    assert set(get_args(metrics.MetricName)) == set(metrics.METRICS), "one row per name a config may use"
+    assert set(metrics.HEADLINES) <= scores and set(get_args(metrics.CostName)) <= set(metrics.METRICS)
+    for name in scores:  # the perfect prediction scores better on every metric, whichever way that is
+        assert perfect[name] != poor[name], name
+        assert (perfect[name] > poor[name]) == (name in metrics.HIGHER_IS_BETTER), name
+    assert set(metrics.RANKED_METRICS) < set(metrics.RESULT_METRICS) < set(metrics.ROW_METRICS) <= scores
+
+
+def test_result_lines_keep_their_labels_and_order() -> None:
+    from bench.runner import format_metrics
+
+    scores = {"v_rand": 0.9, "dice": 0.7, "iou": 0.8, "pixel_error": 0.1, "threshold_pixel_error": 0.5, "v_info": 0.6}
+    assert format_metrics(scores) == "pixel error 0.1000 (t=0.5)  V_rand 0.9000  V_info 0.6000  IoU 0.8000"

@@ -23,6 +23,7 @@ SUITES = {
     "zero_batch": ('[suite]\nname = "x"\n[train]\nbatch_size = 0\n', "run", [":4:", "'batch_size'", "must be positive, got 0"]),
     "negative_epochs": ('[suite]\nname = "x"\n[cpu]\nepochs = -3\n', "run", [":4:", "'epochs'", "must be positive, got -3"]),
     "search_space_typo": (TINY_SEARCH.read_text().replace('"model.dropout"', '"model.dropuot"'), "search", ["'model.dropuot'", "Did you mean 'dropout'"]),
+    "misspelt_objective": ('[suite]\nname = "x"\n[search]\nobjective = "v_rnad"\n', "run", [":4:", "'objective'", "Did you mean 'v_rand'", "one of 'pixel_error', 'v_rand'"]),
     "unknown_cost": (TINY_SEARCH.read_text().replace("trials = 5", 'trials = 5\ncosts = ["speed"]\npruner = "none"').replace('pruner = "median"\n', ""), "search", ["'costs'", "unknown cost 'speed'", "latency_ms"]),
 }  # fmt: skip
 

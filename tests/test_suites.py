@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import get_args
+
 import pytest
 
-from bench.config import SUITES_DIR
+from bench.config import SUITES_DIR, SuiteError
 from bench.data import load_data
+from bench.metrics import ScoreName
 from bench.profile_suite import load_profile_suite
-from bench.suite import load_suite
+from bench.suite import Pruner, Sampler, load_suite
+from tests.conftest import TINY_SEARCH
+
+TINY_SUITE = TINY_SEARCH.parent / "tiny-suite.toml"  # every section, a search and two variants
 
 TRAINING_SUITES = sorted(p.stem for p in SUITES_DIR.glob("*.toml") if p.stem not in ("gpu", "cpu-smoke"))
 
@@ -18,7 +25,7 @@ def test_training_suites_validate(name: str) -> None:
     assert suite.variants and suite.seeds >= 2
     if name.startswith("ablation-"):
         assert suite.variants[0] == "unet-original", "the paper's net is every ablation's baseline"
-        assert suite.data == "isbi2012" and suite.val_sections == "25-29"
+        assert str(suite.data) == "isbi2012" and suite.val_sections == (25, 26, 27, 28, 29)
         assert suite.search is None, "a matched budget: every variant trains with the same recipe"
 
 
@@ -46,8 +53,76 @@ def test_isbi2012_by_name_finds_the_shared_copy() -> None:
 
 def test_paper_suite_is_the_papers_recipe_with_a_cpu_schedule() -> None:
     suite = load_suite("paper")
-    assert suite.variants == ("unet-original",) and suite.data == "isbi2012"
+    assert suite.variants == ("unet-original",) and str(suite.data) == "isbi2012"
     t = suite.train
     assert (t.optimizer, t.momentum, t.batch_size, t.tile, t.loss, t.w0, t.sigma) == ("sgd", 0.99, 1, 572, "weighted_ce", 10.0, 5.0)
     assert (t.augment.elastic_sigma, t.augment.elastic_points) == (10.0, 3)
     assert suite.cpu_train is not None and suite.cpu_train.epochs * suite.cpu_train.steps_per_epoch < t.epochs * t.steps_per_epoch
+
+
+def test_width_scale_is_a_suite_field_that_scales_each_variants_own_width() -> None:
+    suite = load_suite("quick")
+    assert suite.width_scale == 0.125 and suite.model == {"depth": 2}, "[model] holds only real model overrides"
+    assert suite.model_overrides("unet-original") == {"depth": 2, "base_width": 8}
+    assert suite.model_overrides("unet-32") == {"depth": 2, "base_width": 4}
+    assert load_suite(TINY_SUITE).model_overrides("resunet") == {"base_width": 4, "depth": 2}, "no scale: as written"
+
+
+def broken_suite(tmp_path: Path, old: str, new: str) -> Path:
+    """tiny-suite.toml with ``old`` replaced by ``new``."""
+    text = TINY_SUITE.read_text()
+    assert old in text
+    path = tmp_path / "broken.toml"
+    path.write_text(text.replace(old, new, 1))
+    return path
+
+
+def load_error(path: Path, key: str) -> str:
+    """The SuiteError of loading ``path``, checked to name the file, the line of ``key`` and the key."""
+    with pytest.raises(SuiteError) as err:
+        load_suite(path)
+    line = next(i for i, text in enumerate(path.read_text().splitlines(), 1) if text.startswith(f"{key} ="))
+    message = str(err.value)
+    assert message.startswith(f"{path}:{line}: key {key!r}: "), message
+    return message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "choices", "meant"),
+    [
+        ('objective = "v_rand"', 'objective = "v_rnad"', "objective", get_args(ScoreName), "v_rand"),
+        ('pruner = "median"', 'pruner = "medain"', "pruner", get_args(Pruner), "median"),
+        ("trials = 3", 'trials = 3\nsampler = "tpf"', "sampler", get_args(Sampler), "tpe"),
+        ('val_thresholds = "fixed"', 'val_thresholds = "fixed"\nmonitor = "vrand"', "monitor", get_args(ScoreName), "v_rand"),
+    ],
+)  # fmt: skip
+def test_a_misspelt_choice_fails_on_load_with_the_valid_choices(
+    tmp_path: Path, old: str, new: str, key: str, choices: tuple[str, ...], meant: str
+) -> None:
+    message = load_error(broken_suite(tmp_path, old, new), key)
+    assert all(repr(choice) in message for choice in choices), message
+    assert f"Did you mean {meant!r}" in message
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "key", "problem"),
+    [
+        ('objective = "v_rand"', 'objective = "warping_error"', "objective", "only with val_warping = true"),
+        ('val_thresholds = "fixed"', 'val_thresholds = "fixed"\nmonitor = "warping_error"', "monitor", "only with val_warping = true"),
+        ("depth = 2", "depth = 2\nwidth_scale = 0", "width_scale", "width_scale must be positive, got 0"),
+        ("depth = 2", 'depth = 2\nwidth_scale = "half"', "width_scale", "expected float"),
+        ("seeds = 2", "seed = 2", "seed", "[variants]: unknown override 'seed'. Did you mean 'seeds'?"),
+        ("depth = 2", 'depth = 2\nactivaton = "gelu"', "activaton", "Did you mean 'activation'?"),
+    ],
+)  # fmt: skip
+def test_a_value_that_would_fail_in_training_fails_on_load(
+    tmp_path: Path, old: str, new: str, key: str, problem: str
+) -> None:
+    assert problem in load_error(broken_suite(tmp_path, old, new), key)
+
+
+def test_warping_error_is_an_objective_when_validation_scores_it(tmp_path: Path) -> None:
+    path = broken_suite(tmp_path, 'objective = "v_rand"', 'objective = "warping_error"')
+    text = path.read_text().replace('val_thresholds = "fixed"', 'val_thresholds = "fixed"\nval_warping = true')
+    path.write_text(text)
+    assert load_suite(path).search.objective == "warping_error"  # type: ignore[union-attr]

@@ -40,6 +40,9 @@ def describe_type(tp: Any) -> str:
         args = get_args(tp)
         inner = describe_type(args[0]) if args else "values"
         return f"a tuple of {inner}"
+    if origin is dict:
+        key, value = get_args(tp) or (Any, Any)
+        return f"a table of {describe_type(key)} = {describe_type(value)}"
     if tp is type(None):
         return "None"
     return getattr(tp, "__name__", str(tp))
@@ -65,6 +68,11 @@ def _coerce(value: Any, tp: Any) -> Any:
         args = get_args(tp)
         item_tp = args[0] if args else Any
         return tuple(_coerce(v, item_tp) for v in value)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise TypeError
+        key_tp, value_tp = get_args(tp) or (Any, Any)
+        return {_coerce(k, key_tp): _coerce(v, value_tp) for k, v in value.items()}
     if tp is type(None):
         if value is None:
             return None
@@ -88,6 +96,13 @@ def _coerce(value: Any, tp: Any) -> Any:
     raise TypeError
 
 
+def _choice_hint(value: Any, tp: Any) -> str:
+    """' Did you mean ...?' for a misspelt choice of a Literal, else ''."""
+    choices = [a for a in get_args(tp) if isinstance(a, str)] if get_origin(tp) is Literal else []
+    close = near_matches(value, choices) if isinstance(value, str) else []
+    return f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+
+
 def apply_overrides(config: C, overrides: dict[str, Any], *, owner: str) -> C:
     """Return a copy of the frozen dataclass ``config`` with type-checked ``overrides``.
 
@@ -109,7 +124,9 @@ def apply_overrides(config: C, overrides: dict[str, Any], *, owner: str) -> C:
             checked[key] = _coerce(value, hints[key])
         except TypeError:
             raise ConfigError(
-                f"{owner}: override {key}={value!r} is not valid; expected {describe_type(hints[key])}.", key=key
+                f"{owner}: override {key}={value!r} is not valid; expected {describe_type(hints[key])}."
+                + _choice_hint(value, hints[key]),
+                key=key,
             ) from None
     new = dataclasses.replace(config, **checked)  # type: ignore[type-var]
     return new
