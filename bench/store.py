@@ -21,13 +21,13 @@ from typing import Iterable
 import pandas as pd
 
 from bench.atomic import atomic_write_bytes
-from bench.errors import first_line
+from bench.errors import UserError, first_line
 from bench.schema import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, SCHEMA_VERSION, ResultRow, row_values
 
 PART_GLOB = "rows-*.csv"
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError):
     """A results file that cannot be read as result rows; the message names the file."""
 
 

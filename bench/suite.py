@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bench.config import SuiteError, TrainCfg, load_toml, suite_key_error, suite_path
-from bench.data import parse_indices
+from bench.data import DataError, parse_indices
 from bench.fetch import DATASETS
 from variants import ConfigError, UnknownVariantError, get_variant, resolve_config
 
@@ -124,7 +124,7 @@ def _check_space(params: tuple[Param, ...], variant: str, train: TrainCfg, path:
                     resolve_config(variant, **{p.name.removeprefix("model."): value})
                 else:
                     train.with_overrides({p.name.removeprefix("train."): value}, owner="search.space")
-            except (ConfigError, ValueError) as exc:
+            except ConfigError as exc:
                 raise suite_key_error(path, text, p.name, f"search.space.{p.name}: {exc}") from None
 
 
@@ -174,7 +174,7 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
     for key, sections in (("val_sections", val_sections), ("test_sections", test_sections)):
         try:
             parsed[key] = set(parse_indices(sections)) if sections is not None else set()
-        except ValueError as exc:
+        except DataError as exc:
             raise suite_key_error(path, text, key, f"[data] {key}: {exc}") from None
     shared = sorted(parsed["val_sections"] & parsed["test_sections"])
     if shared:
@@ -195,15 +195,15 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
         source = str((path.parent / source).resolve())
     try:
         train = TrainCfg().with_overrides(data.get("train", {}), owner="[train]")
-    except (ConfigError, ValueError) as exc:
-        key = getattr(exc, "key", None) or "train"
+    except ConfigError as exc:
+        key = exc.key or "train"
         raise suite_key_error(path, text, key, str(exc)) from None
     cpu_train = None
     if "cpu" in data:
         try:
             cpu_train = train.with_overrides(data["cpu"], owner="[cpu]")
-        except (ConfigError, ValueError) as exc:
-            key = getattr(exc, "key", None) or "cpu"
+        except ConfigError as exc:
+            key = exc.key or "cpu"
             raise suite_key_error(path, text, key, str(exc)) from None
     model = dict(data.get("model", {}))
     variants_section = data.get("variants", {})
@@ -212,7 +212,7 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
     for name in names:
         try:
             resolve_config(name, **probe.model_overrides(name))
-        except (UnknownVariantError, ConfigError, ValueError) as exc:
+        except (UnknownVariantError, ConfigError) as exc:
             raise suite_key_error(path, text, "names", str(exc)) from None
     search = None
     if "search" in data:

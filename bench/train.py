@@ -23,13 +23,14 @@ from bench.augment import augment_batch
 from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.config import TrainCfg
 from bench.data import Dataset
+from bench.errors import UserError
 from bench.infer import mirror_pad, predict_foreground
 from bench.losses import segmentation_loss, weight_map_for_mask
 from bench.metrics import CHALLENGE_THRESHOLDS, HIGHER_IS_BETTER, score_stack
 from variants.registry import ModelConfig
 
 
-class NonFiniteLossError(RuntimeError):
+class NonFiniteLossError(UserError):
     """The loss became NaN or infinite; the last good checkpoint is kept."""
 
 
