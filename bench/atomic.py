@@ -41,7 +41,6 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 
 def _no_space(path: Path, exc: OSError) -> DiskFullError:
     return DiskFullError(
-        exc.errno,
         f"{path}: {os.strerror(exc.errno or errno.ENOSPC).lower()} while writing it; nothing was half-written and "
         "every result finished before is intact: free some space and rerun (--resume continues a run)",
     )

@@ -15,10 +15,14 @@ from typing import Any
 import torch
 
 from bench.atomic import atomic_write_bytes
-from bench.errors import first_line
+from bench.errors import UserError, first_line
 
 
-class UnsafeCheckpointError(ValueError):
+class CheckpointError(UserError):
+    """A file that is not a checkpoint this harness can use; the message names the file."""
+
+
+class UnsafeCheckpointError(CheckpointError):
     """A checkpoint that holds more than tensors and plain data (possibly code)."""
 
 
@@ -37,5 +41,5 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
             f"{path}: refused to load: it holds objects other than tensors and plain data "
             f"(loaded with weights_only=True; {first_line(exc)})"
         ) from None
-    except (RuntimeError, EOFError, OSError) as exc:
-        raise ValueError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # noqa: BLE001 - any other failure to decode (EOF, KeyError, ...) is a damaged file
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None

@@ -6,27 +6,19 @@ import argparse
 import dataclasses
 import json
 import sys
+import traceback
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence, TypeAlias
 
 from bench.console import format_table
-from bench.errors import DiskFullError, StorageError, WorkerError
-from bench.fetch import FetchError
-from bench.train import NonFiniteLossError
+from bench.errors import UsageError, UserError
 
 if TYPE_CHECKING:
     from bench.profile import Measurement
 
-# Errors a user can cause and fix; they print as one line, never a traceback.
-USER_ERRORS: tuple[type[BaseException], ...] = (
-    ValueError,  # ConfigError, InvalidInputSize, DataError, bad checkpoints
-    KeyError,  # UnknownVariantError
-    FileNotFoundError,
-    FetchError,
-    NonFiniteLossError,
-    StorageError,
-    DiskFullError,
-    WorkerError,
+BUG_HINT = (
+    "unet-bench: this is a bug in unet-bench, not in your input; please report it with the command and the "
+    "traceback above"
 )
 
 
@@ -57,7 +49,7 @@ def parse_assignments(items: Sequence[str]) -> dict[str, object]:
     for item in items:
         key, sep, raw = item.partition("=")
         if not sep or not key:
-            raise ValueError(f"--set expects key=value, got {item!r}")
+            raise UsageError(f"--set expects key=value, got {item!r}")
         try:
             parsed[key.strip()] = tomllib.loads(f"v = {raw}")["v"]
         except tomllib.TOMLDecodeError:
@@ -173,7 +165,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if args.suite:
         return profile_suite(args)
     if not args.variant:
-        raise ValueError("profile needs --variant NAME (or --suite NAME)")
+        raise UsageError("profile needs --variant NAME (or --suite NAME)")
     import uuid
 
     from bench.profile_table import profile_table_lines
@@ -208,11 +200,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from bench.aggregate import compare_runs
-    from bench.store import read_results
+    from bench.store import ResultsError, read_results
 
     table = compare_runs(read_results(Path(args.run_a)), read_results(Path(args.run_b)))
     if table.empty:
-        raise ValueError(f"{args.run_a} and {args.run_b} share no (variant, metric, setting) to compare")
+        raise ResultsError(f"{args.run_a} and {args.run_b} share no (variant, metric, setting) to compare")
     if args.json:
         print(table.to_json(orient="records"))
         return 0
@@ -428,12 +420,21 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run one command. A user error is one line and exit 2; an interrupt exit 130; anything else
+    is a bug in unet-bench: its traceback, a line asking for a report, and exit 1."""
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
-    except USER_ERRORS as exc:
+    except UserError as exc:
         print(f"unet-bench: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("unet-bench: interrupted", file=sys.stderr)
+        return 130
+    except Exception:  # noqa: BLE001 - anything else is a bug: its traceback, then a request to report it
+        traceback.print_exc()
+        print(BUG_HINT, file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from bench.augment import AugmentCfg
+from bench.errors import UserError
 from bench.losses import PAPER_SIGMA, PAPER_W0, LossName
 from bench.metrics import ScoreName
 from variants.overrides import ConfigError, apply_overrides, near_matches
@@ -100,7 +101,7 @@ RECIPES: dict[str, TrainCfg] = {
 SUITES_DIR = Path(__file__).resolve().parent / "suites"
 
 
-class SuiteError(ValueError):
+class SuiteError(UserError):
     """A suite file that cannot be used; the message names the file, the line and the key."""
 
 

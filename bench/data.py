@@ -18,10 +18,12 @@ from typing import Iterator, Sequence
 import numpy as np
 from scipy import ndimage
 
+from bench.errors import UserError
+
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 
 
-class DataError(ValueError):
+class DataError(UserError):
     """A data problem a user can fix; the message names the file."""
 
 
@@ -321,10 +323,10 @@ def parse_indices(text: str) -> list[int]:
     for part in filter(None, (p.strip() for p in text.split(","))):
         match = re.fullmatch(r"(\d+)(?:-(\d+))?", part)
         if not match:
-            raise ValueError(f"cannot read section list {text!r}: expected e.g. '25-29' or '0,3,5-7'")
+            raise DataError(f"cannot read section list {text!r}: expected e.g. '25-29' or '0,3,5-7'")
         low, high = int(match.group(1)), int(match.group(2) or match.group(1))
         if high < low:
-            raise ValueError(f"section range {part!r} runs backwards")
+            raise DataError(f"section range {part!r} runs backwards")
         indices.update(range(low, high + 1))
     return sorted(indices)
 
@@ -334,13 +336,13 @@ def split_by_index(data: Dataset, val_indices: Sequence[int], exclude: Sequence[
     ``exclude`` (a test split) is kept out of both."""
     bad = [i for i in (*val_indices, *exclude) if not 0 <= i < len(data)]
     if bad:
-        raise ValueError(f"sections {bad} are outside 0..{len(data) - 1} of {data.source}")
+        raise DataError(f"sections {bad} are outside 0..{len(data) - 1} of {data.source}")
     held_out = set(exclude)
     val = sorted(set(val_indices) - held_out)
     held_out.update(val)
     train = [i for i in range(len(data)) if i not in held_out]
     if not train or not val:
-        raise ValueError(f"a split needs both training and validation images (got {len(train)} and {len(val)})")
+        raise DataError(f"a split needs both training and validation images (got {len(train)} and {len(val)})")
     return data.subset(train, "train"), data.subset(val, "val")
 
 

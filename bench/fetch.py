@@ -16,8 +16,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Callable
 
+from bench.errors import UserError
 
-class FetchError(RuntimeError):
+
+class FetchError(UserError):
     """A download that failed or did not match its checksum; the message names the file."""
 
 

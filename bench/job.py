@@ -17,10 +17,10 @@ from typing import Any, Mapping, Sequence
 
 import torch
 
-from bench.checkpoint import load_checkpoint
+from bench.checkpoint import CheckpointError, load_checkpoint
 from bench.config import TrainCfg, split_settings
 from bench.data import (
-    DataError, Dataset, DataSpec, default_val_sections, format_sections, split_by_index,
+    Dataset, DataSpec, default_val_sections, format_sections, split_by_index,
 )  # fmt: skip
 from bench.schema import config_hash
 from bench.suite import SuiteCfg
@@ -151,7 +151,7 @@ def evaluate_checkpoint(
     state = load_checkpoint(path)
     meta = state.get("meta")
     if not meta:
-        raise DataError(f"{path}: no run metadata; it was not written by `unet-bench train`")
+        raise CheckpointError(f"{path}: no run metadata; it was not written by `unet-bench train`")
     job = TrainJob.from_meta(meta)
     config = job.model_config()
     model = config.build()

@@ -60,10 +60,6 @@ def peak_tflops(device_name: str, precision: Precision) -> float | None:
     return None
 
 
-class OutOfMemory(RuntimeError):
-    """A configuration that did not fit (CUDA OOM, or the CPU memory cap)."""
-
-
 @dataclass(frozen=True)
 class ProfileCfg:
     """One measurement: a variant, a batch of square inputs, and the execution settings."""
@@ -82,7 +78,7 @@ class ProfileCfg:
     max_reps: int = 200
     max_seconds: float = 30.0  # cap on the timed repetitions
     target_rel_ci: float = 0.02
-    memory_cap_mib: float | None = None  # CPU only: allocations beyond this raise OutOfMemory
+    memory_cap_mib: float | None = None  # CPU only: allocations beyond this count as out of memory
     breakdown: bool = False  # also profile a few steps: the share of time in each kind of operation
     overrides: dict[str, Any] | None = None  # model overrides, e.g. a suite's CPU width
 

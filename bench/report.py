@@ -21,7 +21,7 @@ import pandas as pd
 from bench import aggregate, reference
 from bench.metrics import HIGHER_IS_BETTER, METRICS, RANKED_METRICS, RESULT_METRICS
 from bench.schema import ENVIRONMENT_COLUMNS, MODEL_MEMORY_METRICS
-from bench.store import read_results
+from bench.store import ResultsError, read_results
 
 
 @dataclass
@@ -87,7 +87,7 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
 
     frame = read_results(results)
     if frame.empty:
-        raise ValueError(f"{results}: no result rows to report")
+        raise ResultsError(f"{results}: no result rows to report")
     out_dir.mkdir(parents=True, exist_ok=True)
     plt = _plt()
     sns.set_theme(style="whitegrid", context="notebook")

@@ -8,7 +8,7 @@ from typing import Sequence
 
 import numpy as np
 
-from bench.data import DataError, binary_mask, read_image, to_unit_float
+from bench.data import IMAGE_SUFFIXES, DataError, binary_mask, read_image, to_unit_float
 from bench.metrics import CHALLENGE_THRESHOLDS, METRICS, RESULT_METRICS, score_stack
 from variants.registry import ModelConfig
 from variants.sizes import InvalidInputSize
@@ -44,14 +44,18 @@ def _prediction_map(path: Path) -> np.ndarray:
     return to_unit_float(read_image(path), path)
 
 
+def _image_files(folder: Path, what: str) -> dict[str, Path]:
+    """The PNG and TIFF files in ``folder`` by name without suffix; a missing folder is named."""
+    if not Path(folder).is_dir():
+        raise DataError(f"{folder}: no such {what} folder")
+    return {p.stem: p for p in sorted(Path(folder).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
+
+
 def score_folders(
     pred_dir: Path, truth_dir: Path, thresholds: Sequence[float] = CHALLENGE_THRESHOLDS
 ) -> dict[str, float]:
     """Score any tool's predictions (bright = interior) against labels with the same file names."""
-    truth_files = {
-        p.stem: p for p in sorted(Path(truth_dir).iterdir()) if p.suffix.lower() in (".png", ".tif", ".tiff")
-    }
-    pred_files = {p.stem: p for p in sorted(Path(pred_dir).iterdir()) if p.suffix.lower() in (".png", ".tif", ".tiff")}
+    truth_files, pred_files = _image_files(truth_dir, "label"), _image_files(pred_dir, "prediction")
     missing = sorted(truth_files.keys() - pred_files.keys())
     if not truth_files:
         raise DataError(f"{truth_dir}: no label images")

@@ -27,8 +27,9 @@ import torch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says it shorter
 
+from bench.config import SuiteError
 from bench.data import format_sections
-from bench.errors import StorageError, WorkerError, first_line
+from bench.errors import DoesNotFitError, SearchError, StorageError, UserError, WorkerError, first_line
 from bench.job import TrainJob, run_job, suite_job, validation_sections
 from bench.metrics import HIGHER_IS_BETTER
 from bench.rows import RowFactory
@@ -146,7 +147,7 @@ def trial_costs(names: set[str], job: TrainJob) -> dict[str, float]:
         m = measure(ProfileCfg(job.variant, input_size=cfg.tile, batch_size=1, warmup=1, min_reps=3, max_reps=20,
                                max_seconds=2.0, device=cfg.device, overrides=dict(job.overrides)))  # fmt: skip
         if m.oom:
-            raise RuntimeError(f"the trial's model does not fit for inference at tile {cfg.tile}: {m.oom}")
+            raise DoesNotFitError(f"the trial's model does not fit for inference at tile {cfg.tile}: {m.oom}")
         summary = m.summary()
         costs["latency_ms"] = summary["latency_p50"][0]
         costs["peak_memory_mib"] = next(summary[name][0] for name in MODEL_MEMORY_METRICS if name in summary)
@@ -338,7 +339,7 @@ def _worker(url: str, study_name: str, suite: SuiteCfg, run_dir: Path, threads: 
             study_name=study_name, storage=storage, sampler=make_sampler(search), pruner=make_pruner(search)
         )
         optimize(study, suite, run_dir, url)
-    except StorageError as exc:  # one line, as the command itself prints it; the parent reports the exit
+    except UserError as exc:  # one line, as the command itself prints it; the parent reports the exit
         print(f"unet-bench: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
 
@@ -366,7 +367,7 @@ def chosen_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     study, the best-quality trial on the Pareto front (the cost-quality trade-off is in the
     front's rows for the user to read)."""
     if not any(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials):
-        raise ValueError(
+        raise SearchError(
             f"study {study.study_name!r} has no complete trial to choose from (see the failed trials' errors above)"
         )
     if not len(study.directions) > 1:
@@ -406,7 +407,7 @@ def run_search(suite: SuiteCfg, run_dir: Path, storage_url: str | None = None, s
     study's Pareto front is written as the ``search-pareto`` rows part."""
     search = suite.search
     if search is None:
-        raise ValueError(f"{suite.path}: no [search] section")
+        raise SuiteError(f"{suite.path}: no [search] section")
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     storage = open_storage(url)

@@ -24,13 +24,13 @@ import pandas as pd
 
 from bench.atomic import atomic_write_bytes
 from bench.data import DataSpec
-from bench.errors import first_line
+from bench.errors import UserError, first_line
 from bench.schema import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, SCHEMA_VERSION, ResultRow, profile_setting, row_values
 
 PART_GLOB = "rows-*.csv"
 
 
-class ResultsError(ValueError):
+class ResultsError(UserError):
     """A results file that cannot be read as result rows; the message names the file."""
 
 

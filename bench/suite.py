@@ -18,7 +18,7 @@ from typing import Any, Literal, get_args
 from bench.config import WARPING_UNSCORED, SuiteError, TrainCfg, load_toml, suite_key_error, suite_path
 from bench.data import SYNTHETIC_OPTIONS, DataSpec, parse_indices
 from bench.metrics import METRICS, CostName, ScoreName
-from variants import ConfigError, UnknownVariantError, get_variant, resolve_config
+from variants import ConfigError, UserError, get_variant, resolve_config
 from variants.overrides import apply_overrides
 
 Sampler = Literal["tpe", "random", "cmaes", "nsga2"]
@@ -107,7 +107,7 @@ def named(path: Path, text: str, key: str, prefix: str = "") -> Iterator[None]:
         yield
     except SuiteError:
         raise
-    except (UnknownVariantError, ConfigError, ValueError) as exc:
+    except UserError as exc:
         raise suite_key_error(path, text, getattr(exc, "key", None) or key, prefix + str(exc)) from None
 
 
@@ -156,7 +156,7 @@ def _check_space(params: tuple[Param, ...], variant: str, train: TrainCfg, path:
                     resolve_config(variant, **{p.name.removeprefix("model."): value})
                 else:
                     train.with_overrides({p.name.removeprefix("train."): value}, owner="search.space")
-            except (ConfigError, ValueError) as exc:
+            except UserError as exc:
                 raise suite_key_error(path, text, p.name, f"search.space.{p.name}: {exc}") from None
 
 

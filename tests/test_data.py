@@ -116,12 +116,12 @@ def test_sixteen_bit_and_rgb_images_are_converted(tmp_path: Path) -> None:
 def test_splits() -> None:
     assert data.parse_indices("25-29") == [25, 26, 27, 28, 29]
     assert data.parse_indices("0,3,5-6") == [0, 3, 5, 6]
-    with pytest.raises(ValueError, match="cannot read section list"):
+    with pytest.raises(data.DataError, match="cannot read section list"):
         data.parse_indices("a-b")
     ds = data.synthetic_em(6, 32)
     train, val = data.split_by_index(ds, [4, 5])
     assert [s.name for s in val.samples] == ["synthetic-004", "synthetic-005"] and len(train) == 4
-    with pytest.raises(ValueError, match="outside 0..5"):
+    with pytest.raises(data.DataError, match="outside 0..5"):
         data.split_by_index(ds, [9])
     folds = [data.kfold_indices(10, 3, f) for f in range(3)]
     assert sorted(sum(folds, [])) == list(range(10)) and folds[0] == [0, 1, 2]

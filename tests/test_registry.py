@@ -54,7 +54,7 @@ def test_ill_typed_override_names_key_and_allowed_values(key: str, value: object
 
 
 def test_override_values_are_checked_for_sense() -> None:
-    with pytest.raises(ValueError, match="kernel_size must be odd"):
+    with pytest.raises(ConfigError, match="kernel_size must be odd"):
         resolve_config("unet-original", kernel_size=4)
 
 

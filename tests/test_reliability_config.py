@@ -34,6 +34,13 @@ COMMAND_LINES = {
     "zero_epochs": (["train", "--variant", "unet-16", "--epochs", "0"], ["epochs must be positive, got 0"]),
     "negative_batch": (["train", "--variant", "unet-16", "--set", "batch_size=-2"], ["batch_size must be positive, got -2"]),
     "model_key_typo": (["train", "--variant", "unet-16", "--set", "model.activaton='gelu'"], ["'activaton'", "Did you mean 'activation'"]),
+    "model_value_without_sense": (["train", "--variant", "unet-16", "--set", "model.kernel_size=4"], ["kernel_size must be odd and positive, got 4"]),
+    "set_without_value": (["train", "--variant", "unet-16", "--set", "lr"], ["--set expects key=value, got 'lr'"]),
+    "backwards_sections": (["train", "--variant", "unet-16", "--val-sections", "5-3"], ["section range '5-3' runs backwards"]),
+    "profile_without_variant": (["profile"], ["profile needs --variant NAME (or --suite NAME)"]),
+    "eval_missing_checkpoint": (["eval", "/nonexistent/best.pt"], ["/nonexistent/best.pt: not a readable checkpoint"]),
+    "score_missing_folders": (["score", "--pred", "/nonexistent/pred", "--truth", "/nonexistent/truth"], ["/nonexistent/truth: no such label folder"]),
+    "ingest_missing_file": (["ingest", "/nonexistent/bench.json"], ["/nonexistent/bench.json: not a pytest-benchmark JSON file"]),
 }  # fmt: skip
 
 

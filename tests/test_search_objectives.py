@@ -10,6 +10,7 @@ import optuna
 import pytest
 
 from bench.config import SuiteError
+from bench.errors import SearchError
 from bench.search import chosen_trial, run_search, worker_gpus
 from bench.store import read_results
 from bench.suite import load_suite
@@ -185,5 +186,5 @@ def test_a_study_with_no_complete_trial_says_so() -> None:
         raise RuntimeError("boom")
 
     study.optimize(broken, n_trials=2, catch=(RuntimeError,))
-    with pytest.raises(ValueError, match="'all-failed' has no complete trial"):
+    with pytest.raises(SearchError, match="'all-failed' has no complete trial"):
         chosen_trial(study)

@@ -16,6 +16,8 @@ from typing import Callable, Literal
 import torch
 from torch import nn
 
+from variants.overrides import ConfigError
+
 Activation = Literal["relu", "leaky_relu", "elu", "gelu", "silu", "mish", "prelu"]
 Norm = Literal["none", "batch", "group", "instance"]
 Padding = Literal["valid", "same"]
@@ -123,7 +125,9 @@ class InceptionBlock(nn.Module):
     def __init__(self, in_ch: int, out_ch: int, spec: ConvSpec):
         super().__init__()
         if out_ch < 4:
-            raise ValueError(f"an inception block needs at least 4 output channels, got {out_ch}")
+            raise ConfigError(
+                f"an inception block needs at least 4 output channels, got {out_ch}; use a larger base_width"
+            )
         split = [out_ch // 4] * 4
         split[0] += out_ch - sum(split)
         pool_pad = 1 if spec.padding == "same" else 0

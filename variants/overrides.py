@@ -12,10 +12,12 @@ import types
 import typing
 from typing import Any, Literal, TypeVar, Union, get_args, get_origin
 
+from variants.errors import UserError
+
 C = TypeVar("C")
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError):
     """A config key or value that is not allowed; the message says what would be, and ``key``
     names the setting (so a suite file error can point at its line)."""
 

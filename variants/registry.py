@@ -20,6 +20,7 @@ from typing import Any, Callable, Protocol, runtime_checkable
 import torch
 from torch import nn
 
+from variants.errors import UserError
 from variants.overrides import apply_overrides, near_matches
 
 
@@ -47,11 +48,8 @@ class ModelConfig(Protocol):
         """A copy small enough to train in seconds on a CPU, for tests and smoke runs."""
 
 
-class UnknownVariantError(KeyError):
+class UnknownVariantError(UserError):
     """A variant name not in the registry; the message suggests the nearest names."""
-
-    def __str__(self) -> str:  # KeyError would quote the whole message
-        return str(self.args[0])
 
 
 @dataclass(frozen=True)

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Callable
 
+from variants.errors import UserError
 
-class InvalidInputSize(ValueError):
+
+class InvalidInputSize(UserError):
     """An input side length the network cannot take; ``nearest`` holds accepted neighbours."""
 
     def __init__(self, message: str, nearest: tuple[int, ...]):

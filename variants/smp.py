@@ -63,9 +63,10 @@ class SmpConfig:
                 key="encoder_weights",
             )
         if len(self.decoder_channels) != self.encoder_depth:
-            raise ValueError(
+            raise ConfigError(
                 f"decoder_channels needs one entry per encoder level: {len(self.decoder_channels)} "
-                f"given for encoder_depth={self.encoder_depth}"
+                f"given for encoder_depth={self.encoder_depth}",
+                key="decoder_channels",
             )
 
     def _accepts(self, size: int) -> bool:

@@ -24,6 +24,7 @@ from variants.blocks import (
     init_he_normal,
     make_upsample,
 )
+from variants.overrides import ConfigError
 from variants.registry import register_variant
 from variants.sizes import closest_accepted, encoder_decoder_input, encoder_decoder_output, refuse
 
@@ -61,7 +62,7 @@ class UNetConfig:
         if not 0.0 <= self.dropout < 1.0:
             problems.append(f"dropout must be in [0, 1), got {self.dropout}")
         if problems:
-            raise ValueError("; ".join(problems))
+            raise ConfigError("; ".join(problems))
 
     @property
     def family(self) -> str:
