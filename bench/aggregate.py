@@ -6,7 +6,7 @@ tidy frame, so tables are testable against values computed independently.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd

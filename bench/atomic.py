@@ -42,5 +42,5 @@ def atomic_write_bytes(path: Path, data: bytes) -> Path:
 def _no_space(path: Path, exc: OSError) -> DiskFullError:
     return DiskFullError(
         f"{path}: {os.strerror(exc.errno or errno.ENOSPC).lower()} while writing it; nothing was half-written and "
-        "every result finished before is intact: free some space and rerun (--resume continues a run)",
+        "every result finished before is intact: free some space and rerun (--resume continues a run)"
     )

@@ -134,7 +134,7 @@ def elastic_warp(
         # nearest sampling copies label values exactly, so the cast back loses nothing
         float_labels = labels[part] if labels.is_floating_point() else labels[part].to(grid.dtype)
         out_labels[part] = _warp(float_labels[:, None], grid, "nearest", margin)[:, 0].to(labels.dtype)
-        if weights is not None:
+        if weights is not None and out_weights is not None:
             out_weights[part] = _warp(weights[part][:, None], grid, "bilinear", margin)[:, 0]
     return out_images, out_labels, out_weights
 

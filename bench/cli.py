@@ -7,8 +7,9 @@ import dataclasses
 import json
 import sys
 import traceback
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Sequence, TypeAlias
+from typing import TYPE_CHECKING, TypeAlias
 
 from bench.console import format_table
 from bench.errors import UsageError, UserError
@@ -146,9 +147,9 @@ def profile_suite(args: argparse.Namespace) -> int:
 
 def profile_measurements(args: argparse.Namespace) -> list[Measurement]:
     """One measurement per mode asked for, or a batch sweep per mode with ``--batch auto``."""
-    from bench.profile import ProfileCfg, batch_sweep, measure
+    from bench.profile import Mode, ProfileCfg, batch_sweep, measure
 
-    modes = ["infer", "train"] if args.mode == "both" else [args.mode]
+    modes: list[Mode] = ["infer", "train"] if args.mode == "both" else [args.mode]
     measurements: list[Measurement] = []
     for mode in modes:
         cfg = ProfileCfg(
@@ -210,7 +211,21 @@ def cmd_compare(args: argparse.Namespace) -> int:
         return 0
     rows = table.to_dict("records")
     print(
-        format_table(rows, ["variant", "mode", "setting", "metric", "precision", "batch_size", "input_size", "a", "b", "ratio_b_over_a"])
+        format_table(
+            rows,
+            [
+                "variant",
+                "mode",
+                "setting",
+                "metric",
+                "precision",
+                "batch_size",
+                "input_size",
+                "a",
+                "b",
+                "ratio_b_over_a",
+            ],
+        )
     )
     return 0
 
@@ -226,6 +241,7 @@ def cmd_search(args: argparse.Namespace) -> int:
     storage = mask_url(args.storage) if args.storage else f"sqlite:///{(run_dir / 'study.db').resolve()}"
     print(f"study {study.study_name!r} in {storage}: {len(study.trials)} trials")
     search = suite.search
+    assert search is not None  # run_search refuses a suite without [search]
     if search.multi_objective:
         names = (search.objective, *search.costs)
         print(f"Pareto front ({len(study.best_trials)} trials; rows in {run_dir / 'rows-search-pareto.csv'}):")

@@ -5,17 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
+
+import tomllib
 
 from bench.augment import AugmentCfg
 from bench.errors import UserError
 from bench.losses import PAPER_SIGMA, PAPER_W0, LossName
 from bench.metrics import ScoreName
 from variants.overrides import ConfigError, apply_overrides, near_matches
-
 
 # validation skips the slow warping error unless asked, so it cannot pick checkpoints or trials
 WARPING_UNSCORED = "{name} 'warping_error' is scored each epoch only with val_warping = true"
@@ -63,7 +63,7 @@ class TrainCfg:
         if self.monitor == "warping_error" and not self.val_warping:
             raise ConfigError(WARPING_UNSCORED.format(name="monitor"), key="monitor")
 
-    def with_overrides(self, overrides: dict[str, Any], owner: str = "train") -> "TrainCfg":
+    def with_overrides(self, overrides: dict[str, Any], owner: str = "train") -> TrainCfg:
         """A copy with type-checked overrides; ``augment`` may be given as a dict of its fields."""
         overrides = dict(overrides)
         if isinstance(overrides.get("augment"), dict):
@@ -74,7 +74,7 @@ class TrainCfg:
         return dataclasses.asdict(self)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainCfg":
+    def from_dict(cls, values: dict[str, Any]) -> TrainCfg:
         return cls().with_overrides(values)
 
 

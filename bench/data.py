@@ -11,9 +11,9 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Sequence
 
 import numpy as np
 from scipy import ndimage
@@ -49,7 +49,7 @@ class Dataset:
     def __len__(self) -> int:
         return len(self.samples)
 
-    def subset(self, indices: Sequence[int], suffix: str) -> "Dataset":
+    def subset(self, indices: Sequence[int], suffix: str) -> Dataset:
         return Dataset(f"{self.name}:{suffix}", [self.samples[i] for i in indices], self.source, dict(self.meta))
 
 
@@ -93,7 +93,7 @@ def read_image(path: Path) -> np.ndarray:
             with Image.open(path) as im:
                 im.load()
                 array = np.asarray(im.convert("L") if im.mode in ("RGB", "RGBA", "P", "LA") else im)
-    except Exception as exc:  # any decoder failure is a corrupt or unreadable file
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt or unreadable file
         raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
     if array.ndim == 3 and array.shape[-1] in (3, 4):
         array = array[..., :3].mean(axis=-1)
@@ -170,7 +170,7 @@ def load_tiff_stacks(volume: Path, labels: Path) -> Dataset:
 
     try:
         images, masks = tifffile.imread(volume), tifffile.imread(labels)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt or unreadable file
         raise DataError(f"{volume.parent}: cannot read the TIFF stacks ({exc})") from None
     if images.shape != masks.shape:
         raise DataError(f"{labels}: shape {masks.shape} differs from {volume.name} {images.shape}")
@@ -260,7 +260,7 @@ class DataSpec:
     seed: int = 0
 
     @classmethod
-    def parse(cls, text: str | Path, base: Path | None = None) -> "DataSpec":
+    def parse(cls, text: str | Path, base: Path | None = None) -> DataSpec:
         """``synthetic[:count=N,size=N,seed=N]``, a data set name, or a folder (relative to
         ``base`` when given, else to the working directory)."""
         name, _, options = str(text).partition(":")
@@ -348,7 +348,8 @@ def split_by_index(data: Dataset, val_indices: Sequence[int], exclude: Sequence[
 
 def format_sections(indices: Sequence[int]) -> str:
     """[25, 26, 27, 29] -> '25-27,29' (the form --val-sections takes)."""
-    parts, run = [], []
+    parts: list[str] = []
+    run: list[int] = []
     for i in sorted(indices):
         if run and i != run[-1] + 1:
             parts.append(f"{run[0]}-{run[-1]}" if len(run) > 1 else str(run[0]))

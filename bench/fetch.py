@@ -11,10 +11,10 @@ from __future__ import annotations
 import hashlib
 import os
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import Callable
 
 from bench.errors import UserError
 
@@ -76,7 +76,9 @@ def default_data_dir(name: str) -> Path:
     return Path(os.environ.get("UNETBENCH_DATA", Path.home() / ".cache" / "unet-bench" / "data")) / name
 
 
-def fetch_dataset(name: str, dest: Path | None = None, url: str | None = None, log: Callable[[str], None] = print) -> Path:
+def fetch_dataset(
+    name: str, dest: Path | None = None, url: str | None = None, log: Callable[[str], None] = print
+) -> Path:
     """Fetch data set ``name`` into ``dest``; ``url`` is a mirror laid out like the data set
     itself (e.g. ``file:///path/to/isbi2012``). Returns the folder."""
     if name not in DATASETS:
@@ -102,7 +104,9 @@ def fetch_dataset(name: str, dest: Path | None = None, url: str | None = None, l
         actual = sha256_of(partial)
         if actual != expected:
             partial.unlink()
-            raise FetchError(f"{source}: SHA-256 mismatch for {relative} (expected {expected[:16]}..., got {actual[:16]}...)")
+            raise FetchError(
+                f"{source}: SHA-256 mismatch for {relative} (expected {expected[:16]}..., got {actual[:16]}...)"
+            )
         os.replace(partial, target)
         fetched += 1
     log(f"{name}: {fetched} fetched, {skipped} already present, all {len(manifest)} verified -> {dest}")

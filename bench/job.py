@@ -11,17 +11,16 @@ exactly what was trained.
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any
 
 import torch
 
 from bench.checkpoint import CheckpointError, load_checkpoint
 from bench.config import TrainCfg, split_settings
-from bench.data import (
-    Dataset, DataSpec, default_val_sections, format_sections, split_by_index,
-)  # fmt: skip
+from bench.data import Dataset, DataSpec, default_val_sections, format_sections, split_by_index  # fmt: skip
 from bench.schema import config_hash
 from bench.suite import SuiteCfg
 from bench.train import Callback, FitResult, evaluate, fit, resolve_device
@@ -69,7 +68,7 @@ class TrainJob:
         return meta
 
     @classmethod
-    def from_meta(cls, meta: Mapping[str, Any]) -> "TrainJob":
+    def from_meta(cls, meta: Mapping[str, Any]) -> TrainJob:
         return cls(
             variant=meta["variant"], data=DataSpec.parse(meta["data"]), train=TrainCfg.from_dict(meta["train_cfg"]),
             overrides=dict(meta["overrides"]), val_sections=tuple(meta["val_sections"]),

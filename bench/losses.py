@@ -44,7 +44,7 @@ def two_nearest_cell_distances(instances: np.ndarray, cutoff: float) -> tuple[np
     h, w = instances.shape
     d1 = np.full((h, w), np.inf)
     d2 = np.full((h, w), np.inf)
-    margin = int(math.ceil(cutoff))
+    margin = math.ceil(cutoff)
     for index, box in enumerate(ndimage.find_objects(instances), start=1):
         if box is None:
             continue
@@ -59,10 +59,7 @@ def two_nearest_cell_distances(instances: np.ndarray, cutoff: float) -> tuple[np
 
 
 def border_weight_map(
-    instances: np.ndarray,
-    w0: float = PAPER_W0,
-    sigma: float = PAPER_SIGMA,
-    class_mask: np.ndarray | None = None,
+    instances: np.ndarray, w0: float = PAPER_W0, sigma: float = PAPER_SIGMA, class_mask: np.ndarray | None = None
 ) -> np.ndarray:
     """The paper's weight map for an instance label image (0 = boundary / background).
 

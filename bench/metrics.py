@@ -9,10 +9,11 @@ Definitions and sources are in docs/metrics.md.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
-from typing import Iterable, Literal
+from typing import Literal
 
 import numpy as np
 from scipy import ndimage, sparse
@@ -390,10 +391,7 @@ def pick_best_threshold(per_threshold: dict[float, dict[str, float]]) -> dict[st
 
 
 def score_probabilities(
-    prob: np.ndarray,
-    true_mask: np.ndarray,
-    thresholds: Iterable[float] = (0.5,),
-    warping: bool = True,
+    prob: np.ndarray, true_mask: np.ndarray, thresholds: Iterable[float] = (0.5,), warping: bool = True
 ) -> dict[str, float]:
     """Score one P(interior) map at a fixed threshold, or at the best of several."""
     return pick_best_threshold(scores_per_threshold(prob, true_mask, thresholds, warping))

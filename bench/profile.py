@@ -21,9 +21,10 @@ import re
 import resource
 import statistics
 import time
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Callable, Iterator, Literal
+from typing import Any, Literal, Self, cast
 
 import torch
 import torch.nn.functional as F
@@ -103,7 +104,7 @@ class Measurement:
     time_shares: dict[str, float] = field(default_factory=dict)  # operation kind -> share of step time
 
     @classmethod
-    def failure(cls, cfg: ProfileCfg, exc: BaseException) -> "Measurement":
+    def failure(cls, cfg: ProfileCfg, exc: BaseException) -> Measurement:
         """A configuration that raised (a missing package, a compiler error on this device)."""
         from bench.train import resolve_device
 
@@ -268,7 +269,7 @@ class RssPeak:
     peak is read exactly, with no sampling thread competing with the measured code for the CPU.
     """
 
-    def __enter__(self) -> "RssPeak":
+    def __enter__(self) -> Self:
         _release_freed_memory()
         with open("/proc/self/clear_refs", "w") as handle:
             handle.write("5")
@@ -408,7 +409,9 @@ def measure(cfg: ProfileCfg) -> Measurement:
     if cfg.memory_cap_mib is not None and resolve_device(cfg.device).type == "cpu":
         context = multiprocessing.get_context("spawn")  # a clean process: no fork of OpenMP threads
         threads = torch.get_num_threads()
-        with ProcessPoolExecutor(1, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)) as child:
+        with ProcessPoolExecutor(
+            1, mp_context=context, initializer=torch.set_num_threads, initargs=(threads,)
+        ) as child:
             return child.submit(_measure_here, cfg).result()
     return _measure_here(cfg)
 
@@ -422,7 +425,6 @@ def _measure_here(cfg: ProfileCfg) -> Measurement:
     input_size = config.valid_input_size(cfg.input_size)
     output_size = config.output_size(input_size)
     flops = step_flops(config, input_size, cfg.batch_size, cfg.mode)
-    base = dict(cfg=cfg, device=device, input_size=input_size, output_size=output_size)
     if device.type == "cuda":
         torch.backends.cudnn.benchmark = cfg.cudnn_benchmark
         torch.backends.cuda.matmul.allow_tf32 = cfg.precision == "tf32"
@@ -440,11 +442,10 @@ def _measure_here(cfg: ProfileCfg) -> Measurement:
             model = model.to(memory_format=memory_format)
             x = torch.randn(cfg.batch_size, config.in_channels, input_size, input_size, device=device)
             x = x.contiguous(memory_format=memory_format)
-            if cfg.compile:
-                model = torch.compile(model, mode=cfg.compile)
-            step = make_step(model, x, cfg, device, config.num_classes)
+            runnable = cast(nn.Module, torch.compile(model, mode=cfg.compile)) if cfg.compile else model
+            step = make_step(runnable, x, cfg, device, config.num_classes)
             times = time_steps(step, cfg, device)
-    except Exception as exc:  # noqa: BLE001 - only OOM is swallowed, anything else re-raised
+    except Exception as exc:
         if not is_oom(exc, memory_capped=cpu_cap is not None):
             raise
         del model, x
@@ -454,7 +455,7 @@ def _measure_here(cfg: ProfileCfg) -> Measurement:
         reason = first_line(exc)[:200]
         if cpu_cap is not None:
             reason += f" (under the {cpu_cap:g} MiB memory cap)"
-        return Measurement(**base, params=0, step_seconds=[], flops_per_step=flops, peak_memory_mib={}, oom=reason)
+        return Measurement(cfg, device, input_size, output_size, 0, [], flops, {}, oom=reason)
     if device.type == "cuda":
         memory = {
             "allocated": torch.cuda.max_memory_allocated(device) / 2**20,
@@ -462,12 +463,12 @@ def _measure_here(cfg: ProfileCfg) -> Measurement:
         }
     else:
         memory = {"rss": rss.peak, "rss_increase": rss.increase}
-    shares = operation_time_shares(step, device) if cfg.breakdown else {}  # after memory: the profiler's own is not counted
-    del model, x, step
+    shares = (
+        operation_time_shares(step, device) if cfg.breakdown else {}
+    )  # after memory: the profiler's own is not counted
+    del model, x, runnable, step
     gc.collect()
-    return Measurement(
-        **base, params=params, step_seconds=times, flops_per_step=flops, peak_memory_mib=memory, time_shares=shares
-    )
+    return Measurement(cfg, device, input_size, output_size, params, times, flops, memory, time_shares=shares)
 
 
 # --- where the time goes ---------------------------------------------------------------------------
@@ -482,8 +483,12 @@ OPERATION_KINDS: list[tuple[str, re.Pattern[str]]] = [
     ("copy_cast_concat", re.compile(r"copy|cat$|clone|contiguous|stack|pad|slice|index")),
     ("loss", re.compile(r"nll|softmax|cross_entropy")),
     ("optimizer", re.compile(r"_foreach|sgd|adam")),
-    ("elementwise", re.compile(
-        r"relu|threshold|clamp|gelu|silu|sigmoid|tanh|elu|add|mul|sub|div|dropout|bernoulli|fill|zero|where|sum|mean")),
+    (
+        "elementwise",
+        re.compile(
+            r"relu|threshold|clamp|gelu|silu|sigmoid|tanh|elu|add|mul|sub|div|dropout|bernoulli|fill|zero|where|sum|mean"
+        ),
+    ),
 ]
 
 

@@ -12,9 +12,10 @@ import itertools
 import re
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 from bench.config import SuiteError, load_toml, suite_key_error, suite_path
 from bench.profile import Measurement, ProfileCfg, batch_sweep, measure, profile_key
@@ -41,7 +42,7 @@ def expand_sweep(
     """Every combination of a sweep's lists: (config, max_batch if the batch is 'auto')."""
     unknown = set(sweep) - set(LIST_KEYS) - SCALAR_KEYS
     if unknown:
-        key = sorted(unknown)[0]
+        key = min(unknown)
         allowed = ", ".join(sorted(set(LIST_KEYS) | SCALAR_KEYS))
         raise suite_key_error(path, text, f"sweep[{index}].{key}", f"unknown key; allowed: {allowed}")
     for key in ("variants",):
@@ -85,7 +86,7 @@ def load_profile_suite(name_or_path: str | Path) -> tuple[dict[str, Any], list[t
     bad = set(defaults) - SCALAR_KEYS
     if bad:
         raise suite_key_error(
-            path, text, f"defaults.{sorted(bad)[0]}", f"unknown key; allowed: {', '.join(sorted(SCALAR_KEYS))}"
+            path, text, f"defaults.{min(bad)}", f"unknown key; allowed: {', '.join(sorted(SCALAR_KEYS))}"
         )
     sweeps = data.get("sweep", [])
     if not sweeps:
@@ -152,7 +153,7 @@ class StoredSweeps:
     ended: set[str] = field(default_factory=set)
 
     @classmethod
-    def read(cls, run_dir: Path) -> "StoredSweeps":
+    def read(cls, run_dir: Path) -> StoredSweeps:
         stored = cls()
         if not run_dir.exists():
             return stored

@@ -29,11 +29,11 @@ class RowFactory:
     device: torch.device
     fixed: dict[str, Any] = field(default_factory=dict)
 
-    def bind(self, **columns: Any) -> "RowFactory":
+    def bind(self, **columns: Any) -> RowFactory:
         """A factory whose rows also carry ``columns``."""
         return replace(self, fixed={**self.fixed, **columns})
 
-    def for_job(self, job: "TrainJob", stage: str, split: str, **columns: Any) -> "RowFactory":
+    def for_job(self, job: TrainJob, stage: str, split: str, **columns: Any) -> RowFactory:
         """The columns every row of a training job shares."""
         return self.bind(
             variant=job.variant, config_hash=job.key(), seed=job.train.seed, stage=stage, dataset=str(job.data),

@@ -12,14 +12,16 @@ from __future__ import annotations
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import optuna
 import torch
 
 from bench.job import run_job, suite_job
+from bench.metrics import ROW_METRICS
 from bench.profile import ProfileCfg, measure
 from bench.progress import format_duration
 from bench.rows import RowFactory
@@ -27,7 +29,6 @@ from bench.schema import ResultRow, make_extra
 from bench.search import chosen_trial, run_search, study_rows
 from bench.store import ResultWriter, read_results, stage_done
 from bench.suite import SuiteCfg
-from bench.metrics import ROW_METRICS
 
 
 def latest_run(results: Path, suite: str) -> Path | None:
@@ -58,7 +59,7 @@ def run_suite(
         run_dir = results / suite.name / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     run_dir.mkdir(parents=True, exist_ok=True)
     scaled = suite.cpu_train is not None and not torch.cuda.is_available()
-    if scaled:
+    if suite.cpu_train is not None and scaled:
         suite = replace(suite, train=suite.cpu_train)
         log(f"no GPU: running the suite's scaled-down [cpu] schedule ({suite.train.epochs} epochs x "
             f"{suite.train.steps_per_epoch} steps), not the full one")  # fmt: skip
@@ -90,9 +91,7 @@ def search_stage(suite: SuiteCfg, run_dir: Path, storage: str | None, log: Calla
     return dict(best.params)
 
 
-def train_stage(
-    suite: SuiteCfg, run_dir: Path, best: dict[str, Any], seeds: int, log: Callable[[str], None]
-) -> None:
+def train_stage(suite: SuiteCfg, run_dir: Path, best: dict[str, Any], seeds: int, log: Callable[[str], None]) -> None:
     """Retrain every variant with the chosen settings and ``seeds`` seeds; score each on the
     held-out (test) sections. Each job's rows are one named part, so a resumed run skips it."""
     jobs = [(v, s) for v in suite.variants for s in range(seeds)]

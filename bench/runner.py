@@ -3,8 +3,8 @@ of any tool's prediction files against labels."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 

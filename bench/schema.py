@@ -92,6 +92,7 @@ def row_values(row: ResultRow) -> list[Any]:
 
 def config_hash(*parts: Any) -> str:
     """A short stable hash of configs (dataclasses or plain data): same settings, same hash."""
+
     def plain(obj: Any) -> Any:
         return dataclasses.asdict(obj) if dataclasses.is_dataclass(obj) and not isinstance(obj, type) else obj
 
@@ -108,4 +109,3 @@ def profile_setting(channels_last: bool, compile_mode: str | None) -> str:
 
 def make_extra(**values: Any) -> str:
     return json.dumps(values, sort_keys=True, default=str)
-

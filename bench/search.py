@@ -17,9 +17,10 @@ import sys
 import threading
 import time
 import warnings
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import optuna
 import sqlalchemy.exc
@@ -36,7 +37,7 @@ from bench.rows import RowFactory
 from bench.schema import MODEL_MEMORY_METRICS, ResultRow, make_extra
 from bench.store import ResultWriter
 from bench.suite import COSTS, SearchCfg, SuiteCfg
-from bench.train import EpochState, resolve_device
+from bench.train import Callback, EpochState, resolve_device
 from variants.registry import count_parameters
 
 # A worker that stops sending heartbeats for GRACE_S is considered dead and its trial retried.
@@ -95,7 +96,9 @@ def constraint_values(trial: optuna.trial.FrozenTrial) -> list[float]:
 
 def make_sampler(cfg: SearchCfg) -> optuna.samplers.BaseSampler:
     # samplers that model constraints learn where the infeasible region is
-    constraints = {"constraints_func": constraint_values} if cfg.constraints and not SET_CONSTRAINT else {}
+    constraints: dict[str, Any] = (
+        {"constraints_func": constraint_values} if cfg.constraints and not SET_CONSTRAINT else {}
+    )
     if cfg.sampler == "random":
         return optuna.samplers.RandomSampler(seed=cfg.seed)
     if cfg.sampler == "cmaes":
@@ -217,7 +220,7 @@ class Objective:
 
     def reporter(
         self, trial: optuna.Trial, factory: RowFactory, params: dict[str, Any], rows: list[ResultRow]
-    ) -> Callable[[EpochState], None]:
+    ) -> Callback:
         """The epoch callback: a learning-curve row, and Optuna's pruning decision."""
         search = self.suite.search
         assert search is not None
@@ -322,7 +325,10 @@ def optimize(study: optuna.Study, suite: SuiteCfg, run_dir: Path, url: str) -> N
     remaining = remaining_trials(study, total)
     if remaining <= 0:
         return
-    callbacks = [optuna.study.MaxTrialsCallback(total, states=FINISHED), Progress(total)]
+    callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [
+        optuna.study.MaxTrialsCallback(total, states=FINISHED),
+        Progress(total),
+    ]
     with storage_loss_as_error(url, run_dir):
         study.optimize(Objective(suite, run_dir), n_trials=remaining, callbacks=callbacks)
 
@@ -357,9 +363,9 @@ def worker_gpus(workers: int, gpus: list[str]) -> list[str | None]:
     return [gpus[i % len(gpus)] if gpus else None for i in range(workers)]
 
 
-def directions(search: SearchCfg) -> list[str]:
-    quality = "maximize" if search.objective in HIGHER_IS_BETTER else "minimize"
-    return [quality] + ["minimize"] * len(search.costs)
+def directions(search: SearchCfg) -> list[optuna.study.StudyDirection]:
+    maximize, minimize = optuna.study.StudyDirection.MAXIMIZE, optuna.study.StudyDirection.MINIMIZE
+    return [maximize if search.objective in HIGHER_IS_BETTER else minimize] + [minimize] * len(search.costs)
 
 
 def chosen_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:

@@ -13,12 +13,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-import re
 import os
+import re
 import socket
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Iterable
 
 import pandas as pd
 
@@ -62,7 +62,6 @@ class ResultWriter:
         final = self.run_dir / (f"rows-{name}.csv" if name else f"rows-{self.writer_id}-{self.sequence:06d}.csv")
         return atomic_write_bytes(final, data)
 
-
     def save_config(self, key: str, settings: dict[str, object]) -> Path:
         """``configs/<key>.json``: the full settings behind a ``config_hash``, written once per run
         (a rewrite by another worker holds the same settings)."""
@@ -98,17 +97,19 @@ def _read_part(path: Path) -> pd.DataFrame:
     if "schema_version" not in header:
         raise ResultsError(f"{path}: not a unet-bench results file (no schema_version column)")
     try:
-        frame = pd.read_csv(path, dtype=TEXT_DTYPES, keep_default_na=False, na_values={c: ["", "nan"] for c in FLOAT_COLUMNS})
+        frame = pd.read_csv(
+            path, dtype=TEXT_DTYPES, keep_default_na=False, na_values={c: ["", "nan"] for c in FLOAT_COLUMNS}
+        )
     except (pd.errors.ParserError, ValueError) as exc:
         raise ResultsError(f"{path}: malformed or truncated ({first_line(exc)})") from None
     versions = set(pd.to_numeric(frame["schema_version"], errors="coerce").dropna().astype(int))
-    version = versions.pop() if len(versions) == 1 else None
-    if version is None and not len(frame):  # a header alone: its columns say the version
-        version = next((v for v, columns in READABLE.items() if list(columns) == header), SCHEMA_VERSION)
-    if version not in READABLE and len(frame):
-        found = ", ".join(str(v) for v in sorted(versions | {version} - {None})) or "unreadable"
+    if not len(frame):  # a header alone: its columns say the version
+        versions = {next((v for v, columns in READABLE.items() if list(columns) == header), SCHEMA_VERSION)}
+    if len(versions) != 1 or not versions <= READABLE.keys():
+        found = ", ".join(str(v) for v in sorted(versions)) or "unreadable"
         raise ResultsError(f"{path}: schema version {found}, but this unet-bench reads version {SCHEMA_VERSION}")
-    expected = READABLE.get(version, COLUMNS)
+    (version,) = versions
+    expected = READABLE[version]
     missing = [c for c in expected if c not in frame.columns]
     unknown = [c for c in frame.columns if c not in expected]
     if missing or unknown:
@@ -120,10 +121,10 @@ def _read_part(path: Path) -> pd.DataFrame:
     damaged = numeric.isna().any(axis=1) | frame["extra"].isna()
     if damaged.any():
         line = int(damaged.idxmax()) + 2  # header is line 1
-        raise ResultsError(f"{path}: truncated or damaged row at line {line} (a required value is missing or not a number)")
+        raise ResultsError(
+            f"{path}: truncated or damaged row at line {line} (a required value is missing or not a number)"
+        )
     return upgrade_v1(frame, path) if version == 1 else frame
-
-
 
 
 def upgrade_v1(frame: pd.DataFrame, path: Path) -> pd.DataFrame:

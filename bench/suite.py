@@ -124,10 +124,7 @@ def _params(space: Any, path: Path, text: str) -> tuple[Param, ...]:
         unknown = set(spec) - {"low", "high", "log", "choices", "type"}
         if unknown:
             raise suite_key_error(
-                path,
-                text,
-                name,
-                f"{where}: unknown field {sorted(unknown)[0]!r}; allowed: low, high, log, choices, type",
+                path, text, name, f"{where}: unknown field {min(unknown)!r}; allowed: low, high, log, choices, type"
             )
         if "choices" in spec:
             params.append(Param(name, "categorical", choices=tuple(spec["choices"])))
@@ -222,11 +219,11 @@ def _with_data(suite: SuiteCfg, section: dict[str, Any], text: str) -> SuiteCfg:
                               "the test split must be untouched by training and selection")  # fmt: skip
     bad = set(section) - set(SYNTHETIC_OPTIONS)
     if bad:
-        raise suite_key_error(path, text, sorted(bad)[0],
+        raise suite_key_error(path, text, min(bad),
                               "unknown key in [data]; allowed: source, val_sections, test_sections, count, size, seed")  # fmt: skip
     spec = DataSpec.parse(source, base=path.parent)  # a relative folder is relative to the suite file
     if section and not spec.synthetic:
-        raise suite_key_error(path, text, sorted(section)[0], "count, size and seed apply to source = \"synthetic\" only")
+        raise suite_key_error(path, text, min(section), 'count, size and seed apply to source = "synthetic" only')
     with named(path, text, "data"):
         spec = apply_overrides(spec, section, owner="[data]")
     val = parsed["val_sections"] if val_sections is not None else None

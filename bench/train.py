@@ -72,7 +72,9 @@ def resolve_device(name: str) -> torch.device:
     try:
         device = torch.device(name)
     except RuntimeError:
-        raise ConfigError(f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N", key="device") from None
+        raise ConfigError(
+            f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N", key="device"
+        ) from None
     if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
         raise ConfigError(f"device {name!r}: no such CUDA device on this machine; use auto or cpu", key="device")
     return device
@@ -111,9 +113,7 @@ class TileSampler:
 def make_optimizer(model: nn.Module, cfg: TrainCfg) -> torch.optim.Optimizer:
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(model.parameters(), lr=cfg.lr, momentum=cfg.momentum, weight_decay=cfg.weight_decay)
-    return torch.optim.AdamW(
-        model.parameters(), lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay
-    )
+    return torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(cfg.momentum, 0.999), weight_decay=cfg.weight_decay)
 
 
 def lr_factor(schedule: str, progress: float) -> float:

@@ -28,3 +28,11 @@ def test_packages_are_declared_explicitly() -> None:
     assert project["project"]["scripts"]["unet-bench"] == "bench.cli:main"
     torch_req = next(d for d in project["project"]["dependencies"] if d.startswith("torch") and "vision" not in d)
     assert "==" not in torch_req and "<" not in torch_req, "torch must be a range a user's machine can satisfy"
+
+
+def test_ci_lints_formats_and_type_checks_with_the_pinned_tools() -> None:
+    ci = (REPO / ".ci" / "run").read_text()
+    for command in ("ruff check bench variants", "ruff format --check bench variants", "mypy"):
+        assert re.search(rf"^{re.escape(command)}$", ci, re.M), f".ci/run must run `{command}`"
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]["test"]
+    assert any(d.startswith("ruff==") for d in extras) and any(d.startswith("mypy==") for d in extras)

@@ -10,8 +10,9 @@ Activation and normalisation layers come from timm's factories rather than a reg
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Literal
+from typing import Literal
 
 import torch
 from torch import nn
@@ -101,9 +102,7 @@ class ResidualBlock(nn.Module):
 
     def __init__(self, in_ch: int, out_ch: int, spec: ConvSpec):
         super().__init__()
-        self.body = nn.Sequential(
-            conv_norm_act(in_ch, out_ch, spec), conv_norm_act(out_ch, out_ch, spec, act=False)
-        )
+        self.body = nn.Sequential(conv_norm_act(in_ch, out_ch, spec), conv_norm_act(out_ch, out_ch, spec, act=False))
         self.shortcut = (
             nn.Identity() if in_ch == out_ch else conv_norm_act(in_ch, out_ch, spec, kernel_size=1, act=False)
         )
@@ -164,9 +163,7 @@ def make_upsample(kind: Upsample, in_ch: int, out_ch: int) -> nn.Module:
     """
     if kind == "transpose":
         return nn.ConvTranspose2d(in_ch, out_ch, kernel_size=2, stride=2)
-    return nn.Sequential(
-        nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(in_ch, out_ch, 1)
-    )
+    return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(in_ch, out_ch, 1))
 
 
 def init_he_normal(module: nn.Module) -> None:

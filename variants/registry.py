@@ -14,8 +14,9 @@ from __future__ import annotations
 
 import fnmatch
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable, Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import torch
 from torch import nn
@@ -28,9 +29,16 @@ from variants.overrides import apply_overrides, near_matches
 class ModelConfig(Protocol):
     """What every family's frozen config dataclass provides."""
 
-    family: str  # "unet", "residual", "inception", "smp", ...
-    in_channels: int
-    num_classes: int
+    # read-only members: every family's config is a frozen dataclass
+    @property
+    def family(self) -> str:
+        """ "unet", "residual", "inception", "smp", ..."""
+
+    @property
+    def in_channels(self) -> int: ...
+
+    @property
+    def num_classes(self) -> int: ...
 
     def build(self) -> nn.Module:
         """Assemble the network (weights initialised; nothing downloaded)."""
@@ -44,7 +52,7 @@ class ModelConfig(Protocol):
     def input_size(self, output_size: int) -> int:
         """The input side giving ``output_size`` (overlap-tile needs it); raises InvalidInputSize."""
 
-    def tiny(self) -> "ModelConfig":
+    def tiny(self) -> ModelConfig:
         """A copy small enough to train in seconds on a CPU, for tests and smoke runs."""
 
 

@@ -7,7 +7,7 @@ helpers map input <-> output size and name the nearest accepted sizes when a siz
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
 
 from variants.errors import UserError
 
@@ -69,14 +69,11 @@ def closest_accepted(near: int, accepts: Callable[[int], bool]) -> int:
     return min(options, key=lambda s: (abs(s - near), -s))
 
 
-def refuse(
-    owner: str, size: int, accepts: Callable[[int], bool], why: str, what: str = "input"
-) -> InvalidInputSize:
+def refuse(owner: str, size: int, accepts: Callable[[int], bool], why: str, what: str = "input") -> InvalidInputSize:
     """The error for a refused ``what`` ("input" or "output") size, naming the nearest accepted ones."""
     nearest = nearest_accepted(size, accepts)
     listed = " or ".join(str(s) for s in nearest)
     verb = "cannot take" if what == "input" else "cannot produce"
     return InvalidInputSize(
-        f"{owner} {verb} a {size}x{size} {what} ({why}); nearest valid {what} sizes: {listed}",
-        nearest,
+        f"{owner} {verb} a {size}x{size} {what} ({why}); nearest valid {what} sizes: {listed}", nearest
     )

@@ -84,7 +84,7 @@ class SmpConfig:
     def input_size(self, output_size: int) -> int:
         return self.output_size(output_size)  # same size in and out
 
-    def tiny(self) -> "SmpConfig":
+    def tiny(self) -> SmpConfig:
         return dataclasses.replace(self, decoder_channels=tuple(max(4, c // 16) for c in self.decoder_channels))
 
     def build(self) -> nn.Module:

@@ -112,7 +112,7 @@ class UNetConfig:
             )
         return encoder_decoder_input(output_size, self.depth, shrink)  # type: ignore[return-value]
 
-    def tiny(self) -> "UNetConfig":
+    def tiny(self) -> UNetConfig:
         return dataclasses.replace(self, base_width=min(self.base_width, 4 if self.block != "inception" else 8))
 
     def build(self) -> nn.Module:

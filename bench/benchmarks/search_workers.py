@@ -24,7 +24,6 @@ from bench.search import FINISHED, run_search
 from bench.suite import load_suite
 
 
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--suite", default="quick", help="a suite with a [search] table (default quick)")
@@ -33,7 +32,9 @@ def main() -> None:
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     suite = load_suite(args.suite)
-    suite = replace(suite, search=replace(suite.search, trials=args.trials))  # type: ignore[arg-type]
+    if suite.search is None:
+        parser.error(f"suite {args.suite!r} has no [search] table")
+    suite = replace(suite, search=replace(suite.search, trials=args.trials))
 
     rates = {}
     with tempfile.TemporaryDirectory() as tmp:

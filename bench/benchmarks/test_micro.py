@@ -45,8 +45,8 @@ def test_model_step(benchmark, variant: str, mode: str) -> None:
     torch.manual_seed(0)
     model = config.build().to(DEVICE)
     x = torch.randn(2, config.in_channels, side, side, device=DEVICE)
-    step = "infer" if mode == "forward" else "train"  # the mode column of result rows
-    benchmark.extra_info.update(variant=variant, mode=step, input_size=side, batch_size=2)
+    row_mode = "infer" if mode == "forward" else "train"  # the mode column of result rows
+    benchmark.extra_info.update(variant=variant, mode=row_mode, input_size=side, batch_size=2)
     if mode == "forward":
         model.eval()
 
