@@ -39,7 +39,7 @@ class Report:
     title: str
     sections: list[Section] = field(default_factory=list)
     figures: dict[str, bytes] = field(default_factory=dict)  # stem -> PNG bytes
-    # the Summary section's table
+    # the Summary section's table, which `unet-bench run` also prints (see ``text_rows``)
     summary: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
@@ -496,9 +496,19 @@ def _markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
+def _cell_text(value: Any) -> str:
+    return f"{value:.5g}" if isinstance(value, float) else str(value)
+
+
 def _md_cell(value: Any) -> str:
-    text = f"{value:.5g}" if isinstance(value, float) else str(value)
-    return html.escape(text).replace("|", "\\|")
+    return html.escape(_cell_text(value)).replace("|", "\\|")
+
+
+def text_rows(table: pd.DataFrame) -> list[dict[str, str]]:
+    """``table`` as text for the terminal, each cell written as the Markdown report writes it
+    (missing ones blank): `unet-bench run` prints the report's Summary digit for digit."""
+    return [{column: "" if pd.isna(value) else _cell_text(value) for column, value in row.items()}
+            for row in table.to_dict("records")]  # fmt: skip
 
 
 def to_markdown(report: Report) -> str:

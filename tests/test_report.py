@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -11,7 +12,8 @@ import pytest
 from scipy import stats
 
 from bench import aggregate
-from bench.report import SECTIONS, FigureFolder, ReportInputs, build_report, environment_section
+from bench.console import format_table
+from bench.report import SECTIONS, FigureFolder, ReportInputs, build_report, environment_section, text_rows
 from bench.store import read_results
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
@@ -153,3 +155,19 @@ def test_a_results_tree_of_eval_rows_alone_reports_quality_only(tmp_path: Path) 
     assert titles == [title for title in GOLDEN_TITLES if title not in profile_titles]
     assert "img/s" not in report.summary and sorted(report.figures) == ["ablation", "quality"]
 
+
+def test_the_terminal_summary_is_the_reports_summary(tmp_path: Path) -> None:
+    """`unet-bench run` prints ``text_rows(report.summary)``: the same columns and, cell for cell,
+    the text of the report's Summary table."""
+    report = build_report(GOLDEN, tmp_path)
+    rows = text_rows(report.summary)
+    markdown = (tmp_path / "report.md").read_text()
+    summary = markdown.split("## Summary")[1].split("## ")[0]
+    table = [line.strip("|").split(" | ") for line in summary.splitlines() if line.startswith("| ")]
+    table = [[cell.strip() for cell in line] for line in table]
+    assert table[0] == list(rows[0]) == ["variant", "pixel error", "seeds", "V_rand", "img/s", "at", "peak MiB"]
+    assert [[html.unescape(cell) for cell in line] for line in table[1:]] == [list(row.values()) for row in rows]
+    original = next(row for row in rows if row["variant"] == "unet-original")
+    assert original["V_rand"] == "0.8100 [0.8000, 0.8200]" and original["img/s"] == "30"  # best of batch 1, 2, 4
+    printed = format_table(rows, list(rows[0]))
+    assert all(cell in printed for row in rows for cell in row.values())
