@@ -262,7 +262,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.data:
         suite = dataclasses.replace(suite, data=DataSpec.parse(args.data))
     result = run_suite(suite, Path(args.output), Path(args.reports), args.resume, args.seeds, args.storage)
-    print(format_table(result.summary, ["variant", "seeds", "V_rand", "pixel error", "img/s"]))
+    if result.summary:  # the report's Summary, the same cells
+        print(format_table(result.summary, list(result.summary[0])))
     print(f"\nresults: {result.run_dir}\nreport:  {result.report_dir / 'report.html'}")
     return 0
 

@@ -2,8 +2,9 @@
 
 ``build_report(results, out_dir)`` reads every row under ``results``, aggregates with
 ``bench.aggregate`` and writes ``report.md``, ``report.html`` (figures embedded as base64, no
-external files or scripts) and ``fig/*.png`` / ``fig/*.svg``. Sections appear only when the rows
-hold what they need, so one function serves a quick run, an ablation and a GPU profile.
+external files or scripts) and ``fig/*.png`` / ``fig/*.svg``. The report is a sequence of small
+section builders (``SECTIONS``): each reads the parsed rows and returns its section, or None when
+the rows hold nothing for it, so one function serves a quick run, an ablation and a GPU profile.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import base64
 import html
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,6 +39,8 @@ class Report:
     title: str
     sections: list[Section] = field(default_factory=list)
     figures: dict[str, bytes] = field(default_factory=dict)  # stem -> PNG bytes
+    # the Summary section's table, which `unet-bench run` also prints (see ``text_rows``)
+    summary: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 def _plt():
@@ -48,18 +52,25 @@ def _plt():
     return plt
 
 
-def _save(fig: Any, out_dir: Path, stem: str, report: Report) -> None:
-    """Save a figure as PNG and SVG under fig/ and keep the PNG for embedding."""
-    (out_dir / "fig").mkdir(parents=True, exist_ok=True)
-    fig.tight_layout()
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    report.figures[stem] = buffer.getvalue()
-    (out_dir / "fig" / f"{stem}.png").write_bytes(buffer.getvalue())
-    # no date and fixed element ids: regenerating a report from the same rows changes no file
-    with _plt().rc_context({"svg.hashsalt": "unetbench"}):
-        fig.savefig(out_dir / "fig" / f"{stem}.svg", format="svg", metadata={"Date": None})
-    _plt().close(fig)
+@dataclass
+class FigureFolder:
+    """Where section builders save figures: PNG and SVG under ``out_dir``/fig, and each PNG kept
+    for embedding in the page."""
+
+    out_dir: Path
+    png: dict[str, bytes] = field(default_factory=dict)  # stem -> PNG bytes
+
+    def save(self, fig: Any, stem: str) -> None:
+        (self.out_dir / "fig").mkdir(parents=True, exist_ok=True)
+        fig.tight_layout()
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
+        self.png[stem] = buffer.getvalue()
+        (self.out_dir / "fig" / f"{stem}.png").write_bytes(buffer.getvalue())
+        # no date and fixed element ids: regenerating a report from the same rows changes no file
+        with _plt().rc_context({"svg.hashsalt": "unetbench"}):
+            fig.savefig(self.out_dir / "fig" / f"{stem}.svg", format="svg", metadata={"Date": None})
+        _plt().close(fig)
 
 
 def quality_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -81,6 +92,252 @@ def profile_table(measured: pd.DataFrame) -> pd.DataFrame:
     )
 
 
+@dataclass(frozen=True, eq=False)
+class ReportInputs:
+    """The rows and the tables every section builder reads, computed once per report."""
+
+    frame: pd.DataFrame
+    baseline: str | None  # the ablation's reference variant (None: unet-original where present)
+    quality: pd.DataFrame  # quality_table
+    measured: pd.DataFrame  # profile_rows
+    profile: pd.DataFrame  # profile_table
+    throughput: pd.DataFrame  # the throughput lines of ``profile``
+    summary: pd.DataFrame  # summary_table
+
+    @classmethod
+    def of(cls, frame: pd.DataFrame, baseline: str | None = None) -> ReportInputs:
+        quality = quality_table(frame)
+        measured = profile_rows(frame)
+        profile = profile_table(measured)
+        throughput = profile[profile["metric"] == "throughput"]
+        return cls(frame, baseline, quality, measured, profile, throughput, summary_table(quality, profile))
+
+
+SectionBuilder = Callable[[ReportInputs, FigureFolder], Section | None]
+
+
+def summary_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    if inputs.summary.empty:
+        return None
+    return Section(
+        "Summary", "Held-out quality: mean over seeds [bootstrap 95 % CI]; runtime: the best inference img/s "
+        "(training where none) at the variant's most measured input size, where `at` says which, and the peak "
+        "memory of that measurement, on the machine named under Environment.", inputs.summary,
+    )  # fmt: skip
+
+
+def headline_metric(quality: pd.DataFrame) -> str:
+    """The quality metric that figures and deltas use: V_rand where measured."""
+    return "v_rand" if (quality["metric"] == "v_rand").any() else str(min(quality["metric"]))
+
+
+def quality_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    quality = inputs.quality
+    if quality.empty:
+        return None
+    main = headline_metric(quality)
+    data = quality[quality["metric"] == main].sort_values("mean", ascending=main not in HIGHER_IS_BETTER)
+    fig, ax = _plt().subplots(figsize=(7, 0.45 * len(data) + 1.5))
+    ax.errorbar(data["mean"], data["variant"], xerr=[data["mean"] - data["ci_low"], data["ci_high"] - data["mean"]],
+                fmt="o", capsize=3)  # fmt: skip
+    ax.set_xlabel(f"{main} (mean, 95 % CI)")
+    figures.save(fig, "quality")
+    text = "Mean over seeds with bootstrap 95 % confidence intervals (held-out images)."
+    return Section("Quality per variant", text, _with_ci(quality), "quality")
+
+
+def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    variants = set(inputs.quality["variant"])
+    baseline = inputs.baseline or ("unet-original" if "unet-original" in variants else None)
+    if not baseline or baseline not in variants or len(variants) < 2:
+        return None
+    main = headline_metric(inputs.quality)
+    deltas = aggregate.ablation_deltas(inputs.frame[inputs.frame["stage"] == "eval"], baseline, main)
+    fig, ax = _plt().subplots(figsize=(7, 0.45 * len(deltas) + 1.5))
+    ax.errorbar(deltas["delta"], deltas["variant"],
+                xerr=[deltas["delta"] - deltas["ci_low"], deltas["ci_high"] - deltas["delta"]], fmt="s", capsize=3)  # fmt: skip
+    ax.axvline(0, color="grey", lw=1)
+    ax.set_xlabel(f"delta {main} vs {baseline}")
+    figures.save(fig, "ablation")
+    return Section(
+        f"Ablation deltas against {baseline}",
+        f"Paired by seed: mean difference in {main}, bootstrap 95 % CI, Wilcoxon signed-rank p and "
+        "Cohen's d_z. With few seeds the p-value cannot be small; read the interval.",
+        deltas, "ablation",
+    )  # fmt: skip
+
+
+def at_main_setting(rows: pd.DataFrame, throughput: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """``rows`` at the ``main_setting`` of ``throughput``, and that setting in words."""
+    precision, size, setting = main_setting(throughput)
+    chosen = rows[(rows["precision"] == precision) & (rows["input_size"] == size) & (rows["setting"] == setting)]
+    return chosen, f"{precision}, {size} px input, {setting}"
+
+
+def runtime_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    import seaborn as sns
+
+    if inputs.throughput.empty:
+        return None
+    lines, plotted = at_main_setting(inputs.throughput, inputs.throughput)
+    fig, ax = _plt().subplots(figsize=(7, 4))
+    sns.lineplot(data=lines, x="batch_size", y="mean", hue="variant", style="mode", marker="o", ax=ax)
+    ax.set_xscale("log", base=2)
+    ax.set_ylabel("img/s")
+    ax.set_title(plotted, fontsize=9)
+    figures.save(fig, "throughput_vs_batch")
+    return Section(
+        "Runtime",
+        "One line per measured configuration: median step time as img/s with the 95 % interval of the "
+        "median, output megapixels/s, latency percentiles, achieved TFLOP/s and model-FLOPs utilisation "
+        f"(MFU) against the device's dense peak, and peak memory. The figures show {plotted}.",
+        profile_configurations(inputs.measured), "throughput_vs_batch",
+    )  # fmt: skip
+
+
+def memory_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    import seaborn as sns
+
+    if inputs.throughput.empty:
+        return None
+    rows, plotted = at_main_setting(inputs.profile, inputs.throughput)
+    memory = memory_rows(rows)
+    if memory.empty:
+        return None
+    fig, ax = _plt().subplots(figsize=(7, 4))
+    sns.lineplot(data=memory, x="batch_size", y="mean", hue="variant", style="mode", marker="o", ax=ax)
+    ax.set_title(plotted, fontsize=9)
+    ax.set_xscale("log", base=2)
+    ax.set_ylabel("peak memory (MiB)")
+    figures.save(fig, "memory_vs_batch")
+    return Section("Peak memory", "", None, "memory_vs_batch")
+
+
+def time_share_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    if inputs.throughput.empty:
+        return None
+    shares = time_share_table(inputs.measured)
+    if shares.empty:
+        return None
+    return Section(
+        "Where the time goes",
+        "Share of a step's time in each kind of operation (torch.profiler over a few steps: kernel time "
+        "on CUDA, operator time on CPU). Convolutions are the FLOPs; copies, casts, concatenation and "
+        "element-wise work move memory and do little arithmetic, so their share is what keeps MFU low.",
+        shares,
+    )  # fmt: skip
+
+
+def pareto_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    import seaborn as sns
+
+    if inputs.quality.empty or inputs.throughput.empty:
+        return None
+    front = pareto_table(inputs.quality, inputs.throughput)
+    if front.empty:
+        return None
+    fig, ax = _plt().subplots(figsize=(7, 4.5))
+    sns.scatterplot(data=front, x="img/s", y="quality", hue="pareto", style="pareto", s=80, ax=ax)
+    for _, row in front.iterrows():
+        ax.annotate(row["variant"], (row["img/s"], row["quality"]), fontsize=8, xytext=(4, 4),
+                    textcoords="offset points")  # fmt: skip
+    figures.save(fig, "pareto")
+    return Section("Quality vs throughput (Pareto front)",
+                   "A variant is on the front when no other is both better and faster.", front, "pareto")  # fmt: skip
+
+
+def search_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    """Each finished trial's objective with the best so far, and the parameter importances."""
+    search = inputs.frame[inputs.frame["stage"] == "search"]
+    history = search[search["metric"].isin(RESULT_METRICS) & (search["trial"] >= 0)]
+    if history.empty:
+        return None
+    objective = "v_rand" if (history["metric"] == "v_rand").any() else history["metric"].iloc[0]
+    trials = history[history["metric"] == objective].groupby("trial")["value"].mean().sort_index()
+    best = trials.cummax() if objective in HIGHER_IS_BETTER else trials.cummin()
+    fig, ax = _plt().subplots(figsize=(7, 3.5))
+    ax.plot(trials.index, trials.values, "o", label="finished trial")
+    ax.step(best.index, best.values, where="post", label="best so far")
+    ax.set_xlabel("trial")
+    ax.set_ylabel(objective)
+    ax.legend()
+    figures.save(fig, "search_history")
+    return Section(
+        "Search", f"{objective} of each finished Optuna trial (pruned trials stop early and have no final "
+        "value) and parameter importances (fANOVA).", importance_table(search), "search_history",
+    )  # fmt: skip
+
+
+def importance_table(search: pd.DataFrame) -> pd.DataFrame | None:
+    """The study's parameter importances (``param_importance`` rows), None where none were written."""
+    importances = search[search["metric"] == "param_importance"].copy()
+    if importances.empty:
+        return None
+    importances["parameter"] = importances["extra"].map(lambda e: json.loads(e).get("param"))
+    return importances[["parameter", "value"]].rename(columns={"value": "importance"}).round(4)
+
+
+def search_front_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    """A multi-objective search's Pareto front: its table, and every finished trial's quality
+    against the first cost with the front drawn through."""
+    frame = inputs.frame
+    front = frame[frame["stage"] == "search-pareto"]
+    if front.empty:
+        return None
+    quality = next(m for m in front["metric"].unique() if m in RESULT_METRICS)
+    cost = next(m for m in front["metric"].unique() if m != quality)
+    table = front.pivot_table(index="trial", columns="metric", values="value").reset_index()
+    params = front.drop_duplicates("trial").set_index("trial")["extra"]
+    table["params"] = table["trial"].map(lambda t: json.dumps(json.loads(params[t]).get("params", {})))
+    table = table.sort_values(cost)
+    trials = frame[(frame["stage"] == "search") & frame["metric"].isin([quality, cost])]
+    points = trials.pivot_table(index="trial", columns="metric", values="value").dropna()
+    fig, ax = _plt().subplots(figsize=(7, 4))
+    ax.plot(points[cost], points[quality], "o", alpha=0.5, label="finished trial")
+    ax.plot(table[cost], table[quality], "o-", color="C3", label="Pareto front")
+    ax.set_xlabel(cost)
+    ax.set_ylabel(quality)
+    ax.legend()
+    figures.save(fig, "search_pareto")
+    return Section(
+        "Search: Pareto front", f"Trials that no other trial beats on {quality} and every cost at once "
+        "(multi-objective study; every trial trained in full, none pruned).", table.round(4), "search_pareto",
+    )  # fmt: skip
+
+
+def isbi_reference_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    """The U-Net paper's ISBI 2012 table, next to results on that data."""
+    if not inputs.frame["dataset"].str.contains("isbi", case=False).any():
+        return None
+    table1 = pd.DataFrame(reference.ISBI2012_TABLE1, columns=["group", "warping error", "Rand error", "pixel error"])
+    return Section(
+        "Reference: ISBI 2012, Table 1 of the U-Net paper",
+        f"{reference.CITATION} Scored on the challenge's secret test labels; our numbers are on "
+        "held-out training sections, so compare scale, not rank.", table1,
+    )  # fmt: skip
+
+
+def micro_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    micro = micro_table(inputs.frame)
+    if micro.empty:
+        return None
+    return Section("Micro-benchmarks", "pytest-benchmark, bench/benchmarks/test_micro.py.", micro)
+
+
+def environment_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    if inputs.frame.empty:
+        return None
+    return Section("Environment", "", environment_table(inputs.frame))
+
+
+# The report's sections in order; each builder shows what its rows allow, or nothing.
+SECTIONS: tuple[SectionBuilder, ...] = (
+    summary_section, quality_section, ablation_section, runtime_section, memory_section, time_share_section,
+    pareto_section, search_section, search_front_section, isbi_reference_section, micro_section,
+    environment_section,
+)  # fmt: skip
+
+
 def build_report(results: Path, out_dir: Path, title: str | None = None, baseline: str | None = None) -> Report:
     """Aggregate every row under ``results`` into ``out_dir``/report.{md,html} and figures."""
     import seaborn as sns
@@ -89,153 +346,13 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     if frame.empty:
         raise ResultsError(f"{results}: no result rows to report")
     out_dir.mkdir(parents=True, exist_ok=True)
-    plt = _plt()
+    _plt()  # the Agg backend before the theme and any figure
     sns.set_theme(style="whitegrid", context="notebook")
+    inputs = ReportInputs.of(frame, baseline)
+    figures = FigureFolder(out_dir)
+    sections = [section for build in SECTIONS if (section := build(inputs, figures)) is not None]
     suites = ", ".join(sorted(frame["suite"].unique()))
-    report = Report(title or f"unetbench report: {suites}")
-
-    quality = quality_table(frame)
-    measured = profile_rows(frame)
-    prof = profile_table(measured)
-    overview = summary_table(quality, prof)
-    if not overview.empty:
-        report.sections.append(Section(
-            "Summary", "Held-out quality: mean over seeds [bootstrap 95 % CI]; runtime: the best inference img/s "
-            "(training where none) at the variant's most measured input size, where `at` says which, and the peak "
-            "memory of that measurement, on the machine named under Environment.", overview,
-        ))  # fmt: skip
-    if not quality.empty:
-        wide = quality.pivot(index="variant", columns="metric", values="mean")
-        text = "Mean over seeds with bootstrap 95 % confidence intervals (held-out images)."
-        report.sections.append(Section("Quality per variant", text, _with_ci(quality), "quality"))
-        main = "v_rand" if "v_rand" in wide else wide.columns[0]
-        data = quality[quality["metric"] == main].sort_values("mean", ascending=main not in HIGHER_IS_BETTER)
-        fig, ax = plt.subplots(figsize=(7, 0.45 * len(data) + 1.5))
-        ax.errorbar(data["mean"], data["variant"], xerr=[data["mean"] - data["ci_low"], data["ci_high"] - data["mean"]],
-                    fmt="o", capsize=3)  # fmt: skip
-        ax.set_xlabel(f"{main} (mean, 95 % CI)")
-        _save(fig, out_dir, "quality", report)
-
-        baseline = baseline or ("unet-original" if "unet-original" in wide.index else None)
-        if baseline and baseline in wide.index and len(wide) > 1:
-            deltas = aggregate.ablation_deltas(frame[frame["stage"] == "eval"], baseline, main)
-            report.sections.append(Section(
-                f"Ablation deltas against {baseline}",
-                f"Paired by seed: mean difference in {main}, bootstrap 95 % CI, Wilcoxon signed-rank p and "
-                "Cohen's d_z. With few seeds the p-value cannot be small; read the interval.",
-                deltas, "ablation",
-            ))  # fmt: skip
-            fig, ax = plt.subplots(figsize=(7, 0.45 * len(deltas) + 1.5))
-            ax.errorbar(
-                deltas["delta"],
-                deltas["variant"],
-                xerr=[deltas["delta"] - deltas["ci_low"], deltas["ci_high"] - deltas["delta"]],
-                fmt="s",
-                capsize=3,
-            )
-            ax.axvline(0, color="grey", lw=1)
-            ax.set_xlabel(f"delta {main} vs {baseline}")
-            _save(fig, out_dir, "ablation", report)
-
-    throughput = prof[prof["metric"] == "throughput"]
-    if not throughput.empty:
-        precision, size, setting = main_setting(throughput)
-        plotted = f"{precision}, {size} px input, {setting}"
-        report.sections.append(
-            Section(
-                "Runtime",
-                "One line per measured configuration: median step time as img/s with the 95 % interval of the "
-                "median, output megapixels/s, latency percentiles, achieved TFLOP/s and model-FLOPs utilisation "
-                f"(MFU) against the device's dense peak, and peak memory. The figures show {plotted}.",
-                profile_configurations(measured),
-                "throughput_vs_batch",
-            )
-        )
-        def at_main(rows: pd.DataFrame) -> pd.DataFrame:
-            return rows[(rows["precision"] == precision) & (rows["input_size"] == size) & (rows["setting"] == setting)]
-
-        fig, ax = plt.subplots(figsize=(7, 4))
-        sns.lineplot(data=at_main(throughput), x="batch_size", y="mean", hue="variant", style="mode", marker="o", ax=ax)
-        ax.set_xscale("log", base=2)
-        ax.set_ylabel("img/s")
-        ax.set_title(plotted, fontsize=9)
-        _save(fig, out_dir, "throughput_vs_batch", report)
-        memory = memory_rows(at_main(prof))
-        if not memory.empty:
-            fig, ax = plt.subplots(figsize=(7, 4))
-            sns.lineplot(data=memory, x="batch_size", y="mean", hue="variant", style="mode", marker="o", ax=ax)
-            ax.set_title(plotted, fontsize=9)
-            ax.set_xscale("log", base=2)
-            ax.set_ylabel("peak memory (MiB)")
-            _save(fig, out_dir, "memory_vs_batch", report)
-            report.sections.append(Section("Peak memory", "", None, "memory_vs_batch"))
-        shares = time_share_table(measured)
-        if not shares.empty:
-            report.sections.append(Section(
-                "Where the time goes",
-                "Share of a step's time in each kind of operation (torch.profiler over a few steps: kernel time "
-                "on CUDA, operator time on CPU). Convolutions are the FLOPs; copies, casts, concatenation and "
-                "element-wise work move memory and do little arithmetic, so their share is what keeps MFU low.",
-                shares,
-            ))  # fmt: skip
-
-    if not quality.empty and not throughput.empty:
-        front = pareto_table(quality, throughput)
-        if not front.empty:
-            report.sections.append(Section("Quality vs throughput (Pareto front)",
-                                           "A variant is on the front when no other is both better and faster.", front, "pareto"))  # fmt: skip
-            fig, ax = plt.subplots(figsize=(7, 4.5))
-            sns.scatterplot(data=front, x="img/s", y="quality", hue="pareto", style="pareto", s=80, ax=ax)
-            for _, row in front.iterrows():
-                ax.annotate(
-                    row["variant"],
-                    (row["img/s"], row["quality"]),
-                    fontsize=8,
-                    xytext=(4, 4),
-                    textcoords="offset points",
-                )
-            _save(fig, out_dir, "pareto", report)
-
-    search = frame[frame["stage"] == "search"]
-    history = search[search["metric"].isin(RESULT_METRICS) & (search["trial"] >= 0)]
-    if not history.empty:
-        objective = "v_rand" if (history["metric"] == "v_rand").any() else history["metric"].iloc[0]
-        trials = history[history["metric"] == objective].groupby("trial")["value"].mean().sort_index()
-        higher = objective in HIGHER_IS_BETTER
-        best = trials.cummax() if higher else trials.cummin()
-        fig, ax = plt.subplots(figsize=(7, 3.5))
-        ax.plot(trials.index, trials.values, "o", label="finished trial")
-        ax.step(best.index, best.values, where="post", label="best so far")
-        ax.set_xlabel("trial")
-        ax.set_ylabel(objective)
-        ax.legend()
-        _save(fig, out_dir, "search_history", report)
-        importances = search[search["metric"] == "param_importance"].copy()
-        table = None
-        if not importances.empty:
-            importances["parameter"] = importances["extra"].map(lambda e: json.loads(e).get("param"))
-            table = importances[["parameter", "value"]].rename(columns={"value": "importance"}).round(4)
-        report.sections.append(Section(
-            "Search", f"{objective} of each finished Optuna trial (pruned trials stop early and have no final "
-            "value) and parameter importances (fANOVA).", table, "search_history",
-        ))  # fmt: skip
-    search_front_section(frame, out_dir, report)
-
-    if (frame["dataset"].str.contains("isbi", case=False)).any():
-        table1 = pd.DataFrame(
-            reference.ISBI2012_TABLE1, columns=["group", "warping error", "Rand error", "pixel error"]
-        )
-        report.sections.append(Section(
-            "Reference: ISBI 2012, Table 1 of the U-Net paper",
-            f"{reference.CITATION} Scored on the challenge's secret test labels; our numbers are on "
-            "held-out training sections, so compare scale, not rank.", table1,
-        ))  # fmt: skip
-
-    micro = micro_table(frame)
-    if not micro.empty:
-        report.sections.append(Section("Micro-benchmarks", "pytest-benchmark, bench/benchmarks/test_micro.py.", micro))
-    report.sections.append(Section("Environment", "", environment_table(frame)))
-
+    report = Report(title or f"unetbench report: {suites}", sections, figures.png, inputs.summary)
     (out_dir / "report.md").write_text(to_markdown(report))
     (out_dir / "report.html").write_text(to_html(report))
     return report
@@ -252,34 +369,6 @@ def environment_table(frame: pd.DataFrame) -> pd.DataFrame:
     details = pd.DataFrame([json.loads(e).get("env") or {} for e in env["extra"]])
     shown = [c for c in ENVIRONMENT_DETAILS if c in details]
     return pd.concat([env[columns], details[shown]], axis=1).astype(object).fillna("")
-
-
-def search_front_section(frame: pd.DataFrame, out_dir: Path, report: Report) -> None:
-    """A multi-objective search's Pareto front: its table, and every finished trial's quality
-    against the first cost with the front drawn through."""
-    front = frame[frame["stage"] == "search-pareto"]
-    if front.empty:
-        return
-    quality = next(m for m in front["metric"].unique() if m in RESULT_METRICS)
-    cost = next(m for m in front["metric"].unique() if m != quality)
-    table = front.pivot_table(index="trial", columns="metric", values="value").reset_index()
-    params = front.drop_duplicates("trial").set_index("trial")["extra"]
-    table["params"] = table["trial"].map(lambda t: json.dumps(json.loads(params[t]).get("params", {})))
-    table = table.sort_values(cost)
-    trials = frame[(frame["stage"] == "search") & frame["metric"].isin([quality, cost])]
-    points = trials.pivot_table(index="trial", columns="metric", values="value").dropna()
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(7, 4))
-    ax.plot(points[cost], points[quality], "o", alpha=0.5, label="finished trial")
-    ax.plot(table[cost], table[quality], "o-", color="C3", label="Pareto front")
-    ax.set_xlabel(cost)
-    ax.set_ylabel(quality)
-    ax.legend()
-    _save(fig, out_dir, "search_pareto", report)
-    report.sections.append(Section(
-        "Search: Pareto front", f"Trials that no other trial beats on {quality} and every cost at once "
-        "(multi-objective study; every trial trained in full, none pruned).", table.round(4), "search_pareto",
-    ))  # fmt: skip
 
 
 def memory_rows(prof: pd.DataFrame) -> pd.DataFrame:
@@ -319,9 +408,8 @@ def summary_table(quality: pd.DataFrame, prof: pd.DataFrame) -> pd.DataFrame:
         best = group.loc[group["mean"].idxmax()]
         entry = rows.setdefault(variant, {"variant": variant})
         entry["img/s"] = round(float(best["mean"]), 2)
-        entry["at"] = (
-            f"{best['mode']} {best['precision']} b{best['batch_size']} {best['input_size']} px"
-            + ("" if best["setting"] == "eager" else f", {best['setting']}")
+        entry["at"] = f"{best['mode']} {best['precision']} b{best['batch_size']} {best['input_size']} px" + (
+            "" if best["setting"] == "eager" else f", {best['setting']}"
         )
         same = ["variant", "mode", "precision", "batch_size", "input_size", "setting"]
         match = memory[(memory[same] == best[same]).all(axis=1)]
@@ -408,9 +496,19 @@ def _markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
+def _cell_text(value: Any) -> str:
+    return f"{value:.5g}" if isinstance(value, float) else str(value)
+
+
 def _md_cell(value: Any) -> str:
-    text = f"{value:.5g}" if isinstance(value, float) else str(value)
-    return html.escape(text).replace("|", "\\|")
+    return html.escape(_cell_text(value)).replace("|", "\\|")
+
+
+def text_rows(table: pd.DataFrame) -> list[dict[str, str]]:
+    """``table`` as text for the terminal, each cell written as the Markdown report writes it
+    (missing ones blank): `unet-bench run` prints the report's Summary digit for digit."""
+    return [{column: "" if pd.isna(value) else _cell_text(value) for column, value in row.items()}
+            for row in table.to_dict("records")]  # fmt: skip
 
 
 def to_markdown(report: Report) -> str:

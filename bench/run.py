@@ -27,7 +27,7 @@ from bench.progress import format_duration
 from bench.rows import RowFactory
 from bench.schema import ResultRow, make_extra
 from bench.search import chosen_trial, run_search, study_rows
-from bench.store import ResultWriter, read_results, stage_done
+from bench.store import ResultWriter, stage_done
 from bench.suite import SuiteCfg
 
 
@@ -40,7 +40,7 @@ def latest_run(results: Path, suite: str) -> Path | None:
 class SuiteRun:
     run_dir: Path
     report_dir: Path
-    summary: list[dict[str, object]]
+    summary: list[dict[str, str]]  # the report's Summary table, as text (``bench.report.text_rows``)
 
 
 def run_suite(
@@ -69,13 +69,13 @@ def run_suite(
     train_stage(suite, run_dir, best, seeds or suite.seeds, log)
     profile_stage(suite, run_dir, best, log)
 
-    from bench.report import build_report
+    from bench.report import build_report, text_rows
 
     report_dir = reports / suite.name
     title = f"unetbench: {suite.name} suite" + (" (CPU: scaled-down schedule)" if scaled else "")
-    build_report(run_dir, report_dir, title=title)
+    report = build_report(run_dir, report_dir, title=title)
     log(f"[4/4 report] {report_dir / 'report.html'} ({format_duration(time.perf_counter() - started)} in all)")
-    return SuiteRun(run_dir, report_dir, summary_rows(run_dir))
+    return SuiteRun(run_dir, report_dir, text_rows(report.summary))
 
 
 def search_stage(suite: SuiteCfg, run_dir: Path, storage: str | None, log: Callable[[str], None]) -> dict[str, Any]:
@@ -140,20 +140,3 @@ def importance_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[R
         factory.row("param_importance", value, extra=make_extra(param=name), n=len(study.trials))
         for name, value in importances.items()
     ]
-
-
-def summary_rows(run_dir: Path) -> list[dict[str, object]]:
-    """Per variant: V_rand and pixel error (mean over seeds) and inference img/s."""
-    frame = read_results(run_dir)
-    rows = []
-    for variant, group in frame.groupby("variant", sort=False):
-        evals = group[group["stage"] == "eval"]
-        prof = group[(group["stage"] == "profile") & (group["metric"] == "throughput")]
-        v = evals[evals["metric"] == "v_rand"]["value"]
-        p = evals[evals["metric"] == "pixel_error"]["value"]
-        rows.append({
-            "variant": variant, "seeds": int(v.size),
-            "V_rand": f"{v.mean():.4f} ± {v.std(ddof=1) if v.size > 1 else 0:.4f}",
-            "pixel error": f"{p.mean():.4f}", "img/s": float(prof["value"].max()) if len(prof) else float("nan"),
-        })  # fmt: skip
-    return rows

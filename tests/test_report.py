@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import re
 from pathlib import Path
 
@@ -11,10 +12,16 @@ import pytest
 from scipy import stats
 
 from bench import aggregate
-from bench.report import build_report
+from bench.console import format_table
+from bench.report import SECTIONS, FigureFolder, ReportInputs, build_report, environment_section, text_rows
 from bench.store import read_results
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
+# the golden report's sections, in order (as before the report was split into section builders)
+GOLDEN_TITLES = [
+    "Summary", "Quality per variant", "Ablation deltas against unet-original", "Runtime", "Peak memory",
+    "Quality vs throughput (Pareto front)", "Reference: ISBI 2012, Table 1 of the U-Net paper", "Environment",
+]  # fmt: skip
 V_RAND = {
     "unet-original": [0.80, 0.82, 0.81],
     "unet-gelu": [0.84, 0.85, 0.83],
@@ -71,7 +78,7 @@ def test_report_tables_figures_and_escaping(tmp_path: Path) -> None:
     markdown = (tmp_path / "golden" / "report.md").read_text()
     page = (tmp_path / "golden" / "report.html").read_text()
     titles = [s.title for s in report.sections]
-    assert titles[:3] == ["Summary", "Quality per variant", "Ablation deltas against unet-original"]
+    assert titles == GOLDEN_TITLES
     overview = report.sections[0].table.set_index("variant")
     assert overview.loc["unet-gelu", "V_rand"].startswith("0.8400 [")
     assert overview.loc["unet-gelu", "img/s"] == pytest.approx(24.0)  # best of batch 1, 2, 4
@@ -117,3 +124,50 @@ def test_runtime_lines_keep_settings_apart_and_the_breakdown_has_its_section(tmp
     build_report(tmp_path / "results", tmp_path / "again")  # the same rows give the same files
     for path in (tmp_path / "report").rglob("*.*"):
         assert path.read_bytes() == (tmp_path / "again" / path.relative_to(tmp_path / "report")).read_bytes(), path
+
+
+def test_section_builders_show_nothing_without_their_rows(frame: pd.DataFrame, tmp_path: Path) -> None:
+    """Rows in, a section or nothing out: no builder fails or shows an empty section on rows
+    that lack what it draws, and none draws a figure then."""
+    figures = FigureFolder(tmp_path / "fig")
+    nothing = ReportInputs.of(frame.iloc[0:0])
+    assert [build(nothing, figures) for build in SECTIONS] == [None] * len(SECTIONS) and not figures.png
+    evals_only = ReportInputs.of(frame[frame["stage"] == "eval"])
+    shown = {build.__name__ for build in SECTIONS if build(evals_only, figures) is not None}
+    assert shown == {"summary_section", "quality_section", "ablation_section", "isbi_reference_section",
+                     "environment_section"}  # fmt: skip
+    assert environment_section(evals_only, figures) is not None
+    profiles_only = ReportInputs.of(frame[frame["stage"] == "profile"])
+    shown = {build.__name__ for build in SECTIONS if build(profiles_only, figures) is not None}
+    assert shown == {"summary_section", "runtime_section", "memory_section", "isbi_reference_section",
+                     "environment_section"}  # fmt: skip
+
+
+def test_a_results_tree_of_eval_rows_alone_reports_quality_only(tmp_path: Path) -> None:
+    for part in (GOLDEN / "golden").glob("rows-*.csv"):  # keep the header and the eval rows
+        header, *rows = part.read_text().splitlines()
+        evals = [row for row in rows if row.split(",")[header.split(",").index("stage")] == "eval"]
+        (tmp_path / "evals" / "run").mkdir(parents=True, exist_ok=True)
+        (tmp_path / "evals" / "run" / part.name).write_text("\n".join([header, *evals]) + "\n")
+    report = build_report(tmp_path / "evals", tmp_path / "report")
+    titles = [s.title for s in report.sections]
+    profile_titles = ("Runtime", "Peak memory", "Quality vs throughput (Pareto front)")
+    assert titles == [title for title in GOLDEN_TITLES if title not in profile_titles]
+    assert "img/s" not in report.summary and sorted(report.figures) == ["ablation", "quality"]
+
+
+def test_the_terminal_summary_is_the_reports_summary(tmp_path: Path) -> None:
+    """`unet-bench run` prints ``text_rows(report.summary)``: the same columns and, cell for cell,
+    the text of the report's Summary table."""
+    report = build_report(GOLDEN, tmp_path)
+    rows = text_rows(report.summary)
+    markdown = (tmp_path / "report.md").read_text()
+    summary = markdown.split("## Summary")[1].split("## ")[0]
+    table = [line.strip("|").split(" | ") for line in summary.splitlines() if line.startswith("| ")]
+    table = [[cell.strip() for cell in line] for line in table]
+    assert table[0] == list(rows[0]) == ["variant", "pixel error", "seeds", "V_rand", "img/s", "at", "peak MiB"]
+    assert [[html.unescape(cell) for cell in line] for line in table[1:]] == [list(row.values()) for row in rows]
+    original = next(row for row in rows if row["variant"] == "unet-original")
+    assert original["V_rand"] == "0.8100 [0.8000, 0.8200]" and original["img/s"] == "30"  # best of batch 1, 2, 4
+    printed = format_table(rows, list(rows[0]))
+    assert all(cell in printed for row in rows for cell in row.values())

@@ -3,6 +3,7 @@ finished work or duplicating rows."""
 
 from __future__ import annotations
 
+import re
 import signal
 import subprocess
 import sys
@@ -58,6 +59,11 @@ def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: P
     assert "<h2>Search</h2>" in report and (tmp_path / "reports" / "tiny-suite" / "fig" / "search_history.png").exists()
     assert (frame["metric"] == "param_importance").sum() == 2, "importance of lr and model.dropout"
     assert "variant" in resumed.stdout and "report:" in resumed.stdout
+    # the terminal prints the report's Summary: the same quality cells (V_rand, pixel error), in the same order
+    cells = re.compile(r"\d\.\d{4} \[\d\.\d{4}, \d\.\d{4}\]")
+    summary = (tmp_path / "reports" / "tiny-suite" / "report.md").read_text().split("## Quality per variant")[0]
+    assert "V_rand" in resumed.stdout and len(cells.findall(resumed.stdout)) == 4
+    assert cells.findall(resumed.stdout) == cells.findall(summary)
 
     # one row factory: every stage's rows carry the run's id, one spelling of the data, the code and machine
     assert set(frame["run_id"]) == {run_dir.name}
