@@ -335,11 +335,16 @@ def add_score(sub: Commands) -> None:
     p.set_defaults(func=cmd_score)
 
 
+def add_suite_and_storage(p: argparse.ArgumentParser, storage_help: str) -> None:
+    """The arguments ``run`` and ``search`` share: the suite and the Optuna storage."""
+    p.add_argument("suite", help="a suite name (quick, paper, ablation-..., gpu) or a TOML path")
+    p.add_argument("--storage", help=storage_help)
+
+
 def add_run(sub: Commands) -> None:
     p = sub.add_parser("run", help="run a whole suite: search, retrain with seeds, evaluate, profile, report")
-    p.add_argument("suite", help="a suite name (quick, paper, ablation-..., gpu) or a TOML path")
+    add_suite_and_storage(p, "SQLAlchemy URL for the search (default: SQLite in the run folder)")
     p.add_argument("--data", help="override the suite's data ('synthetic' or a folder)")
-    p.add_argument("--storage", help="SQLAlchemy URL for the search (default: SQLite in the run folder)")
     p.add_argument("--seeds", type=int, help="seeds per variant (default: the suite's)")
     p.add_argument("--resume", action="store_true", help="continue the suite's latest run, skipping finished stages")
     p.add_argument("-o", "--output", default="results", help="results root (default results/)")
@@ -349,8 +354,7 @@ def add_run(sub: Commands) -> None:
 
 def add_search(sub: Commands) -> None:
     p = sub.add_parser("search", help="Optuna search of a suite's [search] space (resumable, multi-worker)")
-    p.add_argument("suite", help="a suite name (quick, ...) or a TOML path")
-    p.add_argument("--storage", help="SQLAlchemy URL shared by workers (default: SQLite in the run folder)")
+    add_suite_and_storage(p, "SQLAlchemy URL shared by workers (default: SQLite in the run folder)")
     p.add_argument("--study", help="study name (default SUITE-VARIANT); the same name joins the same study")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     p.add_argument("--gpus", metavar="LIST", help="GPUs the workers take one each, in turn, e.g. 0,1 "

@@ -22,6 +22,12 @@ from bench.schema import ENVIRONMENT_COLUMNS
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _git(*args: str) -> str:
+    """What ``git ARGS`` prints in this checkout (empty when it fails)."""
+    result = subprocess.run(["git", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=False)
+    return result.stdout.strip()
+
+
 @functools.lru_cache(maxsize=1)
 def git_sha() -> str:
     """Commit of this checkout, ``+dirty`` when tracked files differ; empty outside git.
@@ -30,22 +36,8 @@ def git_sha() -> str:
     if override := os.environ.get("UNETBENCH_GIT_SHA"):
         return override
     try:
-        sha = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=REPO,
-            capture_output=True,
-            text=True,
-            timeout=10,
-            check=False,
-        ).stdout.strip()
+        sha = _git("rev-parse", "--short=12", "HEAD")
+        dirty = _git("status", "--porcelain", "--untracked-files=no")
     except (OSError, subprocess.SubprocessError):
         return ""
     return f"{sha}+dirty" if sha and dirty else sha

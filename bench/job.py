@@ -21,9 +21,10 @@ import torch
 from bench.checkpoint import CheckpointError, load_checkpoint
 from bench.config import TrainCfg, split_settings
 from bench.data import Dataset, DataSpec, default_val_sections, format_sections, split_by_index  # fmt: skip
+from bench.device import resolve_device
 from bench.schema import config_hash
 from bench.suite import SuiteCfg
-from bench.train import Callback, FitResult, evaluate, fit, resolve_device
+from bench.train import Callback, FitResult, evaluate, fit
 from variants import resolve_config
 from variants.registry import ModelConfig
 

@@ -30,6 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bench.device import resolve_device
 from bench.environment import row_environment, row_identity
 from bench.errors import first_line
 from bench.rows import RowFactory
@@ -106,8 +107,6 @@ class Measurement:
     @classmethod
     def failure(cls, cfg: ProfileCfg, exc: BaseException) -> Measurement:
         """A configuration that raised (a missing package, a compiler error on this device)."""
-        from bench.train import resolve_device
-
         reason = f"{type(exc).__name__}: {first_line(exc)}"[:300]
         input_size, output_size = cfg.input_size, 0
         with contextlib.suppress(Exception):  # the sizes it would have had, where the config resolves
@@ -404,8 +403,6 @@ def measure(cfg: ProfileCfg) -> Measurement:
     Under a CPU memory cap the measurement runs in a child process: an allocation that fails
     under the cap can leave oneDNN unable to create primitives for the rest of the process
     (seen on CI, not every run), and the measurements after it must not inherit that."""
-    from bench.train import resolve_device
-
     if cfg.memory_cap_mib is not None and resolve_device(cfg.device).type == "cpu":
         context = multiprocessing.get_context("spawn")  # a clean process: no fork of OpenMP threads
         threads = torch.get_num_threads()
@@ -418,8 +415,6 @@ def measure(cfg: ProfileCfg) -> Measurement:
 
 def _measure_here(cfg: ProfileCfg) -> Measurement:
     """``measure`` in this process."""
-    from bench.train import resolve_device
-
     device = resolve_device(cfg.device)
     config = cfg.model_config()
     input_size = config.valid_input_size(cfg.input_size)

@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from bench.config import SuiteError, load_toml, suite_key_error, suite_path
 from bench.profile import Measurement, ProfileCfg, batch_sweep, measure, profile_key
 from bench.store import ResultWriter, read_results
+from bench.suite_file import SuiteError, load_toml, suite_key_error, suite_path
 from variants import UnknownVariantError, get_variant
 from variants.overrides import ConfigError, apply_overrides
 

@@ -28,8 +28,8 @@ import torch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says it shorter
 
-from bench.config import SuiteError
 from bench.data import format_sections
+from bench.device import resolve_device
 from bench.errors import DoesNotFitError, SearchError, StorageError, UserError, WorkerError, first_line
 from bench.job import TrainJob, run_job, suite_job, validation_sections
 from bench.metrics import HIGHER_IS_BETTER
@@ -37,7 +37,8 @@ from bench.rows import RowFactory
 from bench.schema import MODEL_MEMORY_METRICS, ResultRow, make_extra
 from bench.store import ResultWriter
 from bench.suite import COSTS, SearchCfg, SuiteCfg
-from bench.train import Callback, EpochState, resolve_device
+from bench.suite_file import SuiteError
+from bench.train import Callback, EpochState
 from variants.registry import count_parameters
 
 # A worker that stops sending heartbeats for GRACE_S is considered dead and its trial retried.

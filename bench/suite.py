@@ -15,9 +15,10 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from bench.config import WARPING_UNSCORED, SuiteError, TrainCfg, load_toml, suite_key_error, suite_path
+from bench.config import WARPING_UNSCORED, TrainCfg
 from bench.data import SYNTHETIC_OPTIONS, DataSpec, parse_indices
 from bench.metrics import METRICS, CostName, ScoreName
+from bench.suite_file import SuiteError, load_toml, suite_key_error, suite_path
 from variants import ConfigError, UserError, get_variant, resolve_config
 from variants.overrides import apply_overrides
 

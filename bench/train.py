@@ -23,11 +23,11 @@ from bench.augment import augment_batch
 from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.config import TrainCfg
 from bench.data import Dataset
+from bench.device import resolve_device
 from bench.errors import UserError
 from bench.infer import mirror_pad, predict_foreground
 from bench.losses import segmentation_loss, weight_map_for_mask
 from bench.metrics import CHALLENGE_THRESHOLDS, HIGHER_IS_BETTER, score_stack
-from variants.overrides import ConfigError
 from variants.registry import ModelConfig
 
 
@@ -62,22 +62,6 @@ class FitResult:
     best_metrics: dict[str, float]
     train_seconds: float
     stopped_early: bool = False  # by the time budget or a callback, before cfg.epochs
-
-
-def resolve_device(name: str) -> torch.device:
-    """``auto`` (a GPU when there is one), ``cpu``, ``cuda`` or ``cuda:N``; a device this machine
-    lacks is the user's to fix, so it is a ConfigError, not torch's error deep in a run."""
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise ConfigError(
-            f"device {name!r} is not a device name; use auto, cpu, cuda or cuda:N", key="device"
-        ) from None
-    if device.type == "cuda" and not (torch.cuda.is_available() and (device.index or 0) < torch.cuda.device_count()):
-        raise ConfigError(f"device {name!r}: no such CUDA device on this machine; use auto or cpu", key="device")
-    return device
 
 
 class TileSampler:

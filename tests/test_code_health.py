@@ -48,3 +48,15 @@ def test_the_allow_list_holds_only_functions_still_too_long() -> None:
     lengths = function_lengths()
     stale = sorted(name for name in ALLOWED if lengths.get(name, 0) <= MAX_LINES)
     assert not stale, f"no longer over {MAX_LINES} lines (or gone): remove from ALLOWED: {stale}"
+
+
+def test_fit_is_called_from_one_place() -> None:
+    """One training job: search, suites and `unet-bench train` all reach ``bench.train.fit``
+    through ``bench.job.run_job``, so a number means the same whoever trained it."""
+    callers = []
+    packages = [p for root in ("bench", "variants") for p in (REPO / root).rglob("*.py")]
+    for path in sorted(p for p in packages if "benchmarks" not in p.parts):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "fit":
+                callers.append(path.relative_to(REPO).as_posix())
+    assert callers == ["bench/job.py"], callers

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from bench.config import SuiteError
 from bench.profile_suite import load_profile_suite, run_profile_suite
 from bench.store import read_results
+from bench.suite_file import SuiteError
 from tests.conftest import REPO
 
 

@@ -16,10 +16,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from bench.config import SUITES_DIR, SuiteError
 from bench.data import DataError, binary_mask, read_image, to_unit_float
 from bench.profile_suite import load_profile_suite
 from bench.suite import load_suite
+from bench.suite_file import SUITES_DIR, SuiteError
 
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])  # fmt: skip

@@ -9,10 +9,10 @@ from pathlib import Path
 import optuna
 import pytest
 
-from bench.config import SuiteError
 from bench.search import mask_url, run_search
 from bench.store import read_results
 from bench.suite import load_suite
+from bench.suite_file import SuiteError
 from tests.conftest import REPO, TINY_SEARCH
 
 

@@ -9,11 +9,11 @@ from pathlib import Path
 import optuna
 import pytest
 
-from bench.config import SuiteError
 from bench.errors import SearchError
 from bench.search import chosen_trial, run_search, worker_gpus
 from bench.store import read_results
 from bench.suite import load_suite
+from bench.suite_file import SuiteError
 from tests.conftest import TINY_SEARCH
 from variants import resolve_config
 from variants.registry import count_parameters

@@ -163,3 +163,12 @@ def test_compare_keeps_eager_and_compiled_rows_apart(tmp_path: Path) -> None:
     assert table.loc["eager", ["a", "b"]].tolist() == [10.0, 20.0]
     assert table.loc["compile=default", ["a", "b"]].tolist() == [30.0, 60.0]
     assert (table["ratio_b_over_a"] == 2.0).all()
+
+
+def test_every_committed_row_names_its_run_code_and_machine() -> None:
+    """The committed reference results: every row carries the id of the run folder it lives in,
+    the git sha that measured it and the host, whoever wrote it (search, eval or profile)."""
+    for run in sorted(p for p in (REPO / "results").glob("*/*") if p.is_dir()):
+        frame = read_results(run)
+        assert set(frame["run_id"]) == {run.name}, (run, set(frame["run_id"]))
+        assert (frame["git_sha"] != "").all() and (frame["host"] != "").all(), run

@@ -7,11 +7,11 @@ from typing import get_args
 
 import pytest
 
-from bench.config import SUITES_DIR, SuiteError
 from bench.data import load_data
 from bench.metrics import ScoreName
 from bench.profile_suite import load_profile_suite
 from bench.suite import Pruner, Sampler, load_suite
+from bench.suite_file import SUITES_DIR, SuiteError
 from tests.conftest import TINY_SEARCH
 
 TINY_SUITE = TINY_SEARCH.parent / "tiny-suite.toml"  # every section, a search and two variants

@@ -20,8 +20,8 @@ from bench.augment import AugmentCfg
 from bench.checkpoint import UnsafeCheckpointError, load_checkpoint
 from bench.config import TrainCfg
 from bench.data import split_by_index, synthetic_em
-from bench.progress import EpochPrinter
 from bench.metrics import label_cells, rand_scores
+from bench.progress import EpochPrinter
 from bench.train import NonFiniteLossError, StopTraining, fit, lr_factor, run_progress
 from tests.conftest import REPO
 from variants import resolve_config

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from variants.registry import register_variant
-from variants.unet import UNetConfig
+from typing import Any
 
+from variants.unet import register_paper_variants
 
-@register_variant("inception-unet")
-def inception_unet() -> UNetConfig:
-    """The paper's net with inception blocks: 1x1, 3x3, 3x3-3x3 and pool-1x1 branches."""
-    return UNetConfig(block="inception")
+# name -> (description, the fields that differ from the paper's network)
+INCEPTION_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "inception-unet": (
+        "The paper's net with inception blocks: 1x1, 3x3, 3x3-3x3 and pool-1x1 branches.",
+        {"block": "inception"},
+    ),
+    "inception-unet-bn-same": (
+        "Inception blocks with batch norm and same padding.",
+        {"block": "inception", "norm": "batch", "padding": "same"},
+    ),
+}
 
-
-@register_variant("inception-unet-bn-same")
-def inception_unet_bn_same() -> UNetConfig:
-    """Inception blocks with batch norm and same padding."""
-    return UNetConfig(block="inception", norm="batch", padding="same")
+register_paper_variants(INCEPTION_VARIANTS)

@@ -84,16 +84,21 @@ def register_variant(name: str) -> Callable[[Callable[[], ModelConfig]], Callabl
     """
 
     def decorator(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
-        if name in _REGISTRY:
-            raise ValueError(f"variant {name!r} is already registered")
-        config = fn()
-        if not isinstance(config, ModelConfig):
-            raise TypeError(f"variant {name!r}: {fn.__name__}() must return a family config")
         description = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        _REGISTRY[name] = VariantSpec(name=name, config=config, description=description)
+        register_config(name, fn(), description)
         return fn
 
     return decorator
+
+
+def register_config(name: str, config: ModelConfig, description: str) -> None:
+    """Register ``config`` under ``name`` (what ``register_variant`` does with its function's
+    result; a family's table of one-line variants calls it directly)."""
+    if name in _REGISTRY:
+        raise ValueError(f"variant {name!r} is already registered")
+    if not isinstance(config, ModelConfig):
+        raise TypeError(f"variant {name!r}: {config!r} is not a family config")
+    _REGISTRY[name] = VariantSpec(name=name, config=config, description=description)
 
 
 # Importing a family module registers its variants. A new family adds its module here.

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
-from variants.registry import register_variant
-from variants.unet import UNetConfig
+from typing import Any
 
+from variants.unet import register_paper_variants
 
-@register_variant("resunet")
-def resunet() -> UNetConfig:
-    """The paper's net with residual blocks (1x1 projection shortcuts when channels change)."""
-    return UNetConfig(block="residual")
+# name -> (description, the fields that differ from the paper's network)
+RESIDUAL_VARIANTS: dict[str, tuple[str, dict[str, Any]]] = {
+    "resunet": (
+        "The paper's net with residual blocks (1x1 projection shortcuts when channels change).",
+        {"block": "residual"},
+    ),
+    "resunet-bn-same": (
+        "Residual blocks with batch norm and same padding, the common modern ResUNet recipe.",
+        {"block": "residual", "norm": "batch", "padding": "same"},
+    ),
+}
 
-
-@register_variant("resunet-bn-same")
-def resunet_bn_same() -> UNetConfig:
-    """Residual blocks with batch norm and same padding, the common modern ResUNet recipe."""
-    return UNetConfig(block="residual", norm="batch", padding="same")
+register_paper_variants(RESIDUAL_VARIANTS)

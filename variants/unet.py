@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -25,7 +26,7 @@ from variants.blocks import (
     make_upsample,
 )
 from variants.overrides import ConfigError
-from variants.registry import register_variant
+from variants.registry import register_config
 from variants.sizes import closest_accepted, encoder_decoder_input, encoder_decoder_output, refuse
 
 _FAMILY_OF_BLOCK = {"plain": "unet", "residual": "residual", "inception": "inception"}
@@ -154,98 +155,43 @@ class UNet(nn.Module):
 
 # --- registered variants: each changes one axis of the paper's network -----------------------
 
-
-@register_variant("unet-original")
-def unet_original() -> UNetConfig:
-    """Ronneberger et al. 2015, exactly: valid 3x3 convs + ReLU, 64..1024 filters, 572 -> 388."""
-    return UNetConfig()
-
-
-@register_variant("unet-same")
-def unet_same() -> UNetConfig:
-    """The paper's net with zero-padded ("same") convolutions: output size = input size."""
-    return UNetConfig(padding="same")
-
-
-@register_variant("unet-16")
-def unet_16() -> UNetConfig:
-    """The paper's net with 16 base filters (16..256), about 1/16 of the parameters."""
-    return UNetConfig(base_width=16)
-
-
-@register_variant("unet-32")
-def unet_32() -> UNetConfig:
-    """The paper's net with 32 base filters (32..512)."""
-    return UNetConfig(base_width=32)
-
-
-@register_variant("unet-depth3")
-def unet_depth3() -> UNetConfig:
-    """The paper's net with three max-pools instead of four."""
-    return UNetConfig(depth=3)
-
-
-@register_variant("unet-k5")
-def unet_k5() -> UNetConfig:
-    """The paper's net with 5x5 convolutions (same padding, so any size divisible by 16 fits)."""
-    return UNetConfig(kernel_size=5, padding="same")
+# name -> (description, the fields that differ from the paper's network)
+PAPER_AXES: dict[str, tuple[str, dict[str, Any]]] = {
+    "unet-original": ("Ronneberger et al. 2015, exactly: valid 3x3 convs + ReLU, 64..1024 filters, 572 -> 388.", {}),
+    "unet-same": (
+        'The paper\'s net with zero-padded ("same") convolutions: output size = input size.',
+        {"padding": "same"},
+    ),
+    "unet-16": ("The paper's net with 16 base filters (16..256), about 1/16 of the parameters.", {"base_width": 16}),
+    "unet-32": ("The paper's net with 32 base filters (32..512).", {"base_width": 32}),
+    "unet-depth3": ("The paper's net with three max-pools instead of four.", {"depth": 3}),
+    "unet-k5": (
+        "The paper's net with 5x5 convolutions (same padding, so any size divisible by 16 fits).",
+        {"kernel_size": 5, "padding": "same"},
+    ),
+    "unet-leakyrelu": ("The paper's net with LeakyReLU (slope 0.01) instead of ReLU.", {"activation": "leaky_relu"}),
+    "unet-elu": ("The paper's net with ELU instead of ReLU.", {"activation": "elu"}),
+    "unet-gelu": ("The paper's net with GELU instead of ReLU.", {"activation": "gelu"}),
+    "unet-silu": ("The paper's net with SiLU (swish) instead of ReLU.", {"activation": "silu"}),
+    "unet-mish": ("The paper's net with Mish instead of ReLU.", {"activation": "mish"}),
+    "unet-prelu": (
+        "The paper's net with PReLU (one learned slope per layer) instead of ReLU.",
+        {"activation": "prelu"},
+    ),
+    "unet-bn": ("The paper's net with batch normalisation after every convolution.", {"norm": "batch"}),
+    "unet-gn": ("The paper's net with group normalisation (8 groups) after every convolution.", {"norm": "group"}),
+    "unet-in": ("The paper's net with instance normalisation after every convolution.", {"norm": "instance"}),
+    "unet-bilinear": (
+        "The paper's net with bilinear up-sampling + 1x1 conv instead of 2x2 up-convolution.",
+        {"upsample": "bilinear"},
+    ),
+}
 
 
-@register_variant("unet-leakyrelu")
-def unet_leakyrelu() -> UNetConfig:
-    """The paper's net with LeakyReLU (slope 0.01) instead of ReLU."""
-    return UNetConfig(activation="leaky_relu")
+def register_paper_variants(table: dict[str, tuple[str, dict[str, Any]]]) -> None:
+    """Register each variant of ``table``: the paper's network with a few fields changed."""
+    for name, (description, fields) in table.items():
+        register_config(name, UNetConfig(**fields), description)
 
 
-@register_variant("unet-elu")
-def unet_elu() -> UNetConfig:
-    """The paper's net with ELU instead of ReLU."""
-    return UNetConfig(activation="elu")
-
-
-@register_variant("unet-gelu")
-def unet_gelu() -> UNetConfig:
-    """The paper's net with GELU instead of ReLU."""
-    return UNetConfig(activation="gelu")
-
-
-@register_variant("unet-silu")
-def unet_silu() -> UNetConfig:
-    """The paper's net with SiLU (swish) instead of ReLU."""
-    return UNetConfig(activation="silu")
-
-
-@register_variant("unet-mish")
-def unet_mish() -> UNetConfig:
-    """The paper's net with Mish instead of ReLU."""
-    return UNetConfig(activation="mish")
-
-
-@register_variant("unet-prelu")
-def unet_prelu() -> UNetConfig:
-    """The paper's net with PReLU (one learned slope per layer) instead of ReLU."""
-    return UNetConfig(activation="prelu")
-
-
-@register_variant("unet-bn")
-def unet_bn() -> UNetConfig:
-    """The paper's net with batch normalisation after every convolution."""
-    return UNetConfig(norm="batch")
-
-
-@register_variant("unet-gn")
-def unet_gn() -> UNetConfig:
-    """The paper's net with group normalisation (8 groups) after every convolution."""
-    return UNetConfig(norm="group")
-
-
-@register_variant("unet-in")
-def unet_in() -> UNetConfig:
-    """The paper's net with instance normalisation after every convolution."""
-    return UNetConfig(norm="instance")
-
-
-@register_variant("unet-bilinear")
-def unet_bilinear() -> UNetConfig:
-    """The paper's net with bilinear up-sampling + 1x1 conv instead of 2x2 up-convolution."""
-    return UNetConfig(upsample="bilinear")
+register_paper_variants(PAPER_AXES)

@@ -18,8 +18,8 @@ import time
 import torch
 import torch.nn.functional as F
 
+from bench.device import resolve_device
 from bench.profile import ProfileCfg, measure
-from bench.train import resolve_device
 from variants import resolve_config
 
 
