@@ -12,7 +12,7 @@ import hashlib
 import json
 import math
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 SCHEMA_VERSION = 2
@@ -63,7 +63,7 @@ class ResultRow:
 
     def __post_init__(self) -> None:
         if not self.timestamp:
-            object.__setattr__(self, "timestamp", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+            object.__setattr__(self, "timestamp", datetime.now(UTC).isoformat(timespec="seconds"))
 
 
 IDENTITY_COLUMNS = (
