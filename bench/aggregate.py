@@ -6,6 +6,7 @@ tidy frame, so tables are testable against values computed independently.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -18,11 +19,18 @@ from bench.metrics import HIGHER_IS_BETTER
 GROUP = ("variant", "stage", "mode", "setting", "metric", "precision", "batch_size", "input_size")
 
 
+# fewer independent values than this give no interval: a bootstrap of two values only says
+# where those two lie, and would print "0.621 [0.621, 0.621]" for two equal seeds
+MIN_INTERVAL_N = 3
+
+
 def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean (``scipy.stats.bootstrap``); a single value
-    or identical values give a zero-width interval."""
+    """Percentile-bootstrap interval of the mean (``scipy.stats.bootstrap``); NaN for fewer than
+    ``MIN_INTERVAL_N`` values, zero width for identical values."""
     array = np.asarray(values, dtype=float)
-    if array.size < 2 or np.all(array == array[0]):
+    if array.size < MIN_INTERVAL_N:
+        return math.nan, math.nan
+    if np.all(array == array[0]):
         return float(array.mean()), float(array.mean())
     result = stats.bootstrap(
         (array,), np.mean, confidence_level=confidence, method="percentile", n_resamples=2000,

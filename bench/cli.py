@@ -88,6 +88,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"best checkpoint: {run.checkpoint}")
         print(f"held-out sections {run.split}: {format_metrics(run.final)}")
+    if run.untrained:
+        print(f"warning: this run did not train: {run.untrained}", file=sys.stderr)
     return 0
 
 
@@ -264,6 +266,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     result = run_suite(suite, Path(args.output), Path(args.reports), args.resume, args.seeds, args.storage)
     if result.summary:  # the report's Summary, the same cells
         print(format_table(result.summary, list(result.summary[0])))
+    for run in result.untrained:
+        print(f"did not train, left out of the ranking: {run['variant']} seed {run['seed']}: {run['why']}")
     print(f"\nresults: {result.run_dir}\nreport:  {result.report_dir / 'report.html'}")
     return 0
 

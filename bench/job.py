@@ -25,6 +25,7 @@ from bench.device import resolve_device
 from bench.schema import config_hash
 from bench.suite import SuiteCfg
 from bench.train import Callback, FitResult, evaluate, fit
+from bench.verdict import trivial_scores, why_not_trained
 from variants import resolve_config
 from variants.registry import ModelConfig
 
@@ -85,6 +86,8 @@ class JobResult:
     split: str  # what ``final`` scored: "test 10-11", or the held-out validation sections "8-9"
     val_sections: list[int]
     device: torch.device  # where it trained
+    untrained: str | None = None  # why the run did not train (bench.verdict), None when it did
+    trivial: dict[str, dict[str, float]] = field(default_factory=dict)  # trivial predictions' scores
 
 
 @functools.lru_cache(maxsize=2)
@@ -128,18 +131,23 @@ def run_job(
     torch.manual_seed(job.train.seed)
     model = config.build()
     meta = job.to_meta(val)
-    result = fit(model, config, train_data, val_data, job.train, callbacks, checkpoint_dir, resume, meta=meta)
-    device = resolve_device(job.train.device)
-    best_path = checkpoint_dir / "best.pt" if checkpoint_dir is not None else None
+    fitted = fit(model, config, train_data, val_data, job.train, callbacks, checkpoint_dir, resume, meta=meta)
+    best = checkpoint_dir / "best.pt" if checkpoint_dir else None
+    result = JobResult(fitted, {}, best, "", val, resolve_device(job.train.device))
     test = sorted(job.test_sections)
-    split = f"test {format_sections(test)}" if test else format_sections(val)
-    final: dict[str, float] = {}
-    if best_path is not None and best_path.exists():
-        final = evaluate_checkpoint(best_path) if final_eval else {}
-    elif final_eval:  # no checkpoint kept: the model as training left it
-        scored = data.subset(test, "test") if test else val_data
-        final = evaluate(model, config, scored, job.train, device, warping=True)
-    return JobResult(result, final, best_path, split, val, device)
+    result.split = f"test {format_sections(test)}" if test else format_sections(val)
+    if not final_eval:
+        return result
+    scored = data.subset(test, "test") if test else val_data
+    if result.checkpoint is not None and result.checkpoint.exists():
+        result.final = evaluate_checkpoint(result.checkpoint)
+    else:  # no checkpoint folder: the best epoch's weights, kept in memory
+        if result.fit.best_state is not None:
+            model.load_state_dict(result.fit.best_state)
+        result.final = evaluate(model, config, scored, job.train, result.device, warping=True)
+    result.trivial = trivial_scores(scored, job.train.val_thresholds)
+    result.untrained = why_not_trained(result.final, result.trivial, result.fit.history, job.train.monitor)
+    return result
 
 
 def evaluate_checkpoint(

@@ -13,6 +13,7 @@ import base64
 import html
 import io
 import json
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,7 @@ class Report:
     figures: dict[str, bytes] = field(default_factory=dict)  # stem -> PNG bytes
     # the Summary section's table, which `unet-bench run` also prints (see ``text_rows``)
     summary: pd.DataFrame = field(default_factory=pd.DataFrame)
+    untrained: pd.DataFrame = field(default_factory=pd.DataFrame)  # runs left out of the ranking, and why
 
 
 def _plt():
@@ -73,6 +75,20 @@ class FigureFolder:
         _plt().close(fig)
 
 
+def untrained_runs(frame: pd.DataFrame) -> pd.DataFrame:
+    """The runs whose ``trained`` row is 0 (``bench.verdict``): run, variant, seed and why."""
+    rows = frame[(frame["stage"] == "eval") & (frame["metric"] == "trained") & (frame["value"] == 0)]
+    why = [json.loads(extra).get("reason", "") for extra in rows["extra"]]
+    return rows[["run_id", "variant", "seed"]].assign(why=why).reset_index(drop=True)
+
+
+def without_runs(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` less the eval rows of ``runs``: a run that did not train is neither ranked nor compared."""
+    keys = ["run_id", "variant", "seed"]
+    marked = frame[keys].merge(runs[keys].assign(drop=True), on=keys, how="left")["drop"].fillna(False).to_numpy()
+    return frame[~((frame["stage"] == "eval").to_numpy() & marked.astype(bool))]
+
+
 def quality_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Per variant: mean and bootstrap CI over seeds of each quality metric present."""
     evals = frame[(frame["stage"] == "eval") & frame["metric"].isin(RESULT_METRICS)]
@@ -98,7 +114,9 @@ class ReportInputs:
 
     frame: pd.DataFrame
     baseline: str | None  # the ablation's reference variant (None: unet-original where present)
-    quality: pd.DataFrame  # quality_table
+    untrained: pd.DataFrame  # untrained_runs: variant, seed, why
+    ranked: pd.DataFrame  # ``frame`` without the eval rows of runs that did not train
+    quality: pd.DataFrame  # quality_table of ``ranked``
     measured: pd.DataFrame  # profile_rows
     profile: pd.DataFrame  # profile_table
     throughput: pd.DataFrame  # the throughput lines of ``profile``
@@ -106,11 +124,14 @@ class ReportInputs:
 
     @classmethod
     def of(cls, frame: pd.DataFrame, baseline: str | None = None) -> ReportInputs:
-        quality = quality_table(frame)
+        untrained = untrained_runs(frame)
+        ranked = without_runs(frame, untrained)
+        quality = quality_table(ranked)
         measured = profile_rows(frame)
         profile = profile_table(measured)
         throughput = profile[profile["metric"] == "throughput"]
-        return cls(frame, baseline, quality, measured, profile, throughput, summary_table(quality, profile))
+        summary = summary_table(quality, profile)
+        return cls(frame, baseline, untrained, ranked, quality, measured, profile, throughput, summary)
 
 
 SectionBuilder = Callable[[ReportInputs, FigureFolder], Section | None]
@@ -120,10 +141,22 @@ def summary_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
     if inputs.summary.empty:
         return None
     return Section(
-        "Summary", "Held-out quality: mean over seeds [bootstrap 95 % CI]; runtime: the best inference img/s "
+        "Summary", "Held-out quality: mean over seeds [bootstrap 95 % CI; none from fewer than 3 seeds]; runtime: the best inference img/s "
         "(training where none) at the variant's most measured input size, where `at` says which, and the peak "
         "memory of that measurement, on the machine named under Environment.", inputs.summary,
     )  # fmt: skip
+
+
+def untrained_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    if inputs.untrained.empty:
+        return None
+    return Section(
+        f"Runs that did not train ({len(inputs.untrained)})",
+        "Left out of every quality table, delta and Pareto front below: a run whose test prediction is constant, "
+        "that scores no better than predicting every pixel interior or every pixel membrane, or whose training "
+        "loss stayed flat has learnt nothing to compare (docs/statistics.md).",
+        inputs.untrained[["variant", "seed", "why"]],
+    )
 
 
 def headline_metric(quality: pd.DataFrame) -> str:
@@ -142,7 +175,10 @@ def quality_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
                 fmt="o", capsize=3)  # fmt: skip
     ax.set_xlabel(f"{main} (mean, 95 % CI)")
     figures.save(fig, "quality")
-    text = "Mean over seeds with bootstrap 95 % confidence intervals (held-out images)."
+    text = (
+        "Mean over seeds with bootstrap 95 % confidence intervals (held-out images); fewer than 3 seeds give "
+        "no interval (–)."
+    )
     return Section("Quality per variant", text, _with_ci(quality), "quality")
 
 
@@ -152,7 +188,7 @@ def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | N
     if not baseline or baseline not in variants or len(variants) < 2:
         return None
     main = headline_metric(inputs.quality)
-    deltas = aggregate.ablation_deltas(inputs.frame[inputs.frame["stage"] == "eval"], baseline, main)
+    deltas = aggregate.ablation_deltas(inputs.ranked[inputs.ranked["stage"] == "eval"], baseline, main)
     fig, ax = _plt().subplots(figsize=(7, 0.45 * len(deltas) + 1.5))
     ax.errorbar(deltas["delta"], deltas["variant"],
                 xerr=[deltas["delta"] - deltas["ci_low"], deltas["ci_high"] - deltas["delta"]], fmt="s", capsize=3)  # fmt: skip
@@ -162,7 +198,7 @@ def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | N
     return Section(
         f"Ablation deltas against {baseline}",
         f"Paired by seed: mean difference in {main}, bootstrap 95 % CI, Wilcoxon signed-rank p and "
-        "Cohen's d_z. With few seeds the p-value cannot be small; read the interval.",
+        "Cohen's d_z. Fewer than 3 pairs give no interval (–); with few seeds the p-value cannot be small.",
         deltas, "ablation",
     )  # fmt: skip
 
@@ -332,7 +368,7 @@ def environment_section(inputs: ReportInputs, figures: FigureFolder) -> Section 
 
 # The report's sections in order; each builder shows what its rows allow, or nothing.
 SECTIONS: tuple[SectionBuilder, ...] = (
-    summary_section, quality_section, ablation_section, runtime_section, memory_section, time_share_section,
+    summary_section, untrained_section, quality_section, ablation_section, runtime_section, memory_section, time_share_section,
     pareto_section, search_section, search_front_section, isbi_reference_section, micro_section,
     environment_section,
 )  # fmt: skip
@@ -352,7 +388,7 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     figures = FigureFolder(out_dir)
     sections = [section for build in SECTIONS if (section := build(inputs, figures)) is not None]
     suites = ", ".join(sorted(frame["suite"].unique()))
-    report = Report(title or f"unetbench report: {suites}", sections, figures.png, inputs.summary)
+    report = Report(title or f"unetbench report: {suites}", sections, figures.png, inputs.summary, inputs.untrained)
     (out_dir / "report.md").write_text(to_markdown(report))
     (out_dir / "report.html").write_text(to_html(report))
     return report
@@ -395,9 +431,7 @@ def summary_table(quality: pd.DataFrame, prof: pd.DataFrame) -> pd.DataFrame:
     rows: dict[str, dict[str, Any]] = {}
     for _, q in quality[quality["metric"].isin(RANKED_METRICS)].iterrows():
         label = METRICS[q["metric"]].label
-        rows.setdefault(q["variant"], {"variant": q["variant"]})[label] = (
-            f"{q['mean']:.4f} [{q['ci_low']:.4f}, {q['ci_high']:.4f}]"
-        )
+        rows.setdefault(q["variant"], {"variant": q["variant"]})[label] = with_interval(q["mean"], q, int(q["n"]))
         rows[q["variant"]]["seeds"] = int(q["n"])
     throughput = prof[prof["metric"] == "throughput"]
     memory = memory_rows(prof)
@@ -496,7 +530,17 @@ def _markdown_table(table: pd.DataFrame) -> str:
     return "\n".join([header, rule, *body])
 
 
+def with_interval(value: float, ci: Any, n: int, digits: int = 4) -> str:
+    """'0.8100 [0.8000, 0.8200]', or 'n=2: no interval' beside the value where too few independent
+    values make one (``aggregate.MIN_INTERVAL_N``)."""
+    if pd.isna(ci["ci_low"]) or pd.isna(ci["ci_high"]):
+        return f"{value:.{digits}f} (n={n}: no interval)"
+    return f"{value:.{digits}f} [{ci['ci_low']:.{digits}f}, {ci['ci_high']:.{digits}f}]"
+
+
 def _cell_text(value: Any) -> str:
+    if isinstance(value, float) and math.isnan(value):
+        return "–"  # not a number: no interval, no p-value, nothing measured
     return f"{value:.5g}" if isinstance(value, float) else str(value)
 
 
@@ -546,6 +590,9 @@ def to_html(report: Report) -> str:
             data = base64.b64encode(report.figures[section.figure]).decode()
             parts.append(f'<img alt="{html.escape(section.figure)}" src="data:image/png;base64,{data}">')
         if section.table is not None:
-            parts.append(section.table.to_html(index=False, escape=True, float_format=lambda v: f"{v:.5g}", border=0))
+            table = section.table.to_html(
+                index=False, escape=True, float_format=lambda v: f"{v:.5g}", na_rep="–", border=0
+            )
+            parts.append(table)
     parts.append("</body></html>")
     return "\n".join(parts)

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 import torch
 
-from bench.job import run_job, suite_job
+from bench.job import JobResult, run_job, suite_job
 from bench.metrics import ROW_METRICS
 from bench.profile import ProfileCfg, measure
 from bench.progress import format_duration
@@ -41,6 +41,7 @@ class SuiteRun:
     run_dir: Path
     report_dir: Path
     summary: list[dict[str, str]]  # the report's Summary table, as text (``bench.report.text_rows``)
+    untrained: list[dict[str, str]]  # the runs the report left out of the ranking, and why
 
 
 def run_suite(
@@ -75,7 +76,7 @@ def run_suite(
     title = f"unetbench: {suite.name} suite" + (" (CPU: scaled-down schedule)" if scaled else "")
     report = build_report(run_dir, report_dir, title=title)
     log(f"[4/4 report] {report_dir / 'report.html'} ({format_duration(time.perf_counter() - started)} in all)")
-    return SuiteRun(run_dir, report_dir, text_rows(report.summary))
+    return SuiteRun(run_dir, report_dir, text_rows(report.summary), text_rows(report.untrained))
 
 
 def search_stage(suite: SuiteCfg, run_dir: Path, storage: str | None, log: Callable[[str], None]) -> dict[str, Any]:
@@ -106,11 +107,22 @@ def train_stage(suite: SuiteCfg, run_dir: Path, best: dict[str, Any], seeds: int
         factory = RowFactory(run_dir.name, suite.name, result.device).for_job(job, "eval", result.split)
         extra = make_extra(train_seconds=result.fit.train_seconds, overrides=job.overrides, best_trial=best)
         rows = [factory.row(m, result.final[m], extra=extra) for m in ROW_METRICS if m in result.final]
+        rows.append(trained_row(factory, result))
         writer = ResultWriter(run_dir)
         writer.save_config(job.key(), job.settings(result.val_sections))
         writer.append(rows, name=stage)
+        verdict = f"; DID NOT TRAIN: {result.untrained}" if result.untrained else ""
         log(f"{step}: V_rand {result.final['v_rand']:.4f}, pixel error {result.final['pixel_error']:.4f} "
-            f"({format_duration(time.perf_counter() - t0)})")  # fmt: skip
+            f"({format_duration(time.perf_counter() - t0)}){verdict}")  # fmt: skip
+
+
+def trained_row(factory: RowFactory, result: JobResult) -> ResultRow:
+    """``trained`` 1 or 0, with the reason when 0 and the trivial predictions' scores beside it:
+    reports rank only runs that trained."""
+    trivial = {name: scores.get("v_rand") for name, scores in result.trivial.items()}
+    extra = make_extra(reason=result.untrained, trivial_v_rand=trivial,
+                       prediction_std=result.final.get("prediction_std"))  # fmt: skip
+    return factory.row("trained", 0.0 if result.untrained else 1.0, extra=extra)
 
 
 def profile_stage(suite: SuiteCfg, run_dir: Path, best: dict[str, Any], log: Callable[[str], None]) -> None:

@@ -62,6 +62,8 @@ class FitResult:
     best_metrics: dict[str, float]
     train_seconds: float
     stopped_early: bool = False  # by the time budget or a callback, before cfg.epochs
+    # without a checkpoint folder: the weights of the epoch that validated best, kept in memory
+    best_state: dict[str, torch.Tensor] | None = None
 
 
 class TileSampler:
@@ -124,10 +126,13 @@ def run_progress(step: int, elapsed_s: float, cfg: TrainCfg, reserved_s: float =
 def evaluate(
     model: nn.Module, config: ModelConfig, data: Dataset, cfg: TrainCfg, device: torch.device, warping: bool
 ) -> dict[str, float]:
-    """Mean metrics over ``data`` by overlap-tile prediction (per-image best thresholds if asked)."""
+    """Mean metrics over ``data`` by overlap-tile prediction (per-image best thresholds if asked),
+    and ``prediction_std``: how much P(interior) varies within an image, on average (a run whose
+    prediction does not vary has learnt nothing; ``bench.verdict`` says so)."""
     thresholds = CHALLENGE_THRESHOLDS if cfg.val_thresholds == "best" else (0.5,)
     probs = [predict_foreground(model, s.image, config, tile=cfg.val_tile, device=device) for s in data.samples]
-    return score_stack(probs, [s.mask for s in data.samples], thresholds, warping)
+    scores = score_stack(probs, [s.mask for s in data.samples], thresholds, warping)
+    return {**scores, "prediction_std": float(np.mean([p.std() for p in probs]))}
 
 
 def is_better(metric: str, new: float, old: float | None) -> bool:
@@ -146,6 +151,7 @@ class FitProgress:
     step: int = 0
     train_s: float = 0.0  # in training steps
     elapsed_before_s: float = 0.0  # on the clock in the runs this one resumes
+    best_state: dict[str, torch.Tensor] | None = None  # the best weights, when no best.pt keeps them
 
 
 class Clock:
@@ -258,6 +264,8 @@ class Trainer:
             if self.checkpoint_dir is not None:
                 best = {"model": model.state_dict(), "meta": self.meta, "epoch": epoch}
                 save_checkpoint(self.checkpoint_dir / "best.pt", best)
+            else:
+                progress.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         train_loss = float(np.mean(losses))
         record = {"epoch": epoch, "step": progress.step, "train_loss": train_loss, "train_seconds": progress.train_s}
         progress.history.append({**record, **metrics})
@@ -317,4 +325,4 @@ def fit(
             stopped_early = True
         if stopped_early:
             break
-    return FitResult(progress.history, progress.best, progress.train_s, stopped_early)
+    return FitResult(progress.history, progress.best, progress.train_s, stopped_early, progress.best_state)

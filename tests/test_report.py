@@ -171,3 +171,20 @@ def test_the_terminal_summary_is_the_reports_summary(tmp_path: Path) -> None:
     assert original["V_rand"] == "0.8100 [0.8000, 0.8200]" and original["img/s"] == "30"  # best of batch 1, 2, 4
     printed = format_table(rows, list(rows[0]))
     assert all(cell in printed for row in rows for cell in row.values())
+
+
+def test_fewer_than_three_values_give_no_interval(tmp_path: Path) -> None:
+    """Two seeds are not enough for an interval: the summary says so in words, the tables show a
+    dash, never a bootstrap of two values ("0.621 [0.621, 0.621]")."""
+    assert all(np.isnan(aggregate.bootstrap_ci([0.62, 0.62]))) and all(np.isnan(aggregate.bootstrap_ci([0.5])))
+    low, high = aggregate.bootstrap_ci([0.60, 0.62, 0.64])
+    assert low < 0.62 < high
+    frame = read_results(GOLDEN)
+    two_seeds = frame[frame["seed"] < 2]
+    (tmp_path / "run").mkdir()
+    two_seeds.to_csv(tmp_path / "run" / "rows-two.csv", index=False)
+    report = build_report(tmp_path / "run", tmp_path / "report")
+    summary = {s.title: s for s in report.sections}["Summary"].table
+    assert summary["V_rand"].str.endswith("(n=2: no interval)").all()
+    quality = (tmp_path / "report" / "report.md").read_text().split("## Quality per variant")[1].split("##")[0]
+    assert quality.count("| – | – |") == 8, "ci_low and ci_high of 4 variants x 2 metrics"

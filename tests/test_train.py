@@ -201,3 +201,21 @@ def test_test_split_is_kept_out_of_training_and_scored_alone(tmp_path: Path) -> 
     assert evaluate_checkpoint(run.checkpoint) == run.final
     on_val = evaluate_checkpoint(run.checkpoint, val_sections=[5])
     assert on_val != run.final, "the final scores are the test sections', not the validation section's"
+
+
+def test_a_job_scores_its_best_epoch_with_or_without_a_checkpoint_folder(tmp_path: Path) -> None:
+    """Validation chooses the model that is scored: a suite run keeps no checkpoint files, yet
+    its final scores are those of the best validated epoch, exactly as `eval` of best.pt gives."""
+    from bench.data import DataSpec
+    from bench.job import TrainJob, run_job
+
+    cfg = TrainCfg(epochs=4, **TINY)  # type: ignore[arg-type]
+    job = TrainJob("unet-original", DataSpec.parse("synthetic:count=8,size=96"), cfg,
+                   overrides={"base_width": 4, "depth": 2}, val_sections=(5, 6))  # fmt: skip
+    with_files = run_job(job, tmp_path / "run")
+    in_memory = run_job(job)
+    assert in_memory.final == with_files.final
+    assert in_memory.fit.best_state is not None and with_files.fit.best_state is None
+    # scored on the validation sections here: the final V_rand is the best epoch's, not the last one's
+    best = max(h["v_rand"] for h in in_memory.fit.history)
+    assert in_memory.final["v_rand"] == pytest.approx(best, abs=1e-12)

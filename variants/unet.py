@@ -7,8 +7,9 @@ only in ``block``. The module ``__init__`` only assembles parts, as in segmentat
 from __future__ import annotations
 
 import dataclasses
+import tomllib
 from dataclasses import dataclass
-from typing import Any
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -25,7 +26,7 @@ from variants.blocks import (
     init_he_normal,
     make_upsample,
 )
-from variants.overrides import ConfigError
+from variants.overrides import ConfigError, apply_overrides
 from variants.registry import register_config
 from variants.sizes import closest_accepted, encoder_decoder_input, encoder_decoder_output, refuse
 
@@ -155,43 +156,17 @@ class UNet(nn.Module):
 
 # --- registered variants: each changes one axis of the paper's network -----------------------
 
-# name -> (description, the fields that differ from the paper's network)
-PAPER_AXES: dict[str, tuple[str, dict[str, Any]]] = {
-    "unet-original": ("Ronneberger et al. 2015, exactly: valid 3x3 convs + ReLU, 64..1024 filters, 572 -> 388.", {}),
-    "unet-same": (
-        'The paper\'s net with zero-padded ("same") convolutions: output size = input size.',
-        {"padding": "same"},
-    ),
-    "unet-16": ("The paper's net with 16 base filters (16..256), about 1/16 of the parameters.", {"base_width": 16}),
-    "unet-32": ("The paper's net with 32 base filters (32..512).", {"base_width": 32}),
-    "unet-depth3": ("The paper's net with three max-pools instead of four.", {"depth": 3}),
-    "unet-k5": (
-        "The paper's net with 5x5 convolutions (same padding, so any size divisible by 16 fits).",
-        {"kernel_size": 5, "padding": "same"},
-    ),
-    "unet-leakyrelu": ("The paper's net with LeakyReLU (slope 0.01) instead of ReLU.", {"activation": "leaky_relu"}),
-    "unet-elu": ("The paper's net with ELU instead of ReLU.", {"activation": "elu"}),
-    "unet-gelu": ("The paper's net with GELU instead of ReLU.", {"activation": "gelu"}),
-    "unet-silu": ("The paper's net with SiLU (swish) instead of ReLU.", {"activation": "silu"}),
-    "unet-mish": ("The paper's net with Mish instead of ReLU.", {"activation": "mish"}),
-    "unet-prelu": (
-        "The paper's net with PReLU (one learned slope per layer) instead of ReLU.",
-        {"activation": "prelu"},
-    ),
-    "unet-bn": ("The paper's net with batch normalisation after every convolution.", {"norm": "batch"}),
-    "unet-gn": ("The paper's net with group normalisation (8 groups) after every convolution.", {"norm": "group"}),
-    "unet-in": ("The paper's net with instance normalisation after every convolution.", {"norm": "instance"}),
-    "unet-bilinear": (
-        "The paper's net with bilinear up-sampling + 1x1 conv instead of 2x2 up-convolution.",
-        {"upsample": "bilinear"},
-    ),
-}
+PAPER_VARIANTS = Path(__file__).with_name("paper_variants.toml")
 
 
-def register_paper_variants(table: dict[str, tuple[str, dict[str, Any]]]) -> None:
-    """Register each variant of ``table``: the paper's network with a few fields changed."""
-    for name, (description, fields) in table.items():
-        register_config(name, UNetConfig(**fields), description)
+def register_paper_variants(family_module: str) -> None:
+    """Register the variants that ``paper_variants.toml`` lists under ``family_module``: each the
+    paper's network with the fields its table gives (checked like any override)."""
+    with PAPER_VARIANTS.open("rb") as handle:
+        tables = tomllib.load(handle)[family_module]
+    for name, fields in tables.items():
+        description = fields.pop("description")
+        register_config(name, apply_overrides(UNetConfig(), fields, owner=name), description)
 
 
-register_paper_variants(PAPER_AXES)
+register_paper_variants("unet")
