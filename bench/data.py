@@ -259,6 +259,12 @@ class DataSpec:
     size: int = 256
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.count < 1 or self.size < 16 or self.seed < 0:
+            raise DataError(
+                f"synthetic data needs count >= 1, size >= 16 and seed >= 0, got {self.count}, {self.size}, {self.seed}"
+            )
+
     @classmethod
     def parse(cls, text: str | Path, base: Path | None = None) -> DataSpec:
         """``synthetic[:count=N,size=N,seed=N]``, a data set name, or a folder (relative to
@@ -289,24 +295,28 @@ class DataSpec:
         return self.source
 
     def load(self) -> Dataset:
+        """The images: generated, or read from the named data set's or the folder's files."""
         if self.synthetic:
             return synthetic_em(self.count, self.size, self.seed)
-        return load_data(self.source)
+        from bench.fetch import DATASETS, find_dataset
+
+        root = Path(self.source)
+        if self.source in DATASETS:  # a known data set by name, e.g. "isbi2012"
+            found = find_dataset(self.source)
+            if found is None:
+                raise DataError(f"data set {self.source!r} is not on this machine; run `unet-bench data fetch {self}`")
+            root = found.resolve()
+        return load_root(root)
 
 
 def load_data(spec: str | Path) -> Dataset:
     """``synthetic[:count=..,size=..,seed=..]``, a known data set by name (``isbi2012``), or a
     folder (images/ + labels/, TIFF stacks, or the Cell Tracking Challenge layout)."""
-    if str(spec).partition(":")[0] == "synthetic":
-        return DataSpec.parse(spec).load()
-    from bench.fetch import DATASETS, find_dataset
+    return DataSpec.parse(spec).load()
 
-    if str(spec) in DATASETS:  # a known data set by name, e.g. "isbi2012"
-        found = find_dataset(str(spec))
-        if found is None:
-            raise DataError(f"data set {spec!r} is not on this machine; run `unet-bench data fetch {spec}`")
-        spec = found
-    root = Path(spec).expanduser().resolve()  # the source recorded with results is absolute
+
+def load_root(root: Path) -> Dataset:
+    """A data folder in any of the layouts ``load_data`` reads (``root`` absolute)."""
     if not root.exists():
         raise DataError(f"{root}: no such data folder (use 'synthetic' for the built-in data)")
     if any(root.glob("*_GT")):

@@ -103,6 +103,15 @@ def validation_sections(job: TrainJob) -> list[int]:
     return default_val_sections(len(load_dataset(job.data)), exclude=job.test_sections)
 
 
+def job_split(job: TrainJob) -> tuple[Dataset, Dataset, list[int]]:
+    """The job's training and validation images and its validation sections. A split its data
+    cannot give (sections out of range, no image left to train on) is a DataError, raised here:
+    suites call this before they write anything."""
+    val = validation_sections(job)
+    train_data, val_data = split_by_index(load_dataset(job.data), val, exclude=job.test_sections)
+    return train_data, val_data, val
+
+
 def suite_job(suite: SuiteCfg, variant: str, settings: Mapping[str, Any], seed: int, owner: str) -> TrainJob:
     """The job a suite runs for ``variant`` with searched ``settings`` (``model.x`` keys go to the
     variant, the rest to the training config) and ``seed``; ``owner`` names the settings in errors."""
@@ -126,16 +135,15 @@ def run_job(
     ``evaluate_checkpoint`` will: on the test sections when it has them, else on validation."""
     config = job.model_config()
     data = load_dataset(job.data)
-    val = validation_sections(job)
-    train_data, val_data = split_by_index(data, val, exclude=job.test_sections)
+    train_data, val_data, val = job_split(job)
     torch.manual_seed(job.train.seed)
     model = config.build()
     meta = job.to_meta(val)
     fitted = fit(model, config, train_data, val_data, job.train, callbacks, checkpoint_dir, resume, meta=meta)
     best = checkpoint_dir / "best.pt" if checkpoint_dir else None
-    result = JobResult(fitted, {}, best, "", val, resolve_device(job.train.device))
     test = sorted(job.test_sections)
-    result.split = f"test {format_sections(test)}" if test else format_sections(val)
+    split = f"test {format_sections(test)}" if test else format_sections(val)
+    result = JobResult(fitted, {}, best, split, val, resolve_device(job.train.device))
     if not final_eval:
         return result
     scored = data.subset(test, "test") if test else val_data
@@ -145,7 +153,7 @@ def run_job(
         if result.fit.best_state is not None:
             model.load_state_dict(result.fit.best_state)
         result.final = evaluate(model, config, scored, job.train, result.device, warping=True)
-    result.trivial = trivial_scores(scored, job.train.val_thresholds)
+    result.trivial = trivial_scores(scored)
     result.untrained = why_not_trained(result.final, result.trivial, result.fit.history, job.train.monitor)
     return result
 

@@ -85,8 +85,8 @@ def untrained_runs(frame: pd.DataFrame) -> pd.DataFrame:
 def without_runs(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """``frame`` less the eval rows of ``runs``: a run that did not train is neither ranked nor compared."""
     keys = ["run_id", "variant", "seed"]
-    marked = frame[keys].merge(runs[keys].assign(drop=True), on=keys, how="left")["drop"].fillna(False).to_numpy()
-    return frame[~((frame["stage"] == "eval").to_numpy() & marked.astype(bool))]
+    marked = pd.MultiIndex.from_frame(frame[keys]).isin(pd.MultiIndex.from_frame(runs[keys]))
+    return frame[~((frame["stage"] == "eval").to_numpy() & marked)]
 
 
 def quality_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -143,8 +143,23 @@ def summary_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
     return Section(
         "Summary", "Held-out quality: mean over seeds [bootstrap 95 % CI; none from fewer than 3 seeds]; runtime: the best inference img/s "
         "(training where none) at the variant's most measured input size, where `at` says which, and the peak "
-        "memory of that measurement, on the machine named under Environment.", inputs.summary,
+        "memory of that measurement, on the machine named under Environment." + tuning_note(inputs.frame),
+        inputs.summary,
     )  # fmt: skip
+
+
+def tuning_note(frame: pd.DataFrame) -> str:
+    """What the search tuned, when one variant's tuned settings were applied to all: the variants
+    are then compared at that variant's optimum, not at their own, and the page must say so."""
+    trials = frame[(frame["stage"] == "search") & (frame["trial"] >= 0)]
+    searched = sorted(set(trials["variant"]))
+    others = sorted(set(frame.loc[frame["stage"] == "eval", "variant"]) - set(searched))
+    if len(searched) != 1 or not others:
+        return ""
+    return (
+        f" Tuning: only {searched[0]} was searched ({trials['trial'].nunique()} trials); its best settings were "
+        "used for every variant, so the others are compared at its optimum, not at their own."
+    )
 
 
 def untrained_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:

@@ -20,7 +20,7 @@ from typing import Any
 import optuna
 import torch
 
-from bench.job import JobResult, run_job, suite_job
+from bench.job import JobResult, job_split, run_job, suite_job
 from bench.metrics import ROW_METRICS
 from bench.profile import ProfileCfg, measure
 from bench.progress import format_duration
@@ -53,6 +53,8 @@ def run_suite(
     storage: str | None = None,
     log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
 ) -> SuiteRun:
+    if suite.variants:  # data the suite cannot split fails now, before the run folder is made
+        job_split(suite_job(suite, suite.variants[0], {}, 0, owner="[train]"))
     run_dir = latest_run(results, suite.name) if resume else None
     if resume and run_dir is None:
         log(f"nothing to resume under {results / suite.name}; starting a new run")

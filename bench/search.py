@@ -31,7 +31,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says i
 from bench.data import format_sections
 from bench.device import resolve_device
 from bench.errors import DoesNotFitError, SearchError, StorageError, UserError, WorkerError, first_line
-from bench.job import TrainJob, run_job, suite_job, validation_sections
+from bench.job import TrainJob, job_split, run_job, suite_job, validation_sections
 from bench.metrics import HIGHER_IS_BETTER
 from bench.rows import RowFactory
 from bench.schema import MODEL_MEMORY_METRICS, ResultRow, make_extra
@@ -415,6 +415,7 @@ def run_search(suite: SuiteCfg, run_dir: Path, storage_url: str | None = None, s
     search = suite.search
     if search is None:
         raise SuiteError(f"{suite.path}: no [search] section")
+    job_split(suite_job(suite, search.variant, {}, search.seed, owner="[train]"))  # bad data fails before any write
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     storage = open_storage(url)

@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 
 from bench.data import Dataset
-from bench.metrics import CHALLENGE_THRESHOLDS, HIGHER_IS_BETTER, METRICS, score_stack
+from bench.metrics import HIGHER_IS_BETTER, METRICS, score_stack
 
 # the trivial predictions: every pixel interior (one segment), every pixel membrane (none)
 TRIVIAL = {"all interior": 1.0, "all membrane": 0.0}
@@ -18,12 +18,12 @@ CONSTANT_STD = 1e-3  # a prediction whose P(interior) varies less than this over
 FLAT_LOSS = 0.98  # a last epoch's loss above this fraction of the first's went flat
 
 
-def trivial_scores(data: Dataset, thresholds: str) -> dict[str, dict[str, float]]:
-    """The scores of each trivial prediction on ``data``, thresholded as the run's own were."""
-    levels = CHALLENGE_THRESHOLDS if thresholds == "best" else (0.5,)
+def trivial_scores(data: Dataset) -> dict[str, dict[str, float]]:
+    """The scores of each trivial prediction on ``data``. A constant prediction is the same mask
+    at every threshold between 0 and 1, so one threshold scores it as the challenge's nine would."""
     masks = [s.mask for s in data.samples]
     return {
-        name: score_stack([np.full(m.shape, value, np.float32) for m in masks], masks, levels, warping=False)
+        name: score_stack([np.full(m.shape, value, np.float32) for m in masks], masks, (0.5,), warping=False)
         for name, value in TRIVIAL.items()
     }
 

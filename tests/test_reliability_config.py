@@ -83,3 +83,15 @@ def test_an_input_size_a_valid_network_cannot_take_names_the_nearest_ones() -> N
     assert result.returncode == 0, result.stderr
     assert "cannot take a 500x500 input" in result.stderr and "nearest valid input sizes: 492 or 508" in result.stderr
     assert {row["input_size"] for row in json.loads(result.stdout)} == {508}
+
+
+def test_data_a_suite_cannot_use_fails_before_anything_is_written(tmp_path: Path) -> None:
+    """A data folder that is not there, or synthetic data with no images, ends in one line before
+    the run folder, the search's study or any row is written."""
+    out = tmp_path / "out"
+    missing = run_cli("run", "quick", "--data", str(tmp_path / "nowhere"), "-o", str(out), "--reports", str(out))
+    assert_user_error(missing, "no such data folder")
+    suite = tmp_path / "empty.toml"
+    suite.write_text(TINY_SEARCH.read_text().replace("count = 5", "count = 0"))
+    assert_user_error(run_cli("search", str(suite), "-o", str(out / "s")), "count >= 1")
+    assert not out.exists()

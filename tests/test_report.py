@@ -188,3 +188,15 @@ def test_fewer_than_three_values_give_no_interval(tmp_path: Path) -> None:
     assert summary["V_rand"].str.endswith("(n=2: no interval)").all()
     quality = (tmp_path / "report" / "report.md").read_text().split("## Quality per variant")[1].split("##")[0]
     assert quality.count("| – | – |") == 8, "ci_low and ci_high of 4 variants x 2 metrics"
+
+
+def test_the_summary_says_when_one_variants_tuning_served_all(tmp_path: Path) -> None:
+    """A search of the baseline alone, applied to every variant, is not an equal tuning budget:
+    the Summary says so; without a search it says nothing about tuning."""
+    frame = read_results(GOLDEN)
+    assert "Tuning:" not in build_report(GOLDEN, tmp_path / "plain").sections[0].text
+    trials = frame[frame["variant"] == "unet-original"].head(2).assign(stage="search", trial=[0, 1])
+    (tmp_path / "run").mkdir()
+    pd.concat([frame, trials]).to_csv(tmp_path / "run" / "rows-all.csv", index=False)
+    text = build_report(tmp_path / "run", tmp_path / "tuned").sections[0].text
+    assert "only unet-original was searched (2 trials)" in text and "not at their own" in text

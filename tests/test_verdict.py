@@ -13,7 +13,7 @@ from bench.data import DataSpec, synthetic_em
 from bench.job import TrainJob, run_job
 from bench.metrics import CHALLENGE_THRESHOLDS, score_stack
 from bench.report import build_report
-from bench.store import ResultWriter, read_results
+from bench.store import read_results
 from bench.verdict import trivial_scores, why_not_trained
 from tests.test_report import GOLDEN
 
@@ -25,7 +25,12 @@ def scored() -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     data = synthetic_em(3, 96, seed=0)
     masks = [s.mask for s in data.samples]
     perfect = score_stack([m.astype(np.float32) for m in masks], masks, CHALLENGE_THRESHOLDS, warping=False)
-    return trivial_scores(data, "best"), {**perfect, "prediction_std": 0.4}
+    trivial = trivial_scores(data)
+    # a constant prediction scores the same at every threshold the challenge tries
+    for name, value in (("all interior", 1.0), ("all membrane", 0.0)):
+        nine = score_stack([np.full(m.shape, value, np.float32) for m in masks], masks, CHALLENGE_THRESHOLDS, False)
+        assert nine["v_rand"] == trivial[name]["v_rand"] and nine["pixel_error"] == trivial[name]["pixel_error"]
+    return trivial, {**perfect, "prediction_std": 0.4}
 
 
 def test_the_reasons_a_run_did_not_train(scored) -> None:
