@@ -15,7 +15,10 @@ from bench.console import format_table
 from bench.errors import UsageError, UserError
 
 if TYPE_CHECKING:
+    import optuna
+
     from bench.profile import Measurement
+    from bench.suite import SuiteCfg
 
 BUG_HINT = (
     "unet-bench: this is a bug in unet-bench, not in your input; please report it with the command and the "
@@ -233,26 +236,38 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    from bench.search import chosen_trial, mask_url, run_search
+    from bench.search import mask_url, run_search
     from bench.suite import load_suite
 
     suite = load_suite(args.suite)
+    variants = [args.variant] if args.variant else list(suite.searched_variants())
+    if args.study and len(variants) > 1:
+        raise UsageError(f"--study names one study, and {suite.name} tunes {len(variants)} variants: add --variant")
     run_dir = Path(args.output) if args.output else Path("results") / f"search-{suite.name}"
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus is not None else None
-    study = run_search(suite, run_dir, args.storage, args.study, args.workers, gpus)
     storage = mask_url(args.storage) if args.storage else f"sqlite:///{(run_dir / 'study.db').resolve()}"
-    print(f"study {study.study_name!r} in {storage}: {len(study.trials)} trials")
+    for variant in variants:
+        study = run_search(suite, run_dir, args.storage, args.study, args.workers, gpus, variant=variant)
+        print(f"study {study.study_name!r} in {storage}: {len(study.trials)} trials")
+        print_study(suite, study, run_dir, variant)
+    return 0
+
+
+def print_study(suite: SuiteCfg, study: optuna.Study, run_dir: Path, variant: str) -> None:
+    """A study's Pareto front (multi-objective) and the trial the suite would retrain."""
+    from bench.search import chosen_trial
+
     search = suite.search
     assert search is not None  # run_search refuses a suite without [search]
     if search.multi_objective:
         names = (search.objective, *search.costs)
-        print(f"Pareto front ({len(study.best_trials)} trials; rows in {run_dir / 'rows-search-pareto.csv'}):")
+        part = run_dir / f"rows-search-pareto-{variant}.csv"
+        print(f"Pareto front ({len(study.best_trials)} trials; rows in {part}):")
         for t in sorted(study.best_trials, key=lambda t: t.values[0], reverse=True):
             values = ", ".join(f"{n} {v:.4g}" for n, v in zip(names, t.values))
             print(f"  trial {t.number}: {values}, params {json.dumps(t.params)}")
     best = chosen_trial(study)
     print(f"best: trial {best.number}, {search.objective} {best.values[0]:.4f}, params {json.dumps(best.params)}")
-    return 0
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -359,6 +374,7 @@ def add_run(sub: Commands) -> None:
 def add_search(sub: Commands) -> None:
     p = sub.add_parser("search", help="Optuna search of a suite's [search] space (resumable, multi-worker)")
     add_suite_and_storage(p, "SQLAlchemy URL shared by workers (default: SQLite in the run folder)")
+    p.add_argument("--variant", help="tune only this variant (default: every variant the suite tunes)")
     p.add_argument("--study", help="study name (default SUITE-VARIANT); the same name joins the same study")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     p.add_argument("--gpus", metavar="LIST", help="GPUs the workers take one each, in turn, e.g. 0,1 "

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import aggregate, reference
+from bench import aggregate, reference, tuning
 from bench.metrics import HIGHER_IS_BETTER, METRICS, RANKED_METRICS, RESULT_METRICS
 from bench.schema import ENVIRONMENT_COLUMNS, MODEL_MEMORY_METRICS
 from bench.store import ResultsError, read_results
@@ -149,17 +149,26 @@ def summary_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
 
 
 def tuning_note(frame: pd.DataFrame) -> str:
-    """What the search tuned, when one variant's tuned settings were applied to all: the variants
-    are then compared at that variant's optimum, not at their own, and the page must say so."""
+    """How the compared variants were tuned: each in its own study with the same budget, or one
+    variant's tuned settings applied to all (the variants are then compared at that variant's
+    optimum, not at their own, and the page must say so)."""
     trials = frame[(frame["stage"] == "search") & (frame["trial"] >= 0)]
     searched = sorted(set(trials["variant"]))
-    others = sorted(set(frame.loc[frame["stage"] == "eval", "variant"]) - set(searched))
-    if len(searched) != 1 or not others:
+    evaluated = sorted(set(frame.loc[frame["stage"] == "eval", "variant"]))
+    if not searched or not evaluated:
         return ""
-    return (
-        f" Tuning: only {searched[0]} was searched ({trials['trial'].nunique()} trials); its best settings were "
-        "used for every variant, so the others are compared at its optimum, not at their own."
-    )
+    per_study = trials.groupby("variant")["trial"].nunique()
+    budget = f"{per_study.max()} trials" if per_study.nunique() == 1 else "trials " + ", ".join(
+        f"{v} {n}" for v, n in per_study.items()
+    )  # fmt: skip
+    if set(evaluated) <= set(searched):
+        return f" Tuning: every variant was tuned in a study of its own ({budget} each, same sampler seed and pruner)."
+    if len(searched) == 1:
+        return (
+            f" Tuning: only {searched[0]} was searched ({budget}); its best settings were used for every variant, "
+            "so the others are compared at its optimum, not at their own."
+        )
+    return f" Tuning: {', '.join(searched)} were searched ({budget}); the others used the suite's settings."
 
 
 def untrained_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
@@ -298,34 +307,51 @@ def pareto_section(inputs: ReportInputs, figures: FigureFolder) -> Section | Non
 
 
 def search_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
-    """Each finished trial's objective with the best so far, and the parameter importances."""
-    search = inputs.frame[inputs.frame["stage"] == "search"]
-    history = search[search["metric"].isin(RESULT_METRICS) & (search["trial"] >= 0)]
-    if history.empty:
+    """Each variant's tuning: untuned against tuned validation score, its tuned settings, its
+    best-so-far curve, and the parameter importances."""
+    trials = tuning.trial_results(inputs.frame)
+    if trials.empty:
         return None
-    objective = "v_rand" if (history["metric"] == "v_rand").any() else history["metric"].iloc[0]
-    trials = history[history["metric"] == objective].groupby("trial")["value"].mean().sort_index()
-    best = trials.cummax() if objective in HIGHER_IS_BETTER else trials.cummin()
-    fig, ax = _plt().subplots(figsize=(7, 3.5))
-    ax.plot(trials.index, trials.values, "o", label="finished trial")
-    ax.step(best.index, best.values, where="post", label="best so far")
-    ax.set_xlabel("trial")
-    ax.set_ylabel(objective)
-    ax.legend()
+    objective = trials["metric"].iloc[0]
+    curves = tuning.best_so_far(trials)
+    fig, ax = _plt().subplots(figsize=(7, 3.8))
+    for number, (variant, curve) in enumerate(curves.groupby("variant", sort=True)):
+        ax.plot(curve["trial"], curve["value"], "o", color=f"C{number}", alpha=0.35)
+        ax.step(curve["trial"], curve["best"], where="post", color=f"C{number}", label=variant)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("trial (finished)")
+    ax.set_ylabel(f"validation {metric_label(objective)}")
+    ax.legend(fontsize="small", loc="lower right" if objective in HIGHER_IS_BETTER else "upper right")
     figures.save(fig, "search_history")
-    return Section(
-        "Search", f"{objective} of each finished Optuna trial (pruned trials stop early and have no final "
-        "value) and parameter importances (fANOVA).", importance_table(search), "search_history",
-    )  # fmt: skip
+    table = tuning.tuning_table(trials).round(4)
+    importances = importance_table(inputs.frame[inputs.frame["stage"] == "search"])
+    text = (
+        f"Validation {metric_label(objective)} of each variant's Optuna study: dots are finished trials, lines "
+        "the best so far (pruned trials stop early and have no final value). `untuned` is the study's first "
+        "trial, the suite's own settings; `tuned` its best trial, whose settings the variant was retrained with."
+        + tuning_note(inputs.frame)
+    )
+    if importances is not None:
+        text += " Parameter importances (fANOVA): " + importances + "."
+    return Section("Tuning", text, table, "search_history")
 
 
-def importance_table(search: pd.DataFrame) -> pd.DataFrame | None:
-    """The study's parameter importances (``param_importance`` rows), None where none were written."""
-    importances = search[search["metric"] == "param_importance"].copy()
+def metric_label(name: str) -> str:
+    return METRICS[name].label if name in METRICS else name
+
+
+def importance_table(search: pd.DataFrame) -> str | None:
+    """The studies' parameter importances (``param_importance`` rows) as text, per variant; None
+    where none were written."""
+    importances = search[search["metric"] == "param_importance"]
     if importances.empty:
         return None
-    importances["parameter"] = importances["extra"].map(lambda e: json.loads(e).get("param"))
-    return importances[["parameter", "value"]].rename(columns={"value": "importance"}).round(4)
+    params = importances["extra"].map(lambda e: json.loads(e).get("param"))
+    parts = [
+        f"{variant}: " + ", ".join(f"{p} {v:.2f}" for p, v in zip(params[group.index], group["value"]))
+        for variant, group in importances.groupby("variant", sort=True)
+    ]
+    return "; ".join(parts)
 
 
 def search_front_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:

@@ -81,21 +81,35 @@ def run_suite(
     return SuiteRun(run_dir, report_dir, text_rows(report.summary), text_rows(report.untrained))
 
 
-def search_stage(suite: SuiteCfg, run_dir: Path, storage: str | None, log: Callable[[str], None]) -> dict[str, Any]:
-    """Search the suite's space (resuming its study) and return the chosen trial's settings."""
+def search_stage(
+    suite: SuiteCfg, run_dir: Path, storage: str | None, log: Callable[[str], None]
+) -> dict[str, dict[str, Any]]:
+    """Search the suite's space for each searched variant (resuming its study) and return each
+    trained variant's settings: its own best trial's with ``per_variant``, else the one
+    searched variant's for all."""
     if suite.search is None:
         return {}
-    log(f"[1/4 search] {suite.search.trials} trials of {suite.search.variant}, {suite.search.pruner} pruning")
-    study = run_search(suite, run_dir / "search", storage)
-    best = chosen_trial(study)
-    front = f" (Pareto front of {len(study.best_trials)})" if suite.search.multi_objective else ""
-    log(f"[1/4 search] best {suite.search.objective} {best.values[0]:.4f} with {best.params}{front}")
-    ResultWriter(run_dir).append(importance_rows(study, suite, run_dir.name), name="search-importances")
-    return dict(best.params)
+    search, chosen = suite.search, {}
+    searched = suite.searched_variants()
+    for number, variant in enumerate(searched, start=1):
+        step = f"[1/4 search {number}/{len(searched)}] {variant}"
+        log(f"{step}: {search.trials} trials, {search.sampler} sampler (seed {search.seed}), {search.pruner} pruning")
+        study = run_search(suite, run_dir / "search", storage, variant=variant)
+        best = chosen_trial(study)
+        front = f" (Pareto front of {len(study.best_trials)})" if search.multi_objective else ""
+        log(f"{step}: best {search.objective} {best.values[0]:.4f} with {best.params}{front}")
+        rows = importance_rows(study, suite, run_dir.name, variant)
+        ResultWriter(run_dir).append(rows, name=f"search-importances-{variant}")
+        chosen[variant] = dict(best.params)
+    if len(searched) == 1:
+        return {variant: chosen[searched[0]] for variant in suite.variants}
+    return chosen
 
 
-def train_stage(suite: SuiteCfg, run_dir: Path, best: dict[str, Any], seeds: int, log: Callable[[str], None]) -> None:
-    """Retrain every variant with the chosen settings and ``seeds`` seeds; score each on the
+def train_stage(
+    suite: SuiteCfg, run_dir: Path, best: dict[str, dict[str, Any]], seeds: int, log: Callable[[str], None]
+) -> None:
+    """Retrain every variant with its chosen settings and ``seeds`` seeds; score each on the
     held-out (test) sections. Each job's rows are one named part, so a resumed run skips it."""
     jobs = [(v, s) for v in suite.variants for s in range(seeds)]
     for number, (variant, seed) in enumerate(jobs, start=1):
@@ -103,11 +117,12 @@ def train_stage(suite: SuiteCfg, run_dir: Path, best: dict[str, Any], seeds: int
         if stage_done(run_dir, stage):
             log(f"{step}: done before, skipped")
             continue
-        job = suite_job(suite, variant, best, seed, owner="best trial")
+        job = suite_job(suite, variant, best.get(variant, {}), seed, owner="best trial")
         t0 = time.perf_counter()
         result = run_job(job)
         factory = RowFactory(run_dir.name, suite.name, result.device).for_job(job, "eval", result.split)
-        extra = make_extra(train_seconds=result.fit.train_seconds, overrides=job.overrides, best_trial=best)
+        extra = make_extra(train_seconds=result.fit.train_seconds, overrides=job.overrides,
+                           best_trial=best.get(variant, {}))  # fmt: skip
         rows = [factory.row(m, result.final[m], extra=extra) for m in ROW_METRICS if m in result.final]
         rows.append(trained_row(factory, result))
         writer = ResultWriter(run_dir)
@@ -127,20 +142,20 @@ def trained_row(factory: RowFactory, result: JobResult) -> ResultRow:
     return factory.row("trained", 0.0 if result.untrained else 1.0, extra=extra)
 
 
-def profile_stage(suite: SuiteCfg, run_dir: Path, best: dict[str, Any], log: Callable[[str], None]) -> None:
+def profile_stage(suite: SuiteCfg, run_dir: Path, best: dict[str, dict[str, Any]], log: Callable[[str], None]) -> None:
     """Profile each variant at the suite's tile and batch on this machine."""
     for number, variant in enumerate(suite.variants, start=1):
         stage = f"profile-{variant}"
         if stage_done(run_dir, stage):
             continue
-        job = suite_job(suite, variant, best, 0, owner="best trial")
+        job = suite_job(suite, variant, best.get(variant, {}), 0, owner="best trial")
         m = measure(ProfileCfg(variant, input_size=job.train.tile, batch_size=job.train.batch_size, warmup=1,
                                min_reps=3, max_reps=20, max_seconds=3.0, overrides=dict(job.overrides)))  # fmt: skip
         ResultWriter(run_dir).append(m.rows(run_dir.name, suite=suite.name), name=stage)
         log(f"[3/4 profile {number}/{len(suite.variants)}] {variant}: {m.summary()['throughput'][0]:.1f} img/s")
 
 
-def importance_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[ResultRow]:
+def importance_rows(study: optuna.Study, suite: SuiteCfg, run_id: str, variant: str) -> list[ResultRow]:
     """Parameter importances of the study (Optuna's default evaluator, fANOVA) as rows, so reports
     need no access to the study's storage. Empty when too few trials finished to tell."""
     try:
@@ -149,7 +164,7 @@ def importance_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[R
         importances = optuna.importance.get_param_importances(study, target=target)
     except (RuntimeError, ValueError):
         return []
-    factory = study_rows(suite, run_id, "search")
+    factory = study_rows(suite, run_id, "search", variant)
     return [
         factory.row("param_importance", value, extra=make_extra(param=name), n=len(study.trials))
         for name, value in importances.items()

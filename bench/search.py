@@ -39,6 +39,7 @@ from bench.store import ResultWriter
 from bench.suite import COSTS, SearchCfg, SuiteCfg
 from bench.suite_file import SuiteError
 from bench.train import Callback, EpochState
+from variants import resolve_config
 from variants.registry import count_parameters
 
 # A worker that stops sending heartbeats for GRACE_S is considered dead and its trial retried.
@@ -181,13 +182,14 @@ class Objective:
 
     suite: SuiteCfg
     run_dir: Path
+    variant: str
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         search = self.suite.search
         assert search is not None
         trial.set_user_attr("device", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
         params = suggest(trial, search)
-        job = suite_job(self.suite, search.variant, params, search.seed, owner=f"trial {trial.number}")
+        job = suite_job(self.suite, self.variant, params, search.seed, owner=f"trial {trial.number}")
         val = validation_sections(job)
         factory = RowFactory(search_run_id(self.run_dir), self.suite.name, resolve_device(job.train.device)).for_job(
             job, "search", format_sections(val), trial=trial.number
@@ -209,7 +211,7 @@ class Objective:
             state = "failed"
             raise
         finally:
-            extra = make_extra(params=params, state=state)
+            extra = make_extra(params=params, state=state, untuned=bool(trial.user_attrs.get(UNTUNED)))
             rows.append(factory.row("wall_time", time.perf_counter() - started, unit="s", extra=extra))
             if state != "complete":
                 ResultWriter(self.run_dir).append(rows)
@@ -315,7 +317,7 @@ def storage_loss_as_error(url: str, run_dir: Path) -> Iterator[None]:
         threading.excepthook = previous
 
 
-def optimize(study: optuna.Study, suite: SuiteCfg, run_dir: Path, url: str) -> None:
+def optimize(study: optuna.Study, suite: SuiteCfg, run_dir: Path, url: str, variant: str) -> None:
     """Run trials in this process until the study holds the suite's number of finished ones."""
     total = suite.search.trials  # type: ignore[union-attr]
     # a trial whose worker died still shows RUNNING until its heartbeat is found stale: fail
@@ -331,10 +333,12 @@ def optimize(study: optuna.Study, suite: SuiteCfg, run_dir: Path, url: str) -> N
         Progress(total),
     ]
     with storage_loss_as_error(url, run_dir):
-        study.optimize(Objective(suite, run_dir), n_trials=remaining, callbacks=callbacks)
+        study.optimize(Objective(suite, run_dir, variant), n_trials=remaining, callbacks=callbacks)
 
 
-def _worker(url: str, study_name: str, suite: SuiteCfg, run_dir: Path, threads: int, gpu: str | None) -> None:
+def _worker(
+    url: str, study_name: str, suite: SuiteCfg, run_dir: Path, variant: str, threads: int, gpu: str | None
+) -> None:
     if gpu is not None:  # before anything touches CUDA: this worker sees one GPU, as cuda:0
         os.environ["CUDA_VISIBLE_DEVICES"] = gpu
     torch.set_num_threads(threads)  # workers share the machine's cores instead of fighting over them
@@ -345,7 +349,7 @@ def _worker(url: str, study_name: str, suite: SuiteCfg, run_dir: Path, threads: 
         study = optuna.load_study(
             study_name=study_name, storage=storage, sampler=make_sampler(search), pruner=make_pruner(search)
         )
-        optimize(study, suite, run_dir, url)
+        optimize(study, suite, run_dir, url, variant)
     except UserError as exc:  # one line, as the command itself prints it; the parent reports the exit
         print(f"unet-bench: error: {exc}", file=sys.stderr, flush=True)
         sys.exit(2)
@@ -383,22 +387,22 @@ def chosen_trial(study: optuna.Study) -> optuna.trial.FrozenTrial:
     return max(study.best_trials, key=lambda t: sign * t.values[0])
 
 
-def study_rows(suite: SuiteCfg, run_id: str, stage: str) -> RowFactory:
-    """The factory of rows that describe the whole study (its Pareto front, its importances)."""
+def study_rows(suite: SuiteCfg, run_id: str, stage: str, variant: str) -> RowFactory:
+    """The factory of rows that describe a variant's whole study (its Pareto front, its importances)."""
     search = suite.search
     assert search is not None
     device = resolve_device(suite.train.device)
     return RowFactory(run_id, suite.name, device).bind(
-        variant=search.variant, seed=search.seed, stage=stage, dataset=str(suite.data)
+        variant=variant, seed=search.seed, stage=stage, dataset=str(suite.data)
     )
 
 
-def pareto_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[ResultRow]:
+def pareto_rows(study: optuna.Study, suite: SuiteCfg, run_id: str, variant: str) -> list[ResultRow]:
     """The Pareto front of a multi-objective study as rows (stage ``search-pareto``): each front
     trial's objective and costs, with its parameters."""
     assert suite.search is not None
     names = (suite.search.objective, *suite.search.costs)
-    factory = study_rows(suite, run_id, "search-pareto")
+    factory = study_rows(suite, run_id, "search-pareto", variant)
     return [
         factory.row(name, value, trial=t.number, unit=COSTS.get(name, ""), extra=make_extra(params=t.params))
         for t in sorted(study.best_trials, key=lambda t: t.number)
@@ -406,40 +410,83 @@ def pareto_rows(study: optuna.Study, suite: SuiteCfg, run_id: str) -> list[Resul
     ]
 
 
+UNTUNED = "untuned"  # user attribute of the trial that trains the suite's own settings
+
+
+def untuned_params(suite: SuiteCfg, variant: str) -> dict[str, Any] | None:
+    """The searched parameters as the suite sets them when nothing is tuned, or None when one of
+    them lies outside the space (then no trial can stand for "untuned")."""
+    search = suite.search
+    assert search is not None
+    config = resolve_config(variant, **suite.model_overrides(variant))
+    values: dict[str, Any] = {}
+    for p in search.space:
+        field = p.name.removeprefix("model.").removeprefix("train.")
+        value = getattr(config if p.name.startswith("model.") else suite.train, field, None)
+        inside = value in p.choices if p.kind == "categorical" else value is not None and p.low <= value <= p.high
+        if not inside:
+            return None
+        values[p.name] = value
+    return values
+
+
+def open_study(suite: SuiteCfg, storage: optuna.storages.RDBStorage, name: str, variant: str) -> optuna.Study:
+    """Create or load a variant's study. A new one starts with the suite's own settings as its
+    first trial (marked ``untuned``), so the report can set the tuned result against it."""
+    search = suite.search
+    assert search is not None
+    study = optuna.create_study(study_name=name, storage=storage, directions=directions(search), load_if_exists=True,
+                                sampler=make_sampler(search), pruner=make_pruner(search))  # fmt: skip
+    defaults = untuned_params(suite, variant)
+    if not study.trials and defaults is not None:
+        study.enqueue_trial(defaults, user_attrs={UNTUNED: True})
+    return study
+
+
 def run_search(suite: SuiteCfg, run_dir: Path, storage_url: str | None = None, study_name: str | None = None,
-               workers: int = 1, gpus: list[str] | None = None) -> optuna.Study:  # fmt: skip
-    """Create or resume the study and run trials in ``workers`` processes until the suite's
-    trial count is reached (counting trials other machines ran on the same storage). Workers
-    take the GPUs in ``gpus`` (default: every visible one) one each, in turn. A multi-objective
-    study's Pareto front is written as the ``search-pareto`` rows part."""
+               workers: int = 1, gpus: list[str] | None = None, variant: str | None = None) -> optuna.Study:  # fmt: skip
+    """Create or resume ``variant``'s study (default: the suite's first searched variant) and
+    run trials in ``workers`` processes until the suite's trial count is reached (counting
+    trials other machines ran on the same storage). Workers take the GPUs in ``gpus`` (default:
+    every visible one) one each, in turn. A multi-objective study's Pareto front is written as
+    the ``search-pareto-VARIANT`` rows part."""
     search = suite.search
     if search is None:
         raise SuiteError(f"{suite.path}: no [search] section")
-    job_split(suite_job(suite, search.variant, {}, search.seed, owner="[train]"))  # bad data fails before any write
+    variant = variant or suite.searched_variants()[0]
+    job_split(suite_job(suite, variant, {}, search.seed, owner="[train]"))  # bad data fails before any write
     run_dir.mkdir(parents=True, exist_ok=True)
     url = storage_url or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     storage = open_storage(url)
-    name = study_name or f"{suite.name}-{search.variant}"
-    study = optuna.create_study(study_name=name, storage=storage, directions=directions(search), load_if_exists=True,
-                                sampler=make_sampler(search), pruner=make_pruner(search))  # fmt: skip
+    name = study_name or f"{suite.name}-{variant}"
+    study = open_study(suite, storage, name, variant)
     if workers <= 1:
-        optimize(study, suite, run_dir, url)
+        optimize(study, suite, run_dir, url, variant)
     else:
-        context = multiprocessing.get_context("spawn")
-        threads = max(1, (os.cpu_count() or 1) // workers)
-        devices = worker_gpus(workers, visible_gpus() if gpus is None else gpus)
-        procs = [context.Process(target=_worker, args=(url, name, suite, run_dir, threads, gpu)) for gpu in devices]
-        for proc in procs:
-            proc.start()
-        for proc in procs:
-            proc.join()
-        failed = [f"worker {i + 1} (exit {p.exitcode})" for i, p in enumerate(procs) if p.exitcode != 0]
-        if failed:
-            raise WorkerError(
-                f"{len(failed)} of {workers} search workers stopped: {', '.join(failed)}; their errors are printed "
-                f"above; finished trials are kept: run the same command again to resume"
-            )
+        run_workers(url, name, suite, run_dir, variant, workers, gpus)
     study = optuna.load_study(study_name=name, storage=storage)
     if search.multi_objective and study.best_trials:
-        ResultWriter(run_dir).append(pareto_rows(study, suite, search_run_id(run_dir)), name="search-pareto")
+        rows = pareto_rows(study, suite, search_run_id(run_dir), variant)
+        ResultWriter(run_dir).append(rows, name=f"search-pareto-{variant}")
     return study
+
+
+def run_workers(url: str, name: str, suite: SuiteCfg, run_dir: Path, variant: str, workers: int,
+                gpus: list[str] | None) -> None:  # fmt: skip
+    """Run the study's trials in ``workers`` processes, one GPU each in turn."""
+    context = multiprocessing.get_context("spawn")
+    threads = max(1, (os.cpu_count() or 1) // workers)
+    devices = worker_gpus(workers, visible_gpus() if gpus is None else gpus)
+    procs = [
+        context.Process(target=_worker, args=(url, name, suite, run_dir, variant, threads, gpu)) for gpu in devices
+    ]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join()
+    failed = [f"worker {i + 1} (exit {p.exitcode})" for i, p in enumerate(procs) if p.exitcode != 0]
+    if failed:
+        raise WorkerError(
+            f"{len(failed)} of {workers} search workers stopped: {', '.join(failed)}; their errors are printed "
+            f"above; finished trials are kept: run the same command again to resume"
+        )

@@ -47,7 +47,11 @@ class SearchCfg:
     pruner: Pruner = "median"
     objective: ScoreName = "v_rand"  # direction from bench.metrics.METRICS
     seed: int = 0
-    variant: str = "unet-original"  # the variant whose hyperparameters are searched
+    # True: every [variants] name gets a study of its own, with the same trials, sampler seed and
+    # pruner (an equal tuning budget); False: only ``variant`` is searched and its best settings
+    # serve every variant
+    per_variant: bool = True
+    variant: str = "unet-original"  # the variant searched with per_variant = false (or without [variants])
     space: tuple[Param, ...] = ()
     startup_trials: int = 2  # trials before pruning starts
     warmup_epochs: int = 1  # epochs of a trial before it may be pruned
@@ -89,6 +93,14 @@ class SuiteCfg:
     def __post_init__(self) -> None:
         if self.width_scale is not None and self.width_scale <= 0:
             raise ConfigError(f"width_scale must be positive, got {self.width_scale}", key="width_scale")
+
+    def searched_variants(self) -> tuple[str, ...]:
+        """The variants the search tunes, each in its own study."""
+        if self.search is None:
+            return ()
+        if self.search.per_variant and self.variants:
+            return self.variants
+        return (self.search.variant,)
 
     def model_overrides(self, variant: str) -> dict[str, Any]:
         """[model] overrides for ``variant``. ``width_scale`` scales the variant's own base
@@ -273,9 +285,15 @@ def _search(suite: SuiteCfg, section: dict[str, Any], text: str) -> SearchCfg:
     schedules = (suite.train, suite.cpu_train or suite.train)
     if search.objective == "warping_error" and not all(t.val_warping for t in schedules):
         raise suite_key_error(path, text, "objective", WARPING_UNSCORED.format(name="objective"))
-    with named(path, text, "variant"):
-        resolve_config(search.variant, **suite.model_overrides(search.variant))
-    _check_space(space, search.variant, suite.train, path, text)
+    if search.per_variant and suite.variants and "variant" in section:
+        raise suite_key_error(path, text, "variant", "with per_variant = true (the default) every [variants] name is "
+                              "tuned in a study of its own; remove `variant`, or set per_variant = false to tune "
+                              "only it and use its settings for all")  # fmt: skip
+    searched = replace(suite, search=search).searched_variants()
+    for variant in searched:
+        with named(path, text, "variant" if variant == search.variant else "variants"):
+            resolve_config(variant, **suite.model_overrides(variant))
+        _check_space(space, variant, suite.train, path, text)
     return search
 
 

@@ -3,6 +3,7 @@ finished work or duplicating rows."""
 
 from __future__ import annotations
 
+import json
 import re
 import signal
 import subprocess
@@ -15,6 +16,7 @@ import torch
 
 from bench.store import read_configs, read_results
 from tests.conftest import REPO
+from variants import resolve_config
 
 SUITE = Path(__file__).parent / "data" / "tiny-suite.toml"
 
@@ -42,22 +44,36 @@ def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: P
     assert "done before, skipped" in resumed.stderr
     for name, mtime in finished_before.items():
         assert (run_dir / name).stat().st_mtime_ns == mtime, f"{name} was redone"
-    study = optuna.load_study(study_name="tiny-suite-unet-original", storage=f"sqlite:///{run_dir / 'search' / 'study.db'}")
+    storage = f"sqlite:///{run_dir / 'search' / 'study.db'}"
+    study = optuna.load_study(study_name="tiny-suite-unet-original", storage=storage)
     assert trials_before <= len(study.trials) <= 3, "finished trials are not run again"
+    # an equal tuning budget: one study per variant in the one storage, same trials, first trial untuned
+    assert sorted(optuna.get_all_study_names(storage)) == ["tiny-suite-resunet", "tiny-suite-unet-original"]
+    for name in ("tiny-suite-resunet", "tiny-suite-unet-original"):
+        tuned = optuna.load_study(study_name=name, storage=storage)
+        assert len(tuned.trials) == 3 and tuned.trials[0].user_attrs.get("untuned") is True
+        dropout = resolve_config(name.removeprefix("tiny-suite-"), base_width=4, depth=2).dropout
+        assert tuned.trials[0].params == {"lr": 3e-3, "model.dropout": dropout}, "the suite's own settings"
 
     frame = read_results(tmp_path / "results")
     evals = frame[frame["stage"] == "eval"]
     search = frame[frame["stage"] == "search"]
     profile = frame[frame["stage"] == "profile"]
     assert not evals.duplicated(subset=["variant", "seed", "metric"]).any(), "no duplicate eval rows"
-    assert not search.duplicated(subset=["trial", "metric", "extra"]).any(), "no duplicate search rows"
+    assert not search.duplicated(subset=["variant", "trial", "metric", "extra"]).any(), "no duplicate search rows"
     assert not profile.duplicated(subset=["variant", "metric"]).any(), "no duplicate profile rows"
     assert sorted(evals.groupby(["variant", "seed"]).size().index.tolist()) == [
         ("resunet", 0), ("resunet", 1), ("unet-original", 0), ("unet-original", 1)]
     report = (tmp_path / "reports" / "tiny-suite" / "report.html").read_text()
     assert "resunet" in report and "unet-original" in report
-    assert "<h2>Search</h2>" in report and (tmp_path / "reports" / "tiny-suite" / "fig" / "search_history.png").exists()
-    assert (frame["metric"] == "param_importance").sum() == 2, "importance of lr and model.dropout"
+    assert "<h2>Tuning</h2>" in report and (tmp_path / "reports" / "tiny-suite" / "fig" / "search_history.png").exists()
+    assert "every variant was tuned in a study of its own (3 trials each" in report
+    assert (frame["metric"] == "param_importance").sum() == 4, "importance of lr and model.dropout, per variant"
+    # each variant was retrained with its own study's best settings
+    for variant in ("resunet", "unet-original"):
+        tuned = optuna.load_study(study_name=f"tiny-suite-{variant}", storage=storage).best_trial.params
+        used = evals.loc[(evals["variant"] == variant) & (evals["metric"] == "v_rand"), "extra"]
+        assert all(json.loads(e)["best_trial"] == tuned for e in used)
     assert "variant" in resumed.stdout and "report:" in resumed.stdout
     # the terminal prints the report's Summary: the same quality cells (V_rand, pixel error), in the same
     # order, and the runs that did not train (this suite's budget is too small for most to learn)

@@ -126,3 +126,14 @@ def test_warping_error_is_an_objective_when_validation_scores_it(tmp_path: Path)
     text = path.read_text().replace('val_thresholds = "fixed"', 'val_thresholds = "fixed"\nval_warping = true')
     path.write_text(text)
     assert load_suite(path).search.objective == "warping_error"  # type: ignore[union-attr]
+
+
+def test_every_variant_is_tuned_unless_the_suite_says_otherwise(tmp_path: Path) -> None:
+    """per_variant (the default) gives each [variants] name a study; a `variant` beside it is
+    ambiguous and refused on its line; per_variant = false tunes that one variant only."""
+    assert load_suite(TINY_SUITE).searched_variants() == ("unet-original", "resunet")
+    ambiguous = broken_suite(tmp_path, "trials = 3", 'trials = 3\nvariant = "resunet"')
+    assert "per_variant = false" in load_error(ambiguous, "variant")
+    one = broken_suite(tmp_path, "trials = 3", 'trials = 3\nvariant = "resunet"\nper_variant = false')
+    assert load_suite(one).searched_variants() == ("resunet",)
+    assert load_suite(TINY_SEARCH).searched_variants() == ("unet-original",), "no [variants]: the search's variant"
