@@ -48,3 +48,12 @@ def target_rows(factory: RowFactory, history: list[dict[str, Any]], cfg: TrainCf
         for metric, value in (("time_to_target", record["elapsed_seconds"]), ("steps_to_target", record["step"])):
             rows.append(factory.row(metric, value, unit=METRICS[metric].unit, extra=extra))
     return rows
+
+
+def target_line(history: list[dict[str, Any]], cfg: TrainCfg) -> str:
+    """What `unet-bench train` prints for a time-to-target run."""
+    label = f"validation {METRICS[cfg.monitor].label} {cfg.target:g}"
+    record = at_target(history, cfg)
+    if record is None:
+        return f"target {label}: not reached in {history[-1]['step'] if history else 0} steps"
+    return f"target {label}: reached in {record['elapsed_seconds']:.1f} s, {record['step']} steps"

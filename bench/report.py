@@ -256,7 +256,7 @@ def run_budget(train: dict[str, Any]) -> str:
     optimiser = {"adamw": "AdamW", "sgd": "SGD"}.get(train["optimizer"], train["optimizer"])
     schedule = "" if train.get("schedule", "constant") == "constant" else f", {train['schedule']} schedule"
     words = (f"{epochs} epochs x {steps} steps of batch {train['batch_size']} at {train['tile']} px tiles "
-             f"({epochs * steps} steps), {optimiser} lr {train['lr']:g}{schedule}; budget: ")  # fmt: skip
+             f"({epochs * steps} steps), {optimiser} lr {train['lr']:.3g}{schedule}; budget: ")  # fmt: skip
     minutes, budget = train.get("max_minutes"), train.get("budget", "steps")
     if budget == "seconds":
         return words + f"equal wall-clock time, {minutes:g} min per run, validation included (the steps are a ceiling)"

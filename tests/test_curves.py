@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
+from bench.curves import target_line
 from bench.report import build_report
 from bench.run import train_stage
 from bench.store import read_results
 from bench.suite import SuiteCfg, load_suite
 from bench.suite_file import SuiteError
 from bench.train import at_target, fit
+from tests.conftest import assert_user_error, run_cli
 from tests.test_train import tiny_setup
 from variants import ConfigError
 
@@ -67,6 +69,8 @@ def test_target_budget_stops_at_the_first_validation_that_reaches_it(tmp_path: P
     assert len(result.history) == 1 and result.stopped_early
     record = at_target(result.history, cfg)
     assert record is not None and record["step"] == cfg.steps_per_epoch and record["elapsed_seconds"] > 0
+    seconds = f"{result.history[0]['elapsed_seconds']:.1f} s"
+    assert target_line(result.history, cfg) == f"target validation V_rand 0: reached in {seconds}, 4 steps"
 
     run_dir = tmp_path / "run-1"
     train_stage(tiny_suite(budget="target", target=0.0), run_dir, {}, seeds=1, log=lambda line: None)
@@ -93,6 +97,7 @@ def test_a_target_never_reached_is_marked_so(tmp_path: Path) -> None:
     assert len(frame[(frame["stage"] == "curve") & (frame["metric"] == "train_loss")]) == 2, "ran to its step cap"
     table = {s.title: s for s in build_report(run_dir, tmp_path / "report").sections}["Training budget"].table
     assert table.iloc[0]["reached"] == "0 of 1 runs" and table.iloc[0]["time to target (s)"] == "not reached"
+    assert frame["value"].notna().all(), "never reached is no row, not a NaN value"
 
 
 def test_a_budget_without_its_setting_is_refused_naming_the_key(tmp_path: Path) -> None:
@@ -105,6 +110,10 @@ def test_a_budget_without_its_setting_is_refused_naming_the_key(tmp_path: Path) 
     with pytest.raises(ConfigError, match='only with budget = "target"'):
         tiny_setup(epochs=1, target=0.8)
     tiny_setup(epochs=1, budget="seconds", max_minutes=1.0)  # with its setting it is accepted
+    refused = run_cli("train", "--variant", "unet-original", "--data", "synthetic:count=5,size=96,seed=0",
+                      "--set", "budget=seconds", "-o", str(tmp_path / "out"))  # fmt: skip
+    assert_user_error(refused, "max_minutes", 'budget = "seconds" needs max_minutes')
+    assert not (tmp_path / "out").exists(), "refused before anything trains"
     suite = tmp_path / "seconds.toml"
     suite.write_text(SUITE.read_text().replace('[train]\n', '[train]\nbudget = "seconds"\n'))
     with pytest.raises(SuiteError, match=r"key 'max_minutes': budget = \"seconds\" needs max_minutes"):
