@@ -63,6 +63,7 @@ def parse_assignments(items: Sequence[str]) -> dict[str, object]:
 
 def cmd_train(args: argparse.Namespace) -> int:
     from bench.config import RECIPES, split_settings
+    from bench.curves import target_line
     from bench.data import DataSpec, parse_indices
     from bench.job import TrainJob, run_job
     from bench.progress import EpochPrinter
@@ -74,6 +75,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.minutes is not None:
         train_overrides["max_minutes"] = args.minutes
         train_overrides.setdefault("epochs", 10_000)  # the clock decides
+        train_overrides.setdefault("budget", "seconds")
     job = TrainJob(
         variant=args.variant, data=DataSpec.parse(args.data),
         train=RECIPES[args.recipe].with_overrides(train_overrides, owner="--set"), overrides=model_overrides,
@@ -91,6 +93,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         print(f"best checkpoint: {run.checkpoint}")
         print(f"held-out sections {run.split}: {format_metrics(run.final)}")
+        if job.train.budget == "target":
+            print(target_line(run.fit.history, job.train))
     if run.untrained:
         print(f"warning: this run did not train: {run.untrained}", file=sys.stderr)
     return 0

@@ -29,6 +29,10 @@ class TrainCfg:
     epochs: int = 10
     steps_per_epoch: int = 50
     max_minutes: float | None = None  # wall-clock budget for training steps; validation still runs
+    # the budget runs are compared under (docs/training.md): equal steps (epochs x steps_per_epoch),
+    # equal wall-clock seconds (max_minutes), or time to reach `target` on the monitor metric
+    budget: Literal["steps", "seconds", "target"] = "steps"
+    target: float | None = None  # with budget = "target": the monitor value that ends the run
     batch_size: int = 1
     tile: int = 572  # input tile side; the nearest side the network accepts is used
     loss: LossName = "weighted_ce"
@@ -57,6 +61,18 @@ class TrainCfg:
             raise ConfigError(problems, key=bad[0])
         if self.monitor == "warping_error" and not self.val_warping:
             raise ConfigError(WARPING_UNSCORED.format(name="monitor"), key="monitor")
+        self._check_budget()
+
+    def _check_budget(self) -> None:
+        """Each named budget has the one setting it needs, and ``target`` means nothing without its budget."""
+        if self.budget == "seconds" and self.max_minutes is None:
+            raise ConfigError(
+                'budget = "seconds" needs max_minutes, the wall-clock minutes of each run', key="max_minutes"
+            )
+        if self.budget == "target" and self.target is None:
+            raise ConfigError(f'budget = "target" needs target, the {self.monitor} value that ends a run', key="target")
+        if self.budget != "target" and self.target is not None:
+            raise ConfigError(f'target is used only with budget = "target" (budget is "{self.budget}")', key="target")
 
     def with_overrides(self, overrides: dict[str, Any], owner: str = "train") -> TrainCfg:
         """A copy with type-checked overrides; ``augment`` may be given as a dict of its fields."""

@@ -305,7 +305,10 @@ ScoreName = Literal[
 # What a search trial can cost, each minimised: inference latency (batch 1, the training tile,
 # this machine), parameters, forward GFLOP per image, peak memory of the latency measurement
 CostName = Literal["latency_ms", "params", "gflops", "peak_memory_mib"]
-MetricName = Literal[ScoreName, CostName, "seg"]
+# What a training run measures besides its scores: the loss of its steps, and with budget = "target"
+# the wall-clock seconds and the steps until validation first reached the target
+TrainingName = Literal["train_loss", "time_to_target", "steps_to_target"]
+MetricName = Literal[ScoreName, CostName, TrainingName, "seg"]
 
 
 class Shown(IntEnum):
@@ -345,6 +348,9 @@ METRICS: dict[str, Metric] = {m.name: m for m in (  # in the order printed lines
     Metric("params", False, "parameters"),
     Metric("gflops", False, "forward GFLOP", "GFLOP"),
     Metric("peak_memory_mib", False, "peak memory", "MiB"),
+    Metric("train_loss", False, "training loss"),
+    Metric("time_to_target", False, "time to target", "s"),
+    Metric("steps_to_target", False, "steps to target", "steps"),
 )}  # fmt: skip
 
 HIGHER_IS_BETTER = frozenset(name for name, m in METRICS.items() if m.higher_is_better)

@@ -24,7 +24,7 @@ import pandas as pd
 from bench import aggregate, reference, tuning
 from bench.metrics import HIGHER_IS_BETTER, METRICS, RANKED_METRICS, RESULT_METRICS
 from bench.schema import ENVIRONMENT_COLUMNS, MODEL_MEMORY_METRICS
-from bench.store import ResultsError, read_results
+from bench.store import ResultsError, read_configs, read_results
 
 
 @dataclass
@@ -121,9 +121,13 @@ class ReportInputs:
     profile: pd.DataFrame  # profile_table
     throughput: pd.DataFrame  # the throughput lines of ``profile``
     summary: pd.DataFrame  # summary_table
+    # the settings behind each config_hash (``bench.store.read_configs``), where the rows' folder has them
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @classmethod
-    def of(cls, frame: pd.DataFrame, baseline: str | None = None) -> ReportInputs:
+    def of(
+        cls, frame: pd.DataFrame, baseline: str | None = None, configs: dict[str, dict[str, Any]] | None = None
+    ) -> ReportInputs:
         untrained = untrained_runs(frame)
         ranked = without_runs(frame, untrained)
         quality = quality_table(ranked)
@@ -131,7 +135,7 @@ class ReportInputs:
         profile = profile_table(measured)
         throughput = profile[profile["metric"] == "throughput"]
         summary = summary_table(quality, profile)
-        return cls(frame, baseline, untrained, ranked, quality, measured, profile, throughput, summary)
+        return cls(frame, baseline, untrained, ranked, quality, measured, profile, throughput, summary, configs or {})
 
 
 SectionBuilder = Callable[[ReportInputs, FigureFolder], Section | None]
@@ -225,6 +229,134 @@ def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | N
         "Cohen's d_z. Fewer than 3 pairs give no interval (–); with few seeds the p-value cannot be small.",
         deltas, "ablation",
     )  # fmt: skip
+
+
+def budget_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    """The training budget of the runs, stated once near the top, and with ``budget = "target"``
+    how many runs reached the target and how fast."""
+    scored = set(inputs.frame.loc[inputs.frame["stage"].isin(["eval", "curve"]), "config_hash"])
+    text = budget_text([settings for key, settings in sorted(inputs.configs.items()) if key in scored])
+    target = time_to_target_table(inputs.frame)
+    if not text and target is None:
+        return None
+    if target is not None:
+        text += (" Time to target: seconds on the clock (validation included) and steps until the first validation "
+                 "that reached the target; the means are over the seeds that reached it.")  # fmt: skip
+    return Section("Training budget", text.strip(), target)
+
+
+def budget_text(configs: list[dict[str, Any]]) -> str:
+    """One sentence per distinct budget of ``configs`` (stored job settings, ``bench.store.read_configs``):
+    'Each run: 4 epochs x 12 steps of batch 4 at 92 px tiles (48 steps), AdamW lr 0.003; budget: equal steps.'"""
+    if not configs:
+        return ""
+    budgets: dict[str, list[str]] = {}
+    for settings in configs:
+        budgets.setdefault(run_budget(settings["train_cfg"]), []).append(str(settings.get("variant", "")))
+    if len(budgets) == 1:
+        return f"Each run: {next(iter(budgets))}."
+    each = "; ".join(f"{', '.join(sorted(set(variants)))}: {budget}" for budget, variants in budgets.items())
+    return f"The runs differ in budget. {each}."
+
+
+def run_budget(train: dict[str, Any]) -> str:
+    """A training config's steps, batch, tile, optimiser and named budget, in words."""
+    epochs, steps = int(train["epochs"]), int(train["steps_per_epoch"])
+    optimiser = {"adamw": "AdamW", "sgd": "SGD"}.get(train["optimizer"], train["optimizer"])
+    schedule = "" if train.get("schedule", "constant") == "constant" else f", {train['schedule']} schedule"
+    words = (f"{epochs} epochs x {steps} steps of batch {train['batch_size']} at {train['tile']} px tiles "
+             f"({epochs * steps} steps), {optimiser} lr {train['lr']:.3g}{schedule}; budget: ")  # fmt: skip
+    minutes, budget = train.get("max_minutes"), train.get("budget", "steps")
+    if budget == "seconds":
+        return words + f"equal wall-clock time, {minutes:g} min per run, validation included (the steps are a ceiling)"
+    if budget == "target":
+        label = METRICS[train["monitor"]].label
+        return words + f"time to validation {label} {train['target']:g} (the steps are a ceiling)"
+    return words + "equal steps" + (f", or {minutes:g} min if that ends a run first" if minutes else "")
+
+
+def time_to_target_table(frame: pd.DataFrame) -> pd.DataFrame | None:
+    """Per variant: how many runs reached the target, and their mean seconds and steps to it."""
+    evals = frame[frame["stage"] == "eval"]
+    reached = evals[evals["metric"] == "target_reached"]
+    if reached.empty:
+        return None
+    lines = []
+    for variant, group in reached.groupby("variant"):
+        line: dict[str, Any] = {"variant": variant, "reached": f"{int(group['value'].sum())} of {len(group)} runs"}
+        for metric in ("time_to_target", "steps_to_target"):
+            values = evals.loc[(evals["variant"] == variant) & (evals["metric"] == metric), "value"]
+            unit = METRICS[metric].unit
+            column = f"{METRICS[metric].label} ({unit})"
+            line[column] = round(float(values.mean()), 2 if unit == "s" else 1) if len(values) else "not reached"
+        lines.append(line)
+    return pd.DataFrame(lines)
+
+
+def curve_points(frame: pd.DataFrame) -> pd.DataFrame:
+    """The ``curve`` rows with their epoch, step and seconds (from ``extra``) as columns."""
+    curves = frame[frame["stage"] == "curve"]
+    points = pd.DataFrame([json.loads(e) for e in curves["extra"]], index=curves.index)
+    return curves[["run_id", "variant", "seed", "metric", "value"]].join(points[["epoch", "step", "seconds"]])
+
+
+def curve_label(metric: str) -> str:
+    """'val_v_rand' -> 'validation V_rand', 'train_loss' -> 'training loss'."""
+    name = metric.removeprefix("val_")
+    label = METRICS[name].label if name in METRICS else name
+    return f"validation {label}" if metric.startswith("val_") else label
+
+
+def curves_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    """Validation score and training loss after each epoch, against steps and against seconds."""
+    if not (inputs.frame["stage"] == "curve").any():
+        return None
+    points = curve_points(inputs.frame)
+    val_metrics = points.loc[points["metric"].str.startswith("val_"), "metric"]
+    monitor = val_metrics.mode().iloc[0] if len(val_metrics) else None
+    shown = [m for m in (monitor, "train_loss") if m is not None and (points["metric"] == m).any()]
+    fig, axes = _plt().subplots(len(shown), 2, figsize=(10, 3.4 * len(shown)), squeeze=False)
+    for row, metric in enumerate(shown):
+        for col, (x, label) in enumerate((("step", "step"), ("seconds", "seconds (wall clock, validation included)"))):
+            draw_curves(axes[row][col], points[points["metric"] == metric], x)
+            axes[row][col].set_xlabel(label)
+            axes[row][col].set_ylabel(curve_label(metric))
+    axes[0][0].legend(fontsize=8)
+    figures.save(fig, "learning_curves")
+    drawn = " and ".join(curve_label(m) for m in shown)
+    text = (
+        f"{drawn[0].upper() + drawn[1:]} after each epoch of every retrained run, against "
+        "the steps taken (left) and the seconds on the clock, validation included (right). Thin lines: one run "
+        "each; thick: the mean over seeds at each epoch (a run that stopped early leaves the mean)."
+    )
+    return Section("Learning curves", text, curve_table(points, monitor), "learning_curves")
+
+
+def draw_curves(ax: Any, points: pd.DataFrame, x: str) -> None:
+    """One thin line per run, one thick mean line per variant, a colour per variant."""
+    for number, (variant, group) in enumerate(points.groupby("variant")):
+        colour = f"C{number % 10}"
+        for _, run in group.groupby(["run_id", "seed"]):
+            run = run.sort_values("epoch")
+            ax.plot(run[x], run["value"], color=colour, lw=0.8, alpha=0.35)
+        mean = group.groupby("epoch")[[x, "value"]].mean()
+        ax.plot(mean[x], mean["value"], color=colour, lw=2, marker="o", ms=3, label=variant)
+
+
+def curve_table(points: pd.DataFrame, monitor: str | None) -> pd.DataFrame | None:
+    """Per variant: runs, mean steps and seconds at the last epoch, and the mean best validation score."""
+    if monitor is None:
+        return None
+    scores = points[points["metric"] == monitor]
+    last = scores.sort_values("epoch").groupby(["variant", "run_id", "seed"]).last()
+    name = monitor.removeprefix("val_")
+    best = scores.groupby(["variant", "run_id", "seed"])["value"]
+    best = best.max() if name in HIGHER_IS_BETTER else best.min()
+    table = pd.DataFrame({
+        "runs": last.groupby("variant").size(), "steps": last.groupby("variant")["step"].mean(),
+        "seconds": last.groupby("variant")["seconds"].mean(), f"best {curve_label(monitor)}": best.groupby("variant").mean(),
+    })  # fmt: skip
+    return table.round(4).reset_index()
 
 
 def at_main_setting(rows: pd.DataFrame, throughput: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -409,8 +541,8 @@ def environment_section(inputs: ReportInputs, figures: FigureFolder) -> Section 
 
 # The report's sections in order; each builder shows what its rows allow, or nothing.
 SECTIONS: tuple[SectionBuilder, ...] = (
-    summary_section, untrained_section, quality_section, ablation_section, runtime_section, memory_section, time_share_section,
-    pareto_section, search_section, search_front_section, isbi_reference_section, micro_section,
+    summary_section, budget_section, untrained_section, quality_section, ablation_section, curves_section,
+    runtime_section, memory_section, time_share_section, pareto_section, search_section, search_front_section, isbi_reference_section, micro_section,
     environment_section,
 )  # fmt: skip
 
@@ -425,7 +557,7 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     out_dir.mkdir(parents=True, exist_ok=True)
     _plt()  # the Agg backend before the theme and any figure
     sns.set_theme(style="whitegrid", context="notebook")
-    inputs = ReportInputs.of(frame, baseline)
+    inputs = ReportInputs.of(frame, baseline, read_configs(results))
     figures = FigureFolder(out_dir)
     sections = [section for build in SECTIONS if (section := build(inputs, figures)) is not None]
     suites = ", ".join(sorted(frame["suite"].unique()))

@@ -20,6 +20,8 @@ from typing import Any
 import optuna
 import torch
 
+from bench.curves import curve_rows, target_rows
+from bench.data import format_sections
 from bench.job import JobResult, job_split, run_job, suite_job
 from bench.metrics import ROW_METRICS
 from bench.profile import ProfileCfg, measure
@@ -125,6 +127,8 @@ def train_stage(
                            best_trial=best.get(variant, {}))  # fmt: skip
         rows = [factory.row(m, result.final[m], extra=extra) for m in ROW_METRICS if m in result.final]
         rows.append(trained_row(factory, result))
+        rows += target_rows(factory, result.fit.history, job.train)
+        rows += curve_rows(factory, result.fit.history, job.train.monitor, format_sections(result.val_sections))
         writer = ResultWriter(run_dir)
         writer.save_config(job.key(), job.settings(result.val_sections))
         writer.append(rows, name=stage)

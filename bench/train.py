@@ -61,7 +61,7 @@ class FitResult:
     history: list[dict[str, Any]]  # one record per epoch: step, train loss, time, validation metrics
     best_metrics: dict[str, float]
     train_seconds: float
-    stopped_early: bool = False  # by the time budget or a callback, before cfg.epochs
+    stopped_early: bool = False  # by the time budget, the target or a callback, before cfg.epochs
     # without a checkpoint folder: the weights of the epoch that validated best, kept in memory
     best_state: dict[str, torch.Tensor] | None = None
 
@@ -139,6 +139,20 @@ def is_better(metric: str, new: float, old: float | None) -> bool:
     if old is None:
         return True
     return new > old if metric in HIGHER_IS_BETTER else new < old
+
+
+def at_target(history: list[dict[str, Any]], cfg: TrainCfg) -> dict[str, Any] | None:
+    """The first epoch record whose validation reached ``cfg.target`` on the monitor metric
+    (``budget = "target"``), or None: its ``step`` and ``elapsed_seconds`` are the run's steps and
+    time to target (wall clock, validation included, as MLPerf counts it)."""
+    if cfg.budget != "target" or cfg.target is None:
+        return None
+    higher = cfg.monitor in HIGHER_IS_BETTER
+    for record in history:
+        value = record.get(cfg.monitor)
+        if value is not None and (value >= cfg.target if higher else value <= cfg.target):
+            return record
+    return None
 
 
 @dataclass
@@ -267,7 +281,8 @@ class Trainer:
             else:
                 progress.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
         train_loss = float(np.mean(losses))
-        record = {"epoch": epoch, "step": progress.step, "train_loss": train_loss, "train_seconds": progress.train_s}
+        record = {"epoch": epoch, "step": progress.step, "train_loss": train_loss, "train_seconds": progress.train_s,
+                  "elapsed_seconds": clock.elapsed()}  # fmt: skip
         progress.history.append({**record, **metrics})
         if self.checkpoint_dir is not None:
             save_checkpoint(self.checkpoint_dir / "last.pt", self.last_state(epoch, progress, clock))
@@ -314,6 +329,9 @@ def fit(
     clock = Clock(cfg, progress.elapsed_before_s)
     stopped_early = False
     for epoch in range(progress.next_epoch, cfg.epochs):
+        if at_target(progress.history, cfg) is not None:  # a time-to-target run ends at its target
+            stopped_early = True
+            break
         losses, stopped_early = trainer.train_epoch(epoch, progress, clock)
         if not losses and stopped_early:
             break

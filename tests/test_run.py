@@ -62,10 +62,16 @@ def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: P
     assert not evals.duplicated(subset=["variant", "seed", "metric"]).any(), "no duplicate eval rows"
     assert not search.duplicated(subset=["variant", "trial", "metric", "extra"]).any(), "no duplicate search rows"
     assert not profile.duplicated(subset=["variant", "metric"]).any(), "no duplicate profile rows"
+    curves = frame[frame["stage"] == "curve"]
+    epochs = [json.loads(e)["epoch"] for e in curves["extra"]]
+    assert not curves.assign(epoch=epochs).duplicated(subset=["variant", "seed", "metric", "epoch"]).any()
+    assert curves.groupby(["variant", "seed"]).ngroups == 4, "every retrained run has its learning curve"
     assert sorted(evals.groupby(["variant", "seed"]).size().index.tolist()) == [
         ("resunet", 0), ("resunet", 1), ("unet-original", 0), ("unet-original", 1)]
     report = (tmp_path / "reports" / "tiny-suite" / "report.html").read_text()
     assert "resunet" in report and "unet-original" in report
+    assert (tmp_path / "reports" / "tiny-suite" / "fig" / "learning_curves.png").exists()
+    assert re.search(r"Each run: \d epochs x 4 steps of batch 2 at 92 px tiles \(\d+ steps\)", report)
     assert "<h2>Tuning</h2>" in report and (tmp_path / "reports" / "tiny-suite" / "fig" / "search_history.png").exists()
     assert "every variant was tuned in a study of its own (3 trials each" in report
     assert (frame["metric"] == "param_importance").sum() == 4, "importance of lr and model.dropout, per variant"
