@@ -191,13 +191,13 @@ def rank_analysis(frame: pd.DataFrame, metric: str, alpha: float = ALPHA) -> Ran
         return f"{len(wide)} blocks ({kind}) that every variant has; a rank test needs {AUTORANK_MIN_BLOCKS}"
     order = "descending" if metric in HIGHER_IS_BETTER else "ascending"  # the best value gets rank 1
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # normality and variance checks autorank runs but we do not use
+        warnings.simplefilter("ignore")  # autorank's normality checks (unused when forced), ties
         result = autorank.autorank(wide, alpha=alpha, order=order, force_mode="nonparametric")
+        friedman = result.omnibus == "friedman"  # NaN when every block ties (p is NaN then too)
+        statistic = float(stats.friedmanchisquare(*wide.T.to_numpy()).statistic) if friedman else math.nan
     ranks = pd.DataFrame({"variant": result.rankdf.index, "mean_rank": result.rankdf["meanrank"].astype(float),
                           "median": result.rankdf["median"].astype(float)})  # fmt: skip
     ranks = ranks.sort_values("mean_rank", kind="stable").reset_index(drop=True)  # rank 1 is the best
-    friedman = result.omnibus == "friedman"
-    statistic = float(stats.friedmanchisquare(*wide.T.to_numpy()).statistic) if friedman else math.nan
     cd = float(result.cd) if friedman else math.nan
     return RankAnalysis(metric, kind, len(wide), str(result.omnibus), float(result.pvalue), statistic, cd, ranks,
                         rank_pairs(ranks, len(wide), float(result.pvalue), cd, alpha), result)  # fmt: skip
@@ -251,5 +251,6 @@ def ranking_lines(frame: pd.DataFrame, baseline: str | None = None) -> list[str]
     for pair in analysis.pairs.itertuples():
         if reference is None or reference in (pair.better, pair.worse):
             verdict = "resolved" if pair.resolved else "not resolved"
-            lines.append(f"{pair.better} > {pair.worse}: {verdict} (p={pair.p:.3g})")
+            order = ">" if pair.rank_difference > 0 else "="  # equal mean ranks: neither is ahead
+            lines.append(f"{pair.better} {order} {pair.worse}: {verdict} (p={pair.p:.3g})")
     return lines

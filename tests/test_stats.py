@@ -202,6 +202,9 @@ def test_ranking_lines_for_the_terminal() -> None:
     assert any(line.startswith("unet-gelu > unet-original: resolved (p=") for line in lines)
     assert any(": not resolved (p=" in line for line in lines), "a 0.003 offset is within noise"
     assert stats.ranking_lines(frame_of(per_image_scores({"unet-original": 0.0}))) == []
+    tied = frame_of(dict.fromkeys(per_image_scores({"unet-original": 0.0, "unet-bn": 0.0}), 0.5))
+    assert stats.ranking_lines(tied)[1:] in (["unet-bn = unet-original: not resolved (p=1)"],
+                                             ["unet-original = unet-bn: not resolved (p=1)"])  # fmt: skip
 
 
 def test_per_image_scores_are_taken_at_the_stacks_thresholds() -> None:
