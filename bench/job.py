@@ -24,7 +24,7 @@ from bench.data import Dataset, DataSpec, default_val_sections, format_sections,
 from bench.device import resolve_device
 from bench.schema import config_hash
 from bench.suite import SuiteCfg
-from bench.train import Callback, FitResult, evaluate, fit
+from bench.train import Callback, Evaluation, FitResult, evaluate_images, fit
 from bench.verdict import trivial_scores, why_not_trained
 from variants import resolve_config
 from variants.registry import ModelConfig
@@ -88,6 +88,8 @@ class JobResult:
     device: torch.device  # where it trained
     untrained: str | None = None  # why the run did not train (bench.verdict), None when it did
     trivial: dict[str, dict[str, float]] = field(default_factory=dict)  # trivial predictions' scores
+    # each scored image's metrics at the thresholds ``final`` chose, by section index
+    per_image: dict[int, dict[str, float]] = field(default_factory=dict)
 
 
 @functools.lru_cache(maxsize=2)
@@ -148,11 +150,13 @@ def run_job(
         return result
     scored = data.subset(test, "test") if test else val_data
     if result.checkpoint is not None and result.checkpoint.exists():
-        result.final = evaluate_checkpoint(result.checkpoint)
+        evaluation = score_checkpoint(result.checkpoint)
     else:  # no checkpoint folder: the best epoch's weights, kept in memory
         if result.fit.best_state is not None:
             model.load_state_dict(result.fit.best_state)
-        result.final = evaluate(model, config, scored, job.train, result.device, warping=True)
+        evaluation = evaluate_images(model, config, scored, job.train, result.device, warping=True)
+    result.final = evaluation.scores
+    result.per_image = dict(zip(test or sorted(set(val)), evaluation.per_image, strict=True))
     result.trivial = trivial_scores(scored)
     result.untrained = why_not_trained(result.final, result.trivial, result.fit.history, job.train.monitor)
     return result
@@ -164,6 +168,11 @@ def evaluate_checkpoint(
     """Metrics of a checkpoint: by default on the held-out sections stored with it (its test
     sections when it has them, else its validation sections); on every image of ``data_spec``
     when that is another data set."""
+    return score_checkpoint(path, data_spec, val_sections).scores
+
+
+def score_checkpoint(path: Path, data_spec: str | None = None, val_sections: Sequence[int] | None = None) -> Evaluation:
+    """``evaluate_checkpoint`` with each image's scores beside the stack's."""
     state = load_checkpoint(path)
     meta = state.get("meta")
     if not meta:
@@ -179,4 +188,4 @@ def evaluate_checkpoint(
     if val_sections is None and other == job.data:
         val_sections = job.test_sections or job.val_sections
     target: Dataset = data if val_sections is None else split_by_index(data, val_sections)[1]
-    return evaluate(model, config, target, job.train, device, warping=True)
+    return evaluate_images(model, config, target, job.train, device, warping=True)

@@ -411,9 +411,25 @@ def score_stack(
 ) -> dict[str, float]:
     """Score a stack of images as the challenge did: at each threshold the mean over images,
     then the best threshold for the whole stack (one threshold for all images, not per image)."""
+    return score_stack_images(probs, true_masks, thresholds, warping)[0]
+
+
+def score_stack_images(
+    probs: Iterable[np.ndarray],
+    true_masks: Iterable[np.ndarray],
+    thresholds: Iterable[float] = (0.5,),
+    warping: bool = True,
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """``score_stack`` and each image's scores at the thresholds the stack chose: the paired
+    per-image values that comparisons of variants resample (``bench.stats``)."""
     thresholds = tuple(thresholds)
     per_image = [scores_per_threshold(p, m, thresholds, warping) for p, m in zip(probs, true_masks)]
     if not per_image:
         raise ValueError("no images to score")
     mean = {t: {k: float(np.mean([img[t][k] for img in per_image])) for k in per_image[0][t]} for t in thresholds}
-    return pick_best_threshold(mean)
+    stack = pick_best_threshold(mean)
+    chosen = {
+        member: stack[f"threshold_{headline}"]
+        for headline, members in HEADLINES.items() if f"threshold_{headline}" in stack for member in members
+    }  # fmt: skip
+    return stack, [{m: img[t][m] for m, t in chosen.items()} for img in per_image]

@@ -21,7 +21,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import aggregate, reference, tuning
+from bench import aggregate, reference, stats, tuning
 from bench.metrics import HIGHER_IS_BETTER, METRICS, RANKED_METRICS, RESULT_METRICS
 from bench.schema import ENVIRONMENT_COLUMNS, MODEL_MEMORY_METRICS
 from bench.store import ResultsError, read_configs, read_results
@@ -83,10 +83,11 @@ def untrained_runs(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def without_runs(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
-    """``frame`` less the eval rows of ``runs``: a run that did not train is neither ranked nor compared."""
+    """``frame`` less the eval and eval-image rows of ``runs``: a run that did not train is neither
+    ranked nor compared."""
     keys = ["run_id", "variant", "seed"]
     marked = pd.MultiIndex.from_frame(frame[keys]).isin(pd.MultiIndex.from_frame(runs[keys]))
-    return frame[~((frame["stage"] == "eval").to_numpy() & marked)]
+    return frame[~(frame["stage"].isin(["eval", "eval-image"]).to_numpy() & marked)]
 
 
 def quality_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -210,13 +211,21 @@ def quality_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
     return Section("Quality per variant", text, _with_ci(quality), "quality")
 
 
-def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+def ablation_baseline(inputs: ReportInputs) -> str | None:
+    """The variant others are compared with: the given baseline, else unet-original; None when
+    it has no quality rows or nothing to be compared with."""
     variants = set(inputs.quality["variant"])
     baseline = inputs.baseline or ("unet-original" if "unet-original" in variants else None)
-    if not baseline or baseline not in variants or len(variants) < 2:
+    return baseline if baseline in variants and len(variants) >= 2 else None
+
+
+def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    baseline = ablation_baseline(inputs)
+    if baseline is None:
         return None
     main = headline_metric(inputs.quality)
     deltas = aggregate.ablation_deltas(inputs.ranked[inputs.ranked["stage"] == "eval"], baseline, main)
+    deltas = with_image_intervals(deltas, inputs.ranked, baseline, main)
     fig, ax = _plt().subplots(figsize=(7, 0.45 * len(deltas) + 1.5))
     ax.errorbar(deltas["delta"], deltas["variant"],
                 xerr=[deltas["delta"] - deltas["ci_low"], deltas["ci_high"] - deltas["delta"]], fmt="s", capsize=3)  # fmt: skip
@@ -225,8 +234,10 @@ def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | N
     figures.save(fig, "ablation")
     return Section(
         f"Ablation deltas against {baseline}",
-        f"Paired by seed: mean difference in {main}, bootstrap 95 % CI, Wilcoxon signed-rank p and "
-        "Cohen's d_z. Fewer than 3 pairs give no interval (–); with few seeds the p-value cannot be small.",
+        f"Paired by seed: mean difference in {main}, Wilcoxon signed-rank p and Cohen's d_z. The 95 % interval is a "
+        "hierarchical bootstrap over seeds, then the held-out images within each seed, where per-image scores were "
+        "stored (`paired_by` seed, image), else a bootstrap over seeds. Fewer than 3 seeds give no interval (–); "
+        "with few seeds the p-value cannot be small.",
         deltas, "ablation",
     )  # fmt: skip
 
@@ -247,16 +258,19 @@ def budget_section(inputs: ReportInputs, figures: FigureFolder) -> Section | Non
 
 def budget_text(configs: list[dict[str, Any]]) -> str:
     """One sentence per distinct budget of ``configs`` (stored job settings, ``bench.store.read_configs``):
-    'Each run: 4 epochs x 12 steps of batch 4 at 92 px tiles (48 steps), AdamW lr 0.003; budget: equal steps.'"""
+    'Each run: 4 epochs x 12 steps of batch 4 at 92 px tiles (48 steps), AdamW; budget: equal steps.'
+    The learning rate is named only when every run shares it (a tuned one is in the Tuning section)."""
     if not configs:
         return ""
     budgets: dict[str, list[str]] = {}
     for settings in configs:
         budgets.setdefault(run_budget(settings["train_cfg"]), []).append(str(settings.get("variant", "")))
+    rates = {float(settings["train_cfg"]["lr"]) for settings in configs}
+    rate = f" Learning rate {rates.pop():.3g} for every run." if len(rates) == 1 else " Learning rates: as tuned."
     if len(budgets) == 1:
-        return f"Each run: {next(iter(budgets))}."
+        return f"Each run: {next(iter(budgets))}.{rate}"
     each = "; ".join(f"{', '.join(sorted(set(variants)))}: {budget}" for budget, variants in budgets.items())
-    return f"The runs differ in budget. {each}."
+    return f"The runs differ in budget. {each}.{rate}"
 
 
 def run_budget(train: dict[str, Any]) -> str:
@@ -265,7 +279,7 @@ def run_budget(train: dict[str, Any]) -> str:
     optimiser = {"adamw": "AdamW", "sgd": "SGD"}.get(train["optimizer"], train["optimizer"])
     schedule = "" if train.get("schedule", "constant") == "constant" else f", {train['schedule']} schedule"
     words = (f"{epochs} epochs x {steps} steps of batch {train['batch_size']} at {train['tile']} px tiles "
-             f"({epochs * steps} steps), {optimiser} lr {train['lr']:.3g}{schedule}; budget: ")  # fmt: skip
+             f"({epochs * steps} steps), {optimiser}{schedule}; budget: ")  # fmt: skip
     minutes, budget = train.get("max_minutes"), train.get("budget", "steps")
     if budget == "seconds":
         return words + f"equal wall-clock time, {minutes:g} min per run, validation included (the steps are a ceiling)"
@@ -357,6 +371,80 @@ def curve_table(points: pd.DataFrame, monitor: str | None) -> pd.DataFrame | Non
         "seconds": last.groupby("variant")["seconds"].mean(), f"best {curve_label(monitor)}": best.groupby("variant").mean(),
     })  # fmt: skip
     return table.round(4).reset_index()
+
+
+def with_image_intervals(deltas: pd.DataFrame, ranked: pd.DataFrame, baseline: str, metric: str) -> pd.DataFrame:
+    """``deltas`` with the hierarchical (seed, image) bootstrap interval for each variant whose
+    runs, like the baseline's, stored per-image scores; the others keep their interval over seeds."""
+    hierarchical = stats.hierarchical_deltas(ranked, baseline, metric).set_index("variant")
+    deltas = deltas.assign(paired_by="seed", images=0)
+    has = deltas["variant"].isin(hierarchical.index)
+    if not has.any():
+        return deltas
+    for column in ("ci_low", "ci_high", "images"):
+        deltas.loc[has, column] = deltas.loc[has, "variant"].map(hierarchical[column])
+    deltas.loc[has, "paired_by"] = "seed, image"
+    return deltas
+
+
+def ranking_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    """autorank's mean ranks and verdicts, the interquartile mean and the probability of
+    improvement over the baseline (``bench.stats``), with the critical-difference diagram."""
+    if inputs.quality["variant"].nunique() < 2:
+        return None
+    main = headline_metric(inputs.quality)
+    analysis = stats.rank_analysis(inputs.ranked, main)
+    table = ranking_table(inputs, main, analysis, ablation_baseline(inputs))
+    if isinstance(analysis, str):
+        return Section("Ranking", f"No rank test on {main}: {analysis}.", table)
+    figure = stats.cd_figure(analysis)
+    if figure is not None:
+        figures.save(figure, "ranking_cd")
+    return Section("Ranking", ranking_text(analysis), table, "ranking_cd" if figure is not None else None)
+
+
+def ranking_table(
+    inputs: ReportInputs, metric: str, analysis: stats.RankAnalysis | str, baseline: str | None
+) -> pd.DataFrame:
+    """Per variant, best first where ranked: mean rank, IQM and P(better than the baseline), each
+    with its stratified bootstrap interval (none from fewer than 3 seeds)."""
+    seeds = inputs.quality[inputs.quality["metric"] == metric].set_index("variant")["n"]
+    order = list(analysis.ranks["variant"]) if not isinstance(analysis, str) else sorted(seeds.index)
+    rows = []
+    for variant in order:
+        row: dict[str, Any] = {"variant": variant, "seeds": int(seeds[variant])}
+        if not isinstance(analysis, str):
+            row["mean rank"] = float(analysis.ranks.set_index("variant").loc[variant, "mean_rank"])
+        row[f"IQM {metric}"] = interval_text(stats.iqm(inputs.ranked, variant, metric), row["seeds"])
+        if baseline is not None and variant != baseline:
+            poi = stats.probability_of_improvement(inputs.ranked, variant, baseline, metric)
+            row[f"P(better than {baseline})"] = interval_text(poi, row["seeds"], digits=2)
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def interval_text(estimate: tuple[float, float, float], n: int, digits: int = 4) -> str:
+    """(value, low, high) as ``with_interval`` writes it."""
+    value, low, high = estimate
+    return with_interval(value, {"ci_low": low, "ci_high": high}, n, digits)
+
+
+def ranking_text(analysis: stats.RankAnalysis) -> str:
+    """What the rank test found, in words: which differences are resolved and which are not."""
+    pairs = analysis.pairs
+    resolved = ", ".join(f"{p.better} > {p.worse}" for p in pairs.itertuples() if p.resolved) or "none"
+    unresolved = ", ".join(f"{p.better} vs {p.worse}" for p in pairs.itertuples() if not p.resolved) or "none"
+    if analysis.test == "friedman":
+        test = (f"Friedman test over {analysis.n_blocks} blocks ({analysis.blocks}): chi-square "
+                f"{analysis.statistic:.2f}, p = {analysis.p_value:.3g}; Nemenyi post-hoc: two variants differ when "
+                f"their mean ranks differ by more than the critical difference CD = {analysis.cd:.2f} (the bar in "
+                "the diagram joins those that do not).")  # fmt: skip
+    else:
+        test = (f"Two variants: one-sided Wilcoxon signed-rank test over {analysis.n_blocks} blocks "
+                f"({analysis.blocks}), p = {analysis.p_value:.3g}.")  # fmt: skip
+    return (f"autorank (nonparametric) on {analysis.metric}, rank 1 the best. {test} Resolved: {resolved}. "
+            f"Not resolved: {unresolved}. Blocks of one seed share a trained model, so p-values here are optimistic; "
+            "the ablation intervals above are the primary evidence (docs/statistics.md).")  # fmt: skip
 
 
 def at_main_setting(rows: pd.DataFrame, throughput: pd.DataFrame) -> tuple[pd.DataFrame, str]:
@@ -541,8 +629,9 @@ def environment_section(inputs: ReportInputs, figures: FigureFolder) -> Section 
 
 # The report's sections in order; each builder shows what its rows allow, or nothing.
 SECTIONS: tuple[SectionBuilder, ...] = (
-    summary_section, budget_section, untrained_section, quality_section, ablation_section, curves_section,
-    runtime_section, memory_section, time_share_section, pareto_section, search_section, search_front_section, isbi_reference_section, micro_section,
+    summary_section, budget_section, untrained_section, quality_section, ablation_section, ranking_section,
+    curves_section, runtime_section, memory_section, time_share_section, pareto_section, search_section,
+    search_front_section, isbi_reference_section, micro_section,
     environment_section,
 )  # fmt: skip
 

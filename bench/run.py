@@ -22,7 +22,7 @@ import torch
 
 from bench.curves import curve_rows, target_rows
 from bench.data import format_sections
-from bench.job import JobResult, job_split, run_job, suite_job
+from bench.job import JobResult, TrainJob, job_split, run_job, suite_job
 from bench.metrics import ROW_METRICS
 from bench.profile import ProfileCfg, measure
 from bench.progress import format_duration
@@ -129,6 +129,7 @@ def train_stage(
         rows.append(trained_row(factory, result))
         rows += target_rows(factory, result.fit.history, job.train)
         rows += curve_rows(factory, result.fit.history, job.train.monitor, format_sections(result.val_sections))
+        rows += image_rows(RowFactory(run_dir.name, suite.name, result.device), job, result)
         writer = ResultWriter(run_dir)
         writer.save_config(job.key(), job.settings(result.val_sections))
         writer.append(rows, name=stage)
@@ -144,6 +145,18 @@ def trained_row(factory: RowFactory, result: JobResult) -> ResultRow:
     extra = make_extra(reason=result.untrained, trivial_v_rand=trivial,
                        prediction_std=result.final.get("prediction_std"))  # fmt: skip
     return factory.row("trained", 0.0 if result.untrained else 1.0, extra=extra)
+
+
+def image_rows(factory: RowFactory, job: TrainJob, result: JobResult) -> list[ResultRow]:
+    """Stage ``eval-image``: each scored image's metrics at the thresholds the run's stack
+    scoring chose, its section in ``split`` ("test 25"), so comparisons can pair variants by
+    seed and image (``bench.stats``)."""
+    prefix = "test " if job.test_sections else ""
+    rows = []
+    for section, scores in result.per_image.items():
+        image = factory.for_job(job, "eval-image", f"{prefix}{section}")
+        rows += [image.row(m, scores[m]) for m in ROW_METRICS if m in scores]
+    return rows
 
 
 def profile_stage(suite: SuiteCfg, run_dir: Path, best: dict[str, dict[str, Any]], log: Callable[[str], None]) -> None:

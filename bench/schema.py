@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 SCHEMA_VERSION = 2
 
-Stage = Literal["search", "search-pareto", "train", "eval", "curve", "profile"]
+Stage = Literal["search", "search-pareto", "train", "eval", "eval-image", "curve", "profile"]
 Mode = Literal["train", "infer", ""]
 
 # The memory a measured model needed, most telling first: CUDA's allocated peak; on a CPU the

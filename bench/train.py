@@ -27,7 +27,7 @@ from bench.device import resolve_device
 from bench.errors import UserError
 from bench.infer import mirror_pad, predict_foreground
 from bench.losses import segmentation_loss, weight_map_for_mask
-from bench.metrics import CHALLENGE_THRESHOLDS, HIGHER_IS_BETTER, score_stack
+from bench.metrics import CHALLENGE_THRESHOLDS, HIGHER_IS_BETTER, score_stack_images
 from variants.registry import ModelConfig
 
 
@@ -123,16 +123,29 @@ def run_progress(step: int, elapsed_s: float, cfg: TrainCfg, reserved_s: float =
     return progress
 
 
+@dataclass(frozen=True)
+class Evaluation:
+    scores: dict[str, float]  # the stack's scores (``score_stack``) and ``prediction_std``
+    per_image: list[dict[str, float]]  # each image's scores at the stack's thresholds, in data order
+
+
 def evaluate(
     model: nn.Module, config: ModelConfig, data: Dataset, cfg: TrainCfg, device: torch.device, warping: bool
 ) -> dict[str, float]:
     """Mean metrics over ``data`` by overlap-tile prediction (per-image best thresholds if asked),
     and ``prediction_std``: how much P(interior) varies within an image, on average (a run whose
     prediction does not vary has learnt nothing; ``bench.verdict`` says so)."""
+    return evaluate_images(model, config, data, cfg, device, warping).scores
+
+
+def evaluate_images(
+    model: nn.Module, config: ModelConfig, data: Dataset, cfg: TrainCfg, device: torch.device, warping: bool
+) -> Evaluation:
+    """``evaluate``, with each image's scores at the thresholds the stack chose beside it."""
     thresholds = CHALLENGE_THRESHOLDS if cfg.val_thresholds == "best" else (0.5,)
     probs = [predict_foreground(model, s.image, config, tile=cfg.val_tile, device=device) for s in data.samples]
-    scores = score_stack(probs, [s.mask for s in data.samples], thresholds, warping)
-    return {**scores, "prediction_std": float(np.mean([p.std() for p in probs]))}
+    scores, per_image = score_stack_images(probs, [s.mask for s in data.samples], thresholds, warping)
+    return Evaluation({**scores, "prediction_std": float(np.mean([p.std() for p in probs]))}, per_image)
 
 
 def is_better(metric: str, new: float, old: float | None) -> bool:

@@ -56,7 +56,8 @@ def test_every_retrained_run_stores_its_learning_curve_and_the_report_draws_it(t
     assert table.loc["unet-original", "steps"] == 12 and table.loc["unet-original", "runs"] == 1
     budget = sections["Training budget"].text
     assert budget == (
-        "Each run: 3 epochs x 4 steps of batch 2 at 92 px tiles (12 steps), AdamW lr 0.003; budget: equal steps."
+        "Each run: 3 epochs x 4 steps of batch 2 at 92 px tiles (12 steps), AdamW; budget: equal steps. "
+        "Learning rate 0.003 for every run."
     )
     assert budget in (tmp_path / "report" / "report.md").read_text()
 

@@ -19,7 +19,7 @@ from bench.store import read_results
 GOLDEN = Path(__file__).parent / "data" / "golden"
 # the golden report's sections, in order (as before the report was split into section builders)
 GOLDEN_TITLES = [
-    "Summary", "Quality per variant", "Ablation deltas against unet-original", "Runtime", "Peak memory",
+    "Summary", "Quality per variant", "Ablation deltas against unet-original", "Ranking", "Runtime", "Peak memory",
     "Quality vs throughput (Pareto front)", "Reference: ISBI 2012, Table 1 of the U-Net paper", "Environment",
 ]  # fmt: skip
 V_RAND = {
@@ -134,8 +134,8 @@ def test_section_builders_show_nothing_without_their_rows(frame: pd.DataFrame, t
     assert [build(nothing, figures) for build in SECTIONS] == [None] * len(SECTIONS) and not figures.png
     evals_only = ReportInputs.of(frame[frame["stage"] == "eval"])
     shown = {build.__name__ for build in SECTIONS if build(evals_only, figures) is not None}
-    assert shown == {"summary_section", "quality_section", "ablation_section", "isbi_reference_section",
-                     "environment_section"}  # fmt: skip
+    assert shown == {"summary_section", "quality_section", "ablation_section", "ranking_section",
+                     "isbi_reference_section", "environment_section"}  # fmt: skip
     assert environment_section(evals_only, figures) is not None
     profiles_only = ReportInputs.of(frame[frame["stage"] == "profile"])
     shown = {build.__name__ for build in SECTIONS if build(profiles_only, figures) is not None}

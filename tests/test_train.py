@@ -215,6 +215,7 @@ def test_a_job_scores_its_best_epoch_with_or_without_a_checkpoint_folder(tmp_pat
     with_files = run_job(job, tmp_path / "run")
     in_memory = run_job(job)
     assert in_memory.final == with_files.final
+    assert in_memory.per_image == with_files.per_image and sorted(in_memory.per_image) == [5, 6]
     assert in_memory.fit.best_state is not None and with_files.fit.best_state is None
     # scored on the validation sections here: the final V_rand is the best epoch's, not the last one's
     best = max(h["v_rand"] for h in in_memory.fit.history)
