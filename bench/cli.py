@@ -287,6 +287,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(format_table(result.summary, list(result.summary[0])))
     for run in result.untrained:
         print(f"did not train, left out of the ranking: {run['variant']} seed {run['seed']}: {run['why']}")
+    if result.ranking:
+        print("\n" + "\n".join(result.ranking))
     print(f"\nresults: {result.run_dir}\nreport:  {result.report_dir / 'report.html'}")
     return 0
 

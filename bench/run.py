@@ -29,7 +29,7 @@ from bench.progress import format_duration
 from bench.rows import RowFactory
 from bench.schema import ResultRow, make_extra
 from bench.search import chosen_trial, run_search, study_rows
-from bench.store import ResultWriter, stage_done
+from bench.store import ResultWriter, read_results, stage_done
 from bench.suite import SuiteCfg
 
 
@@ -44,6 +44,7 @@ class SuiteRun:
     report_dir: Path
     summary: list[dict[str, str]]  # the report's Summary table, as text (``bench.report.text_rows``)
     untrained: list[dict[str, str]]  # the runs the report left out of the ranking, and why
+    ranking: list[str]  # the rank analysis in words: which differences are resolved (bench.stats)
 
 
 def run_suite(
@@ -74,13 +75,15 @@ def run_suite(
     train_stage(suite, run_dir, best, seeds or suite.seeds, log)
     profile_stage(suite, run_dir, best, log)
 
-    from bench.report import build_report, text_rows
+    from bench.report import ReportInputs, build_report, text_rows
+    from bench.stats import ranking_lines
 
     report_dir = reports / suite.name
     title = f"unetbench: {suite.name} suite" + (" (CPU: scaled-down schedule)" if scaled else "")
     report = build_report(run_dir, report_dir, title=title)
     log(f"[4/4 report] {report_dir / 'report.html'} ({format_duration(time.perf_counter() - started)} in all)")
-    return SuiteRun(run_dir, report_dir, text_rows(report.summary), text_rows(report.untrained))
+    ranking = ranking_lines(ReportInputs.of(read_results(run_dir)).ranked)
+    return SuiteRun(run_dir, report_dir, text_rows(report.summary), text_rows(report.untrained), ranking)
 
 
 def search_stage(

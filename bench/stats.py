@@ -247,6 +247,8 @@ def ranking_lines(frame: pd.DataFrame, baseline: str | None = None) -> list[str]
         return [f"ranking on {metric}: none ({analysis})"]
     test = "Wilcoxon" if analysis.test == "wilcoxon" else f"Friedman p={analysis.p_value:.3g}, CD {analysis.cd:.2f}"
     lines = [f"ranking on {metric} over {analysis.n_blocks} blocks ({analysis.blocks}): {test}"]
+    order = ", ".join(f"{r.variant} {r.mean_rank:.2f}" for r in analysis.ranks.itertuples())
+    lines.append(f"mean rank (1 = best): {order}")
     reference = baseline or ("unet-original" if "unet-original" in set(analysis.ranks["variant"]) else None)
     for pair in analysis.pairs.itertuples():
         if reference is None or reference in (pair.better, pair.worse):

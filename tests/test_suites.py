@@ -23,10 +23,14 @@ TRAINING_SUITES = sorted(p.stem for p in SUITES_DIR.glob("*.toml") if p.stem not
 def test_training_suites_validate(name: str) -> None:
     suite = load_suite(name)
     assert suite.variants and suite.seeds >= 2
+    if name.startswith("ablation-") or name == "quick":
+        assert suite.seeds >= 3, "no interval from fewer than 3 seeds"
+        assert suite.search is not None and suite.searched_variants() == suite.variants, "an equal tuning budget"
+        assert suite.test_sections and not set(suite.val_sections or ()) & set(suite.test_sections)
     if name.startswith("ablation-"):
         assert suite.variants[0] == "unet-original", "the paper's net is every ablation's baseline"
-        assert str(suite.data) == "isbi2012" and suite.val_sections == (25, 26, 27, 28, 29)
-        assert suite.search is None, "a matched budget: every variant trains with the same recipe"
+        assert str(suite.data) == "isbi2012" and suite.val_sections == (20, 21, 22, 23, 24)
+        assert suite.test_sections == (25, 26, 27, 28, 29), "disjoint train / validation / test sections"
 
 
 def test_quick_suite_spans_blocks_nonlinearities_and_widths() -> None:
@@ -34,7 +38,7 @@ def test_quick_suite_spans_blocks_nonlinearities_and_widths() -> None:
 
     suite = load_suite("quick")
     configs = [get_variant(v).config for v in suite.variants]
-    assert len(suite.variants) >= 6 and suite.search is not None and suite.search.pruner != "none"
+    assert len(suite.variants) >= 5 and suite.search is not None and suite.search.pruner != "none"
     assert {c.block for c in configs} == {"plain", "residual", "inception"}
     assert len({c.activation for c in configs}) >= 2
     assert len({suite.model_overrides(v)["base_width"] for v in suite.variants}) >= 2
@@ -62,9 +66,9 @@ def test_paper_suite_is_the_papers_recipe_with_a_cpu_schedule() -> None:
 
 def test_width_scale_is_a_suite_field_that_scales_each_variants_own_width() -> None:
     suite = load_suite("quick")
-    assert suite.width_scale == 0.125 and suite.model == {"depth": 2}, "[model] holds only real model overrides"
-    assert suite.model_overrides("unet-original") == {"depth": 2, "base_width": 8}
-    assert suite.model_overrides("unet-32") == {"depth": 2, "base_width": 4}
+    assert suite.width_scale == 0.25 and suite.model == {"depth": 2}, "[model] holds only real model overrides"
+    assert suite.model_overrides("unet-original") == {"depth": 2, "base_width": 16}
+    assert suite.model_overrides("unet-32") == {"depth": 2, "base_width": 8}
     assert load_suite(TINY_SUITE).model_overrides("resunet") == {"base_width": 4, "depth": 2}, "no scale: as written"
 
 
@@ -137,3 +141,11 @@ def test_every_variant_is_tuned_unless_the_suite_says_otherwise(tmp_path: Path) 
     one = broken_suite(tmp_path, "trials = 3", 'trials = 3\nvariant = "resunet"\nper_variant = false')
     assert load_suite(one).searched_variants() == ("resunet",)
     assert load_suite(TINY_SEARCH).searched_variants() == ("unet-original",), "no [variants]: the search's variant"
+
+
+def test_test_sections_that_overlap_validation_are_refused_naming_file_and_sections(tmp_path: Path) -> None:
+    """Selection (checkpoint choice, search objective) and the reported test score must not see the
+    same images: the suite is refused on load, before anything trains or is written."""
+    overlapping = broken_suite(tmp_path, 'val_sections = "4"', 'val_sections = "3-4"\ntest_sections = "2-3"')
+    message = load_error(overlapping, "test_sections")
+    assert "sections [3] are both validation and test sections" in message
