@@ -148,9 +148,21 @@ def summary_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
     return Section(
         "Summary", "Held-out quality: mean over seeds [bootstrap 95 % CI; none from fewer than 3 seeds]; runtime: the best inference img/s "
         "(training where none) at the variant's most measured input size, where `at` says which, and the peak "
-        "memory of that measurement, on the machine named under Environment." + tuning_note(inputs.frame),
+        "memory of that measurement, on the machine named under Environment." + trained_note(inputs)
+        + tuning_note(inputs.frame),
         inputs.summary,
     )  # fmt: skip
+
+
+def trained_note(inputs: ReportInputs) -> str:
+    """How many of the scored runs trained: said even when all did, so a reader knows it was checked."""
+    verdicts = inputs.frame[(inputs.frame["stage"] == "eval") & (inputs.frame["metric"] == "trained")]
+    if verdicts.empty:
+        return " Whether each run trained was not checked (rows written before the check existed)."
+    failed = len(inputs.untrained)
+    if not failed:
+        return f" All {len(verdicts)} runs trained (none is constant or beaten by a trivial prediction)."
+    return f" {failed} of {len(verdicts)} runs did not train and are left out of every ranking (listed below)."
 
 
 def tuning_note(frame: pd.DataFrame) -> str:
@@ -543,11 +555,12 @@ def search_section(inputs: ReportInputs, figures: FigureFolder) -> Section | Non
     ax.set_ylabel(f"validation {metric_label(objective)}")
     ax.legend(fontsize="small", loc="lower right" if objective in HIGHER_IS_BETTER else "upper right")
     figures.save(fig, "search_history")
-    table = tuning.tuning_table(trials).round(4)
+    table = tuning.tuning_table(trials, tuning.trial_counts(inputs.frame)).round(4)
     importances = importance_table(inputs.frame[inputs.frame["stage"] == "search"])
     text = (
         f"Validation {metric_label(objective)} of each variant's Optuna study: dots are finished trials, lines "
-        "the best so far (pruned trials stop early and have no final value). `untuned` is the study's first "
+        "the best so far (`trials` ran, `finished` reached their last epoch; pruned trials stop early and have no "
+        "final value). `untuned` is the study's first "
         "trial, the suite's own settings; `tuned` its best trial, whose settings the variant was retrained with."
         + tuning_note(inputs.frame)
     )

@@ -175,9 +175,15 @@ def profile_stage(suite: SuiteCfg, run_dir: Path, best: dict[str, dict[str, Any]
         log(f"[3/4 profile {number}/{len(suite.variants)}] {variant}: {m.summary()['throughput'][0]:.1f} img/s")
 
 
+# fANOVA fits a random forest to the finished trials: from a handful it reports noise as importance
+MIN_IMPORTANCE_TRIALS = 8
+
+
 def importance_rows(study: optuna.Study, suite: SuiteCfg, run_id: str, variant: str) -> list[ResultRow]:
     """Parameter importances of the study (Optuna's default evaluator, fANOVA) as rows, so reports
-    need no access to the study's storage. Empty when too few trials finished to tell."""
+    need no access to the study's storage. Empty when fewer than ``MIN_IMPORTANCE_TRIALS`` finished."""
+    if sum(t.state == optuna.trial.TrialState.COMPLETE for t in study.trials) < MIN_IMPORTANCE_TRIALS:
+        return []
     try:
         # multi-objective: the importances for quality, the first objective
         target = (lambda t: t.values[0]) if len(study.directions) > 1 else None

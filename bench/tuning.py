@@ -47,16 +47,25 @@ def best_so_far(trials: pd.DataFrame) -> pd.DataFrame:
     return trials.assign(best=best)
 
 
-def tuning_table(trials: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: finished trials, the untuned trial's validation score, the best trial's, and
-    the best trial's settings (what the variant was retrained with)."""
+def trial_counts(frame: pd.DataFrame) -> pd.Series:
+    """Per variant, the trials its study ran: every trial writes a ``wall_time`` row, whether it
+    completed, was pruned or failed, so this is the budget spent, not only what finished."""
+    timed = frame[(frame["stage"] == "search") & (frame["trial"] >= 0) & (frame["metric"] == "wall_time")]
+    return timed.groupby("variant")["trial"].nunique()
+
+
+def tuning_table(trials: pd.DataFrame, ran: pd.Series | None = None) -> pd.DataFrame:
+    """Per variant: trials run (``ran``, from ``trial_counts``) and finished, the untuned trial's
+    validation score, the best trial's, and the best trial's settings (what the variant was
+    retrained with)."""
     lines = []
     for variant, group in trials.groupby("variant", sort=True):
         higher = group["metric"].iloc[0] in HIGHER_IS_BETTER
         best = group.loc[group["value"].idxmax() if higher else group["value"].idxmin()]
         untuned = group.loc[group["untuned"], "value"]
         lines.append({
-            "variant": variant, "trials": len(group),
+            "variant": variant, "trials": int(ran.get(variant, len(group))) if ran is not None else len(group),
+            "finished": len(group),
             "untuned": float(untuned.iloc[0]) if len(untuned) else float("nan"),
             "tuned": float(best["value"]), "best trial": int(best["trial"]),
             "tuned settings": ", ".join(f"{k} {_short(v)}" for k, v in sorted(best["params"].items())),
