@@ -198,12 +198,15 @@ def test_ranking_lines_for_the_terminal() -> None:
     values = per_image_scores({"unet-original": 0.0, "unet-bn": 0.003, "unet-gelu": 0.05})
     lines = stats.ranking_lines(frame_of(values))
     assert lines[0].startswith("ranking on v_rand over 12 blocks (seed x image): Friedman p=")
-    assert lines[1:] == [line for line in lines[1:] if "unet-original" in line] and len(lines) == 3
+    order = [part.rsplit(" ", 1) for part in lines[1].removeprefix("mean rank (1 = best): ").split(", ")]
+    assert [name for name, _ in order] == ["unet-gelu", "unet-bn", "unet-original"], "best first"
+    assert sum(float(rank) for _, rank in order) == pytest.approx(6, abs=0.02), "ranks 1..3 in every block"
+    assert lines[2:] == [line for line in lines[2:] if "unet-original" in line] and len(lines) == 4
     assert any(line.startswith("unet-gelu > unet-original: resolved (p=") for line in lines)
     assert any(": not resolved (p=" in line for line in lines), "a 0.003 offset is within noise"
     assert stats.ranking_lines(frame_of(per_image_scores({"unet-original": 0.0}))) == []
     tied = frame_of(dict.fromkeys(per_image_scores({"unet-original": 0.0, "unet-bn": 0.0}), 0.5))
-    assert stats.ranking_lines(tied)[1:] in (["unet-bn = unet-original: not resolved (p=1)"],
+    assert stats.ranking_lines(tied)[2:] in (["unet-bn = unet-original: not resolved (p=1)"],
                                              ["unet-original = unet-bn: not resolved (p=1)"])  # fmt: skip
 
 
