@@ -20,15 +20,7 @@ import torch
 
 from bench.checkpoint import CheckpointError, load_checkpoint
 from bench.config import TrainCfg, split_settings
-from bench.data import (
-    DataError,
-    Dataset,
-    DataSpec,
-    default_val_sections,
-    format_sections,
-    kfold_split,
-    split_by_index,
-)  # fmt: skip
+from bench.data import DataError, Dataset, DataSpec, default_val_sections, format_sections, kfold_split, split_by_index
 from bench.device import resolve_device
 from bench.schema import config_hash
 from bench.suite import SuiteCfg
