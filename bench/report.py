@@ -401,7 +401,7 @@ def curves_section(inputs: ReportInputs, figures: FigureFolder) -> Section | Non
     text = (
         f"{drawn[0].upper() + drawn[1:]} after each epoch of every retrained run, against "
         "the steps taken (left) and the seconds on the clock, validation included (right). Thin lines: one run "
-        "each; thick: the mean over seeds at each epoch (a run that stopped early leaves the mean)."
+        f"each; thick: the mean over {inputs.runs} at each epoch (a run that stopped early leaves the mean)."
     )
     return Section("Learning curves", text, curve_table(points, monitor), "learning_curves")
 
