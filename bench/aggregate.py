@@ -6,6 +6,7 @@ tidy frame, so tables are testable against values computed independently.
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Sequence
 
@@ -17,6 +18,25 @@ from bench.metrics import HIGHER_IS_BETTER
 
 # what makes two values the same measurement: an eager and a compiled run of one variant differ
 GROUP = ("variant", "stage", "mode", "setting", "metric", "precision", "batch_size", "input_size")
+
+
+# one training run: its seed and, under k-fold cross-validation, its fold (-1 without folds)
+RUN = ("seed", "fold")
+
+
+def with_folds(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with a ``fold`` column: the cross-validation fold its rows name in ``extra``, -1
+    where none (rows without folds), so runs group and pair by (seed, fold)."""
+    if "fold" in frame.columns:
+        return frame
+    extras = frame["extra"] if "extra" in frame.columns else pd.Series("{}", index=frame.index)
+    return frame.assign(fold=[int(json.loads(e).get("fold", -1)) if '"fold"' in e else -1 for e in extras])
+
+
+def fold_count(frame: pd.DataFrame) -> int:
+    """K of the k-fold cross-validation behind the ``eval`` rows (``extra["folds"]``); 0 without."""
+    evals = frame.loc[frame["stage"] == "eval", "extra"]
+    return max((int(json.loads(e)["folds"]) for e in evals if '"folds"' in e), default=0)
 
 
 # fewer independent values than this give no interval: a bootstrap of two values only says
@@ -56,13 +76,18 @@ def summarize(frame: pd.DataFrame, by: Sequence[str] = GROUP) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[*by, "mean", "std", "n", "ci_low", "ci_high", "unit"])
 
 
-def ablation_deltas(frame: pd.DataFrame, baseline: str, metric: str, pair_on: str = "seed") -> pd.DataFrame:
-    """Each variant against ``baseline`` on ``metric``, paired by ``pair_on`` (seed or image).
+def ablation_deltas(
+    frame: pd.DataFrame, baseline: str, metric: str, pair_on: str | Sequence[str] = RUN
+) -> pd.DataFrame:
+    """Each variant against ``baseline`` on ``metric``, paired by ``pair_on``: by run (seed, and
+    fold under cross-validation) by default, or by image.
 
     delta = mean(variant - baseline) over pairs, its bootstrap CI, the Wilcoxon signed-rank
     p-value (needs >= 2 pairs with a difference) and Cohen's d_z (mean / std of differences).
     """
+    pair_on = [pair_on] if isinstance(pair_on, str) else list(pair_on)
     rows = frame[frame["metric"] == metric]
+    rows = with_folds(rows) if "fold" in pair_on else rows
     base = rows[rows["variant"] == baseline].groupby(pair_on)["value"].mean()
     if base.empty:
         raise ValueError(f"baseline {baseline!r} has no {metric!r} rows")

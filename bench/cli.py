@@ -286,7 +286,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.summary:  # the report's Summary, the same cells
         print(format_table(result.summary, list(result.summary[0])))
     for run in result.untrained:
-        print(f"did not train, left out of the ranking: {run['variant']} seed {run['seed']}: {run['why']}")
+        fold = f" fold {run['fold']}" if "fold" in run else ""
+        print(f"did not train, left out of the ranking: {run['variant']} seed {run['seed']}{fold}: {run['why']}")
     if result.ranking:
         print("\n" + "\n".join(result.ranking))
     print(f"\nresults: {result.run_dir}\nreport:  {result.report_dir / 'report.html'}")

@@ -386,3 +386,18 @@ def kfold_indices(n: int, k: int, fold: int) -> list[int]:
         raise ValueError(f"need 2 <= k <= {n} and 0 <= fold < k, got k={k}, fold={fold}")
     bounds = np.linspace(0, n, k + 1).round().astype(int)
     return list(range(bounds[fold], bounds[fold + 1]))
+
+
+MIN_FOLDS = 3  # each fold holds out one block for test and the next for validation; the rest trains
+
+
+def kfold_split(n: int, k: int, fold: int) -> tuple[list[int], list[int]]:
+    """Fold ``fold`` of ``k``-fold cross-validation over ``n`` serial sections: its validation
+    sections (the next block, ``(fold + 1) % k``) and its test sections (block ``fold``); the
+    other blocks train. Over the folds every section is tested exactly once."""
+    if k < MIN_FOLDS:
+        raise DataError(f"{k} folds leave no image to train on (one block tests, the next validates); "
+                        f"use folds >= {MIN_FOLDS}")  # fmt: skip
+    if k > n:
+        raise DataError(f"{k} folds need at least {k} images; the data has {n}")
+    return kfold_indices(n, k, (fold + 1) % k), kfold_indices(n, k, fold)

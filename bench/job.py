@@ -20,10 +20,11 @@ import torch
 
 from bench.checkpoint import CheckpointError, load_checkpoint
 from bench.config import TrainCfg, split_settings
-from bench.data import Dataset, DataSpec, default_val_sections, format_sections, split_by_index  # fmt: skip
+from bench.data import DataError, Dataset, DataSpec, default_val_sections, format_sections, kfold_split, split_by_index
 from bench.device import resolve_device
 from bench.schema import config_hash
 from bench.suite import SuiteCfg
+from bench.suite_file import suite_key_error
 from bench.train import Callback, Evaluation, FitResult, evaluate_images, fit
 from bench.verdict import trivial_scores, why_not_trained
 from variants import resolve_config
@@ -114,15 +115,32 @@ def job_split(job: TrainJob) -> tuple[Dataset, Dataset, list[int]]:
     return train_data, val_data, val
 
 
-def suite_job(suite: SuiteCfg, variant: str, settings: Mapping[str, Any], seed: int, owner: str) -> TrainJob:
+def fold_sections(suite: SuiteCfg, fold: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """Fold ``fold``'s validation and test sections under the suite's ``[data] folds``, from the
+    number of images its data has (read once per process); too few images is an error naming
+    the suite file's ``folds`` line."""
+    assert suite.folds is not None
+    count = len(load_dataset(suite.data))
+    try:
+        val, test = kfold_split(count, suite.folds, fold)
+    except DataError as exc:
+        text = suite.path.read_text() if suite.path.is_file() else ""
+        raise suite_key_error(suite.path, text, "folds", f"[data] folds: {exc} ({suite.data})") from None
+    return tuple(val), tuple(test)
+
+
+def suite_job(
+    suite: SuiteCfg, variant: str, settings: Mapping[str, Any], seed: int, owner: str, fold: int = 0
+) -> TrainJob:
     """The job a suite runs for ``variant`` with searched ``settings`` (``model.x`` keys go to the
-    variant, the rest to the training config) and ``seed``; ``owner`` names the settings in errors."""
+    variant, the rest to the training config) and ``seed``; ``owner`` names the settings in errors.
+    Under ``[data] folds`` the job trains on ``fold`` (the search always on fold 0)."""
     model, train = split_settings(dict(settings))
+    val, test = fold_sections(suite, fold) if suite.folds else (suite.val_sections, suite.test_sections)
     return TrainJob(
         variant=variant, data=suite.data,
         train=suite.train.with_overrides({**train, "seed": seed}, owner=owner),
-        overrides={**suite.model_overrides(variant), **model},
-        val_sections=suite.val_sections, test_sections=suite.test_sections,
+        overrides={**suite.model_overrides(variant), **model}, val_sections=val, test_sections=test,
     )  # fmt: skip
 
 

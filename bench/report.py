@@ -76,22 +76,27 @@ class FigureFolder:
 
 
 def untrained_runs(frame: pd.DataFrame) -> pd.DataFrame:
-    """The runs whose ``trained`` row is 0 (``bench.verdict``): run, variant, seed and why."""
-    rows = frame[(frame["stage"] == "eval") & (frame["metric"] == "trained") & (frame["value"] == 0)]
+    """The runs whose ``trained`` row is 0 (``bench.verdict``): run, variant, seed, fold (-1
+    without cross-validation) and why."""
+    rows = aggregate.with_folds(
+        frame[(frame["stage"] == "eval") & (frame["metric"] == "trained") & (frame["value"] == 0)]
+    )
     why = [json.loads(extra).get("reason", "") for extra in rows["extra"]]
-    return rows[["run_id", "variant", "seed"]].assign(why=why).reset_index(drop=True)
+    return rows[["run_id", "variant", *aggregate.RUN]].assign(why=why).reset_index(drop=True)
 
 
 def without_runs(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     """``frame`` less the eval and eval-image rows of ``runs``: a run that did not train is neither
-    ranked nor compared."""
-    keys = ["run_id", "variant", "seed"]
+    ranked nor compared (under cross-validation only that fold's run)."""
+    frame = aggregate.with_folds(frame)
+    keys = ["run_id", "variant", *aggregate.RUN]
     marked = pd.MultiIndex.from_frame(frame[keys]).isin(pd.MultiIndex.from_frame(runs[keys]))
     return frame[~(frame["stage"].isin(["eval", "eval-image"]).to_numpy() & marked)]
 
 
 def quality_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: mean and bootstrap CI over seeds of each quality metric present."""
+    """Per variant: mean and bootstrap CI over runs (seeds; seeds x folds under cross-validation)
+    of each quality metric present."""
     evals = frame[(frame["stage"] == "eval") & frame["metric"].isin(RESULT_METRICS)]
     return aggregate.summarize(evals, by=("variant", "metric"))
 
@@ -115,7 +120,7 @@ class ReportInputs:
 
     frame: pd.DataFrame
     baseline: str | None  # the ablation's reference variant (None: unet-original where present)
-    untrained: pd.DataFrame  # untrained_runs: variant, seed, why
+    untrained: pd.DataFrame  # untrained_runs: variant, seed, fold, why
     ranked: pd.DataFrame  # ``frame`` without the eval rows of runs that did not train
     quality: pd.DataFrame  # quality_table of ``ranked``
     measured: pd.DataFrame  # profile_rows
@@ -124,19 +129,28 @@ class ReportInputs:
     summary: pd.DataFrame  # summary_table
     # the settings behind each config_hash (``bench.store.read_configs``), where the rows' folder has them
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    folds: int = 0  # K of k-fold cross-validation (``aggregate.fold_count``); 0 without
+
+    @property
+    def runs(self) -> str:
+        """What one quality value is: a seed's run, or a (seed, fold) run under cross-validation."""
+        return "runs (seed x fold)" if self.folds else "seeds"
 
     @classmethod
     def of(
         cls, frame: pd.DataFrame, baseline: str | None = None, configs: dict[str, dict[str, Any]] | None = None
     ) -> ReportInputs:
+        frame = aggregate.with_folds(frame)
+        folds = aggregate.fold_count(frame)
         untrained = untrained_runs(frame)
         ranked = without_runs(frame, untrained)
         quality = quality_table(ranked)
         measured = profile_rows(frame)
         profile = profile_table(measured)
         throughput = profile[profile["metric"] == "throughput"]
-        summary = summary_table(quality, profile)
-        return cls(frame, baseline, untrained, ranked, quality, measured, profile, throughput, summary, configs or {})
+        summary = summary_table(quality, profile, runs="runs" if folds else "seeds")
+        return cls(frame, baseline, untrained, ranked, quality, measured, profile, throughput, summary, configs or {},
+                   folds)  # fmt: skip
 
 
 SectionBuilder = Callable[[ReportInputs, FigureFolder], Section | None]
@@ -146,12 +160,24 @@ def summary_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
     if inputs.summary.empty:
         return None
     return Section(
-        "Summary", "Held-out quality: mean over seeds [bootstrap 95 % CI; none from fewer than 3 seeds]; runtime: the best inference img/s "
+        "Summary", fold_note(inputs) + f"Held-out quality: mean over {inputs.runs} [bootstrap 95 % CI; none from fewer than 3 {inputs.runs}]; runtime: the best inference img/s "
         "(training where none) at the variant's most measured input size, where `at` says which, and the peak "
         "memory of that measurement, on the machine named under Environment." + trained_note(inputs)
         + tuning_note(inputs.frame),
         inputs.summary,
     )  # fmt: skip
+
+
+def fold_note(inputs: ReportInputs) -> str:
+    """Under cross-validation: how many folds, what a run's test images are, and that the search
+    chose its settings on fold 0's validation block, which is fold 1's test block."""
+    if not inputs.folds:
+        return ""
+    searched = (" The search chose each variant's settings on fold 0's validation block, which is fold 1's test "
+                "block, so fold 1's scores may be slightly optimistic.")  # fmt: skip
+    searched = searched if (inputs.frame["stage"] == "search").any() else ""
+    return (f"{inputs.folds}-fold cross-validation: {inputs.folds} folds, each run's test images are its fold's "
+            f"held-out block (contiguous sections); the fold's validation block is the next one.{searched} ")  # fmt: skip
 
 
 def trained_note(inputs: ReportInputs) -> str:
@@ -196,8 +222,13 @@ def untrained_section(inputs: ReportInputs, figures: FigureFolder) -> Section | 
         "Left out of every quality table, delta and Pareto front below: a run whose test prediction is constant, "
         "that scores no better than predicting every pixel interior or every pixel membrane, or whose training "
         "loss stayed flat has learnt nothing to compare (docs/statistics.md).",
-        inputs.untrained[["variant", "seed", "why"]],
+        untrained_table(inputs),
     )
+
+
+def untrained_table(inputs: ReportInputs) -> pd.DataFrame:
+    """The runs that did not train as shown: variant, seed, the fold under cross-validation, why."""
+    return inputs.untrained[["variant", "seed", *(["fold"] if inputs.folds else []), "why"]]
 
 
 def headline_metric(quality: pd.DataFrame) -> str:
@@ -217,10 +248,24 @@ def quality_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
     ax.set_xlabel(f"{main} (mean, 95 % CI)")
     figures.save(fig, "quality")
     text = (
-        "Mean over seeds with bootstrap 95 % confidence intervals (held-out images); fewer than 3 seeds give "
-        "no interval (–)."
+        f"Mean over {inputs.runs} with bootstrap 95 % confidence intervals (held-out images); fewer than 3 "
+        f"{inputs.runs} give no interval (–)."
     )
-    return Section("Quality per variant", text, _with_ci(quality), "quality")
+    if not inputs.folds:
+        return Section("Quality per variant", text, _with_ci(quality), "quality")
+    text = fold_note(inputs) + text + " Fold `all`: every run; fold 0, 1, ...: that fold's runs (mean over seeds)."
+    return Section("Quality per variant", text, fold_quality_table(inputs), "quality")
+
+
+def fold_quality_table(inputs: ReportInputs) -> pd.DataFrame:
+    """The quality table with a ``fold`` column: each variant's line over every run (``all``), then
+    one line per fold over its seeds."""
+    evals = inputs.ranked[(inputs.ranked["stage"] == "eval") & inputs.ranked["metric"].isin(RESULT_METRICS)]
+    per_fold = aggregate.summarize(evals, by=("variant", "fold", "metric"))
+    table = pd.concat([_with_ci(inputs.quality).assign(fold="all"), _with_ci(per_fold).assign(fold=per_fold["fold"])])
+    table["order"] = table["fold"].map(lambda f: -1 if f == "all" else int(f))
+    table = table.sort_values(["variant", "metric", "order"], kind="stable").drop(columns="order")
+    return table[["variant", "fold", "metric", "mean", "ci_low", "ci_high", "std", "n"]].reset_index(drop=True)
 
 
 def ablation_baseline(inputs: ReportInputs) -> str | None:
@@ -237,19 +282,21 @@ def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | N
         return None
     main = headline_metric(inputs.quality)
     deltas = aggregate.ablation_deltas(inputs.ranked[inputs.ranked["stage"] == "eval"], baseline, main)
-    deltas = with_image_intervals(deltas, inputs.ranked, baseline, main)
+    deltas = with_image_intervals(deltas, inputs.ranked, baseline, main, folds=bool(inputs.folds))
     fig, ax = _plt().subplots(figsize=(7, 0.45 * len(deltas) + 1.5))
     ax.errorbar(deltas["delta"], deltas["variant"],
                 xerr=[deltas["delta"] - deltas["ci_low"], deltas["ci_high"] - deltas["delta"]], fmt="s", capsize=3)  # fmt: skip
     ax.axvline(0, color="grey", lw=1)
     ax.set_xlabel(f"delta {main} vs {baseline}")
     figures.save(fig, "ablation")
+    run = "run (seed and fold)" if inputs.folds else "seed"
+    paired = "seed, fold" if inputs.folds else "seed"
     return Section(
         f"Ablation deltas against {baseline}",
-        f"Paired by seed: mean difference in {main}, Wilcoxon signed-rank p and Cohen's d_z. The 95 % interval is a "
-        "hierarchical bootstrap over seeds, then the held-out images within each seed, where per-image scores were "
-        "stored (`paired_by` seed, image), else a bootstrap over seeds. Fewer than 3 seeds give no interval (–); "
-        "with few seeds the p-value cannot be small.",
+        f"Paired by {run}: mean difference in {main}, Wilcoxon signed-rank p and Cohen's d_z. The 95 % interval is a "
+        f"hierarchical bootstrap over {inputs.runs}, then the held-out images within each, where per-image scores were "
+        f"stored (`paired_by` {paired}, image), else a bootstrap over {inputs.runs}. Fewer than 3 {inputs.runs} give no "
+        f"interval (–); with few {inputs.runs} the p-value cannot be small.",
         deltas, "ablation",
     )  # fmt: skip
 
@@ -323,7 +370,8 @@ def curve_points(frame: pd.DataFrame) -> pd.DataFrame:
     """The ``curve`` rows with their epoch, step and seconds (from ``extra``) as columns."""
     curves = frame[frame["stage"] == "curve"]
     points = pd.DataFrame([json.loads(e) for e in curves["extra"]], index=curves.index)
-    return curves[["run_id", "variant", "seed", "metric", "value"]].join(points[["epoch", "step", "seconds"]])
+    curves = aggregate.with_folds(curves)
+    return curves[["run_id", "variant", *aggregate.RUN, "metric", "value"]].join(points[["epoch", "step", "seconds"]])
 
 
 def curve_label(metric: str) -> str:
@@ -353,7 +401,7 @@ def curves_section(inputs: ReportInputs, figures: FigureFolder) -> Section | Non
     text = (
         f"{drawn[0].upper() + drawn[1:]} after each epoch of every retrained run, against "
         "the steps taken (left) and the seconds on the clock, validation included (right). Thin lines: one run "
-        "each; thick: the mean over seeds at each epoch (a run that stopped early leaves the mean)."
+        f"each; thick: the mean over {inputs.runs} at each epoch (a run that stopped early leaves the mean)."
     )
     return Section("Learning curves", text, curve_table(points, monitor), "learning_curves")
 
@@ -362,7 +410,7 @@ def draw_curves(ax: Any, points: pd.DataFrame, x: str) -> None:
     """One thin line per run, one thick mean line per variant, a colour per variant."""
     for number, (variant, group) in enumerate(points.groupby("variant")):
         colour = f"C{number % 10}"
-        for _, run in group.groupby(["run_id", "seed"]):
+        for _, run in group.groupby(["run_id", *aggregate.RUN]):
             run = run.sort_values("epoch")
             ax.plot(run[x], run["value"], color=colour, lw=0.8, alpha=0.35)
         mean = group.groupby("epoch")[[x, "value"]].mean()
@@ -374,9 +422,9 @@ def curve_table(points: pd.DataFrame, monitor: str | None) -> pd.DataFrame | Non
     if monitor is None:
         return None
     scores = points[points["metric"] == monitor]
-    last = scores.sort_values("epoch").groupby(["variant", "run_id", "seed"]).last()
+    last = scores.sort_values("epoch").groupby(["variant", "run_id", *aggregate.RUN]).last()
     name = monitor.removeprefix("val_")
-    best = scores.groupby(["variant", "run_id", "seed"])["value"]
+    best = scores.groupby(["variant", "run_id", *aggregate.RUN])["value"]
     best = best.max() if name in HIGHER_IS_BETTER else best.min()
     table = pd.DataFrame({
         "runs": last.groupby("variant").size(), "steps": last.groupby("variant")["step"].mean(),
@@ -385,17 +433,21 @@ def curve_table(points: pd.DataFrame, monitor: str | None) -> pd.DataFrame | Non
     return table.round(4).reset_index()
 
 
-def with_image_intervals(deltas: pd.DataFrame, ranked: pd.DataFrame, baseline: str, metric: str) -> pd.DataFrame:
-    """``deltas`` with the hierarchical (seed, image) bootstrap interval for each variant whose
-    runs, like the baseline's, stored per-image scores; the others keep their interval over seeds."""
+def with_image_intervals(
+    deltas: pd.DataFrame, ranked: pd.DataFrame, baseline: str, metric: str, folds: bool = False
+) -> pd.DataFrame:
+    """``deltas`` with the hierarchical (run, image) bootstrap interval for each variant whose
+    runs, like the baseline's, stored per-image scores; the others keep their interval over runs.
+    A run is a seed, or a (seed, fold) pair under cross-validation."""
     hierarchical = stats.hierarchical_deltas(ranked, baseline, metric).set_index("variant")
-    deltas = deltas.assign(paired_by="seed", images=0)
+    run = "seed, fold" if folds else "seed"
+    deltas = deltas.assign(paired_by=run, images=0)
     has = deltas["variant"].isin(hierarchical.index)
     if not has.any():
         return deltas
     for column in ("ci_low", "ci_high", "images"):
         deltas.loc[has, column] = deltas.loc[has, "variant"].map(hierarchical[column])
-    deltas.loc[has, "paired_by"] = "seed, image"
+    deltas.loc[has, "paired_by"] = f"{run}, image"
     return deltas
 
 
@@ -419,12 +471,17 @@ def ranking_table(
     inputs: ReportInputs, metric: str, analysis: stats.RankAnalysis | str, baseline: str | None
 ) -> pd.DataFrame:
     """Per variant, best first where ranked: mean rank, IQM and P(better than the baseline), each
-    with its stratified bootstrap interval (none from fewer than 3 seeds)."""
-    seeds = inputs.quality[inputs.quality["metric"] == metric].set_index("variant")["n"]
-    order = list(analysis.ranks["variant"]) if not isinstance(analysis, str) else sorted(seeds.index)
+    with its stratified bootstrap interval (none from fewer than 3 seeds: the bootstrap redraws
+    seeds within each image, and under cross-validation an image has one run per seed)."""
+    runs = inputs.quality[inputs.quality["metric"] == metric].set_index("variant")["n"]
+    evals = inputs.ranked[(inputs.ranked["stage"] == "eval") & (inputs.ranked["metric"] == metric)]
+    seeds = evals.groupby("variant")["seed"].nunique() if inputs.folds else runs
+    order = list(analysis.ranks["variant"]) if not isinstance(analysis, str) else sorted(runs.index)
     rows = []
     for variant in order:
         row: dict[str, Any] = {"variant": variant, "seeds": int(seeds[variant])}
+        if inputs.folds:
+            row["runs"] = int(runs[variant])
         if not isinstance(analysis, str):
             row["mean rank"] = float(analysis.ranks.set_index("variant").loc[variant, "mean_rank"])
         row[f"IQM {metric}"] = interval_text(stats.iqm(inputs.ranked, variant, metric), row["seeds"])
@@ -663,7 +720,9 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     figures = FigureFolder(out_dir)
     sections = [section for build in SECTIONS if (section := build(inputs, figures)) is not None]
     suites = ", ".join(sorted(frame["suite"].unique()))
-    report = Report(title or f"unetbench report: {suites}", sections, figures.png, inputs.summary, inputs.untrained)
+    report = Report(
+        title or f"unetbench report: {suites}", sections, figures.png, inputs.summary, untrained_table(inputs)
+    )
     (out_dir / "report.md").write_text(to_markdown(report))
     (out_dir / "report.html").write_text(to_html(report))
     return report
@@ -699,15 +758,16 @@ def main_setting(throughput: pd.DataFrame) -> tuple[str, int, str]:
     return str(precision), int(size), str(setting)
 
 
-def summary_table(quality: pd.DataFrame, prof: pd.DataFrame) -> pd.DataFrame:
+def summary_table(quality: pd.DataFrame, prof: pd.DataFrame, runs: str = "seeds") -> pd.DataFrame:
     """One row per variant: headline quality with CIs next to throughput and memory. The
     throughput is the best inference measurement (training if none) at the variant's most
-    measured input size, and ``at`` says which, since img/s differ by size and setting."""
+    measured input size, and ``at`` says which, since img/s differ by size and setting. ``runs``
+    names the column of the quality's sample size ("runs" under cross-validation)."""
     rows: dict[str, dict[str, Any]] = {}
     for _, q in quality[quality["metric"].isin(RANKED_METRICS)].iterrows():
         label = METRICS[q["metric"]].label
         rows.setdefault(q["variant"], {"variant": q["variant"]})[label] = with_interval(q["mean"], q, int(q["n"]))
-        rows[q["variant"]]["seeds"] = int(q["n"])
+        rows[q["variant"]][runs] = int(q["n"])
     throughput = prof[prof["metric"] == "throughput"]
     memory = memory_rows(prof)
     for variant, group in throughput.groupby("variant"):

@@ -22,7 +22,7 @@ import torch
 
 from bench.curves import curve_rows, target_rows
 from bench.data import format_sections
-from bench.job import JobResult, TrainJob, job_split, run_job, suite_job
+from bench.job import JobResult, TrainJob, fold_sections, job_split, run_job, suite_job
 from bench.metrics import ROW_METRICS
 from bench.profile import ProfileCfg, measure
 from bench.progress import format_duration
@@ -114,31 +114,53 @@ def search_stage(
 def train_stage(
     suite: SuiteCfg, run_dir: Path, best: dict[str, dict[str, Any]], seeds: int, log: Callable[[str], None]
 ) -> None:
-    """Retrain every variant with its chosen settings and ``seeds`` seeds; score each on the
-    held-out (test) sections. Each job's rows are one named part, so a resumed run skips it."""
-    jobs = [(v, s) for v in suite.variants for s in range(seeds)]
-    for number, (variant, seed) in enumerate(jobs, start=1):
-        stage, step = f"eval-{variant}-seed{seed}", f"[2/4 train+eval {number}/{len(jobs)}] {variant} seed {seed}"
+    """Retrain every variant with its chosen settings and ``seeds`` seeds (under ``[data] folds``,
+    on every fold); score each on its held-out (test) sections. Each job's rows are one named
+    part (``eval-VARIANT-seedN``, ``-foldF`` added under folds), so a resumed run skips it."""
+    folds: tuple[int | None, ...] = tuple(range(suite.folds)) if suite.folds else (None,)
+    jobs = [(v, s, f) for v in suite.variants for s in range(seeds) for f in folds]
+    for number, (variant, seed, fold) in enumerate(jobs, start=1):
+        where = "" if fold is None else f"-fold{fold}"
+        stage = f"eval-{variant}-seed{seed}{where}"
+        step = f"[2/4 train+eval {number}/{len(jobs)}] {variant} seed {seed}" + where.replace("-fold", " fold ")
         if stage_done(run_dir, stage):
             log(f"{step}: done before, skipped")
             continue
-        job = suite_job(suite, variant, best.get(variant, {}), seed, owner="best trial")
+        job = suite_job(suite, variant, best.get(variant, {}), seed, owner="best trial", fold=fold or 0)
         t0 = time.perf_counter()
         result = run_job(job)
-        factory = RowFactory(run_dir.name, suite.name, result.device).for_job(job, "eval", result.split)
-        extra = make_extra(train_seconds=result.fit.train_seconds, overrides=job.overrides,
-                           best_trial=best.get(variant, {}))  # fmt: skip
-        rows = [factory.row(m, result.final[m], extra=extra) for m in ROW_METRICS if m in result.final]
-        rows.append(trained_row(factory, result))
-        rows += target_rows(factory, result.fit.history, job.train)
-        rows += curve_rows(factory, result.fit.history, job.train.monitor, format_sections(result.val_sections))
-        rows += image_rows(RowFactory(run_dir.name, suite.name, result.device), job, result)
+        factory = RowFactory(run_dir.name, suite.name, result.device)
+        if fold is not None:  # every row of the run names its fold (extra), its split the fold's test block
+            factory = factory.tag(fold=fold, folds=suite.folds)
         writer = ResultWriter(run_dir)
-        writer.save_config(job.key(), job.settings(result.val_sections))
-        writer.append(rows, name=stage)
+        writer.save_config(job.key(), job_settings(suite, job, result.val_sections))
+        writer.append(eval_rows(factory, job, result, best.get(variant, {})), name=stage)
         verdict = f"; DID NOT TRAIN: {result.untrained}" if result.untrained else ""
         log(f"{step}: V_rand {result.final['v_rand']:.4f}, pixel error {result.final['pixel_error']:.4f} "
             f"({format_duration(time.perf_counter() - t0)}){verdict}")  # fmt: skip
+
+
+def eval_rows(base: RowFactory, job: TrainJob, result: JobResult, best_trial: dict[str, Any]) -> list[ResultRow]:
+    """A retrained run's rows: its scores, whether it trained, its time to target, its learning
+    curve and each test image's scores."""
+    factory = base.for_job(job, "eval", result.split)
+    extra = make_extra(train_seconds=result.fit.train_seconds, overrides=job.overrides, best_trial=best_trial)
+    rows = [factory.row(m, result.final[m], extra=extra) for m in ROW_METRICS if m in result.final]
+    rows.append(trained_row(factory, result))
+    rows += target_rows(factory, result.fit.history, job.train)
+    rows += curve_rows(factory, result.fit.history, job.train.monitor, format_sections(result.val_sections))
+    return rows + image_rows(base, job, result)
+
+
+def job_settings(suite: SuiteCfg, job: TrainJob, val_sections: list[int]) -> dict[str, Any]:
+    """What ``configs/KEY.json`` stores for the job. The folds of a configuration share its key, so
+    under ``[data] folds`` it lists every fold's sections instead of one fold's."""
+    settings = job.settings(val_sections)
+    if suite.folds:
+        splits = [fold_sections(suite, fold) for fold in range(suite.folds)]
+        settings.update(val_sections=None, test_sections=None,
+                        folds=[{"val_sections": list(val), "test_sections": list(test)} for val, test in splits])  # fmt: skip
+    return settings
 
 
 def trained_row(factory: RowFactory, result: JobResult) -> ResultRow:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.aggregate import MIN_INTERVAL_N
+from bench.aggregate import MIN_INTERVAL_N, RUN, with_folds
 from bench.metrics import HIGHER_IS_BETTER
 
 N_RESAMPLES = 2000
@@ -38,19 +38,21 @@ AUTORANK_MIN_BLOCKS = 5  # autorank refuses fewer rows (blocks)
 
 
 def scores(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """One value per variant, seed and image (``image`` is the section; "" for whole-stack
-    ``eval`` rows): the per-image rows where any exist, else the per-run rows."""
+    """One value per variant, run (seed, fold) and image (``image`` is the section; "" for
+    whole-stack ``eval`` rows): the per-image rows where any exist, else the per-run rows.
+    Under cross-validation an image is in one fold's test block only, so it names its fold."""
     rows = frame[(frame["stage"] == "eval-image") & (frame["metric"] == metric)]
     if rows.empty:
         rows = frame[(frame["stage"] == "eval") & (frame["metric"] == metric)].assign(split="")
-    return rows.groupby(["variant", "seed", "split"], as_index=False)["value"].mean().rename(columns={"split": "image"})
+    table = with_folds(rows).groupby(["variant", *RUN, "split"], as_index=False)["value"].mean()
+    return table.rename(columns={"split": "image"})
 
 
 def paired_differences(frame: pd.DataFrame, variant: str, baseline: str, metric: str) -> pd.DataFrame:
-    """variant - baseline per (seed, image) both have: columns seed, image, value."""
+    """variant - baseline per (seed, fold, image) both have: columns seed, fold, image, value."""
     table = scores(frame, metric)
-    mine = table[table["variant"] == variant].set_index(["seed", "image"])["value"]
-    base = table[table["variant"] == baseline].set_index(["seed", "image"])["value"]
+    mine = table[table["variant"] == variant].set_index([*RUN, "image"])["value"]
+    base = table[table["variant"] == baseline].set_index([*RUN, "image"])["value"]
     paired = pd.concat([mine, base], axis=1, keys=["variant", "baseline"]).dropna()
     return (paired["variant"] - paired["baseline"]).rename("value").reset_index()
 
@@ -58,12 +60,14 @@ def paired_differences(frame: pd.DataFrame, variant: str, baseline: str, metric:
 def hierarchical_bootstrap(
     diffs: pd.DataFrame, n_resamples: int = N_RESAMPLES, confidence: float = 0.95, seed: int = 0
 ) -> tuple[float, float, float]:
-    """Mean of paired differences (columns seed, image, value) and its percentile interval: each
-    resample draws seeds with replacement, then each drawn seed's images with replacement, so
-    the interval reflects both sources of variation without treating images of one trained
-    model as independent runs. The statistic weighs seeds equally (mean of per-seed means).
-    NaN interval from fewer than ``MIN_INTERVAL_N`` seeds."""
-    table = diffs.pivot_table(index="seed", columns="image", values="value", aggfunc="mean")
+    """Mean of paired differences (columns seed, image, value; and fold under cross-validation)
+    and its percentile interval: each resample draws runs with replacement, then each drawn run's
+    images with replacement, so the interval reflects both sources of variation without treating
+    images of one trained model as independent runs. A run is a seed, or a (seed, fold) pair:
+    folds test different images, so images pair within a run. The statistic weighs runs equally
+    (mean of per-run means). NaN interval from fewer than ``MIN_INTERVAL_N`` runs."""
+    runs = [column for column in RUN if column in diffs.columns]
+    table = diffs.pivot_table(index=runs, columns="image", values="value", aggfunc="mean")
     values = table.to_numpy(dtype=float)
     if values.size == 0:
         return math.nan, math.nan, math.nan
@@ -84,8 +88,8 @@ def hierarchical_bootstrap(
 
 
 def hierarchical_deltas(frame: pd.DataFrame, baseline: str, metric: str) -> pd.DataFrame:
-    """Per variant with ``eval-image`` rows paired with the baseline's: seeds, images, and the
-    hierarchical bootstrap's mean difference and interval."""
+    """Per variant with ``eval-image`` rows paired with the baseline's: seeds, runs (seed, fold),
+    images, and the hierarchical bootstrap's mean difference and interval."""
     images = frame[frame["stage"] == "eval-image"]
     out = []
     for variant in sorted(set(images["variant"]) - {baseline}):
@@ -93,9 +97,10 @@ def hierarchical_deltas(frame: pd.DataFrame, baseline: str, metric: str) -> pd.D
         if diffs.empty:
             continue
         delta, low, high = hierarchical_bootstrap(diffs)
-        out.append({"variant": variant, "seeds": diffs["seed"].nunique(), "images": diffs["image"].nunique(),
-                    "delta": delta, "ci_low": low, "ci_high": high})  # fmt: skip
-    return pd.DataFrame(out, columns=["variant", "seeds", "images", "delta", "ci_low", "ci_high"])
+        runs = len(diffs.drop_duplicates(list(RUN)))
+        out.append({"variant": variant, "seeds": diffs["seed"].nunique(), "runs": runs,
+                    "images": diffs["image"].nunique(), "delta": delta, "ci_low": low, "ci_high": high})  # fmt: skip
+    return pd.DataFrame(out, columns=["variant", "seeds", "runs", "images", "delta", "ci_low", "ci_high"])
 
 
 def score_matrix(table: pd.DataFrame, variant: str, images: list[str]) -> np.ndarray:
@@ -160,7 +165,7 @@ class RankAnalysis:
     """autorank's verdict on the variants, with the numbers a reader needs to check it."""
 
     metric: str
-    blocks: str  # what one block is: "seed x image" or "seed"
+    blocks: str  # what one block is: "seed x image", or without per-image rows "seed" ("seed x fold")
     n_blocks: int
     test: str  # "friedman" (post-hoc Nemenyi) or "wilcoxon" (two variants)
     p_value: float  # of that test
@@ -172,11 +177,12 @@ class RankAnalysis:
 
 
 def blocks(frame: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
-    """Blocks x variants: one row per (seed, image) every variant has, and what a block is."""
+    """Blocks x variants: one row per (seed, fold, image) every variant has, and what a block is."""
     table = scores(frame, metric)
-    wide = table.pivot_table(index=["seed", "image"], columns="variant", values="value").dropna()
+    wide = table.pivot_table(index=[*RUN, "image"], columns="variant", values="value").dropna()
     wide.columns = [str(c) for c in wide.columns]
-    return wide.reset_index(drop=True), "seed x image" if (table["image"] != "").any() else "seed"
+    runs = "seed x fold" if (table["fold"] >= 0).any() else "seed"
+    return wide.reset_index(drop=True), "seed x image" if (table["image"] != "").any() else runs
 
 
 def rank_analysis(frame: pd.DataFrame, metric: str, alpha: float = ALPHA) -> RankAnalysis | str:

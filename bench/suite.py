@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, get_args
 
 from bench.config import WARPING_UNSCORED, TrainCfg
-from bench.data import SYNTHETIC_OPTIONS, DataSpec, parse_indices
+from bench.data import MIN_FOLDS, SYNTHETIC_OPTIONS, DataSpec, kfold_split, parse_indices
 from bench.metrics import METRICS, CostName, ScoreName
 from bench.suite_file import SuiteError, load_toml, suite_key_error, suite_path
 from variants import ConfigError, UserError, get_variant, resolve_config
@@ -89,10 +89,16 @@ class SuiteCfg:
     seeds: int = 2
     search: SearchCfg | None = None
     cpu_train: TrainCfg | None = None  # [cpu]: the scaled-down schedule used without a GPU
+    # [data] folds: K-fold cross-validation; each fold's validation and test sections are blocks of
+    # the data (bench.data.kfold_split), resolved against its image count when the suite runs
+    folds: int | None = None
 
     def __post_init__(self) -> None:
         if self.width_scale is not None and self.width_scale <= 0:
             raise ConfigError(f"width_scale must be positive, got {self.width_scale}", key="width_scale")
+        if self.folds is not None and self.folds < MIN_FOLDS:
+            raise ConfigError(f"{self.folds} folds leave no image to train on (each fold tests one block and "
+                              f"validates on the next); use folds >= {MIN_FOLDS}", key="folds")  # fmt: skip
 
     def searched_variants(self) -> tuple[str, ...]:
         """The variants the search tunes, each in its own study."""
@@ -219,6 +225,7 @@ def _with_data(suite: SuiteCfg, section: dict[str, Any], text: str) -> SuiteCfg:
     out for validation and test, which must not overlap."""
     path = suite.path
     source = str(section.pop("source", "synthetic"))
+    folds = section.pop("folds", None)
     val_sections, test_sections = (
         None if (v := section.pop(key, None)) is None else str(v) for key in ("val_sections", "test_sections")
     )
@@ -233,14 +240,24 @@ def _with_data(suite: SuiteCfg, section: dict[str, Any], text: str) -> SuiteCfg:
     bad = set(section) - set(SYNTHETIC_OPTIONS)
     if bad:
         raise suite_key_error(path, text, min(bad),
-                              "unknown key in [data]; allowed: source, val_sections, test_sections, count, size, seed")  # fmt: skip
+                              "unknown key in [data]; allowed: source, val_sections, test_sections, folds, count, size, seed")  # fmt: skip
     spec = DataSpec.parse(source, base=path.parent)  # a relative folder is relative to the suite file
     if section and not spec.synthetic:
         raise suite_key_error(path, text, min(section), 'count, size and seed apply to source = "synthetic" only')
     with named(path, text, "data"):
         spec = apply_overrides(spec, section, owner="[data]")
     val = parsed["val_sections"] if val_sections is not None else None
-    return replace(suite, data=spec, val_sections=val, test_sections=parsed["test_sections"])
+    suite = replace(suite, data=spec, val_sections=val, test_sections=parsed["test_sections"])
+    if folds is None:
+        return suite
+    if val_sections is not None or test_sections is not None:
+        raise suite_key_error(path, text, "folds", "folds chooses each fold's validation and test sections; "
+                              "remove val_sections and test_sections, or folds")  # fmt: skip
+    with named(path, text, "folds", prefix="[data] folds: "):
+        suite = apply_overrides(suite, {"folds": folds}, owner="[data]")
+        if spec.synthetic:  # the image count is known without reading any data
+            kfold_split(spec.count, folds, 0)
+    return suite
 
 
 def _with_train(suite: SuiteCfg, tables: dict[str, dict[str, Any]], text: str) -> SuiteCfg:

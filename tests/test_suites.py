@@ -149,3 +149,53 @@ def test_test_sections_that_overlap_validation_are_refused_naming_file_and_secti
     overlapping = broken_suite(tmp_path, 'val_sections = "4"', 'val_sections = "3-4"\ntest_sections = "2-3"')
     message = load_error(overlapping, "test_sections")
     assert "sections [3] are both validation and test sections" in message
+
+
+def test_folds_hold_out_contiguous_blocks_each_tested_once(tmp_path: Path) -> None:
+    """[data] folds = 3 on 6 images: fold f tests block f and validates on the next block; train,
+    validation and test are disjoint in every fold, and every image is tested exactly once."""
+    from bench.job import job_split, suite_job
+
+    path = broken_suite(tmp_path, 'count = 5\nsize = 96\nval_sections = "4"', "count = 6\nsize = 96\nfolds = 3")
+    suite = load_suite(path)
+    assert suite.folds == 3 and suite.val_sections is None and suite.test_sections == ()
+    blocks = [[0, 1], [2, 3], [4, 5]]  # 6 images in 3 contiguous blocks
+    tested = []
+    for fold in range(3):
+        job = suite_job(suite, "unet-original", {}, 0, owner="test", fold=fold)
+        train_data, _, val = job_split(job)
+        train = [int(s.name.removeprefix("synthetic-")) for s in train_data.samples]
+        assert list(job.test_sections) == blocks[fold] and val == blocks[(fold + 1) % 3]
+        assert sorted(train + val + list(job.test_sections)) == list(range(6)), "disjoint, and cover the data"
+        tested += job.test_sections
+    assert sorted(tested) == list(range(6)), "each image is a test image exactly once"
+    searched = suite_job(suite, "unet-original", {}, 0, owner="test")
+    assert searched.val_sections == (2, 3) and searched.test_sections == (0, 1), "the search trains on fold 0"
+
+
+@pytest.mark.parametrize(
+    ("new", "problem"),
+    [
+        ('val_sections = "4"\nfolds = 3', "folds chooses each fold's validation and test sections; remove"),
+        ("folds = 2", "2 folds leave no image to train on"),
+        ("folds = 6", "6 folds need at least 6 images; the data has 5"),
+        ('folds = "3"', "expected int"),
+    ],
+)
+def test_folds_refuse_explicit_sections_and_too_few_images_or_folds(tmp_path: Path, new: str, problem: str) -> None:
+    message = load_error(broken_suite(tmp_path, 'val_sections = "4"', new), "folds")
+    assert problem in message, message
+
+
+def test_folds_beyond_a_folders_image_count_are_refused_when_the_suite_runs(tmp_path: Path) -> None:
+    """A folder's image count is known only from its files: the first job names the suite's folds line."""
+    from bench.job import suite_job
+    from tests.test_data import write_folder
+
+    write_folder(tmp_path / "data", n=3)
+    path = broken_suite(tmp_path, 'source = "synthetic"\ncount = 5\nsize = 96\nval_sections = "4"',
+                        'source = "data"\nfolds = 4')  # fmt: skip
+    suite = load_suite(path)
+    line = path.read_text().splitlines().index("folds = 4") + 1
+    with pytest.raises(SuiteError, match=rf"^{path}:{line}: key 'folds': \[data\] folds: 4 folds need at least 4 images; the data has 3"):
+        suite_job(suite, "unet-original", {}, 0, owner="test")
