@@ -199,10 +199,13 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 
 def cmd_report(args: argparse.Namespace) -> int:
+    from bench.paths import safe_part
     from bench.report import build_report
 
     results = Path(args.results)
-    out_dir = Path(args.output) if args.output else Path("reports") / results.name
+    # the folder's own name (`report ..` names the parent folder), never a path that leaves reports/
+    name = safe_part(results.resolve().name, f"the name of results folder {args.results!r}")
+    out_dir = Path(args.output) if args.output else Path("reports") / name
     report = build_report(results, out_dir, baseline=args.baseline)
     print(f"{len(report.sections)} sections, {len(report.figures)} figures -> {out_dir / 'report.html'}")
     return 0

@@ -17,10 +17,11 @@ from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
+from bench.paths import safe_part
 from bench.profile import Measurement, ProfileCfg, batch_sweep, measure, profile_key
 from bench.store import ResultWriter, read_results
 from bench.suite_file import SuiteError, load_toml, suite_key_error, suite_path
-from variants import UnknownVariantError, get_variant
+from variants import UnknownVariantError, UserError, get_variant
 from variants.overrides import ConfigError, apply_overrides
 
 # sweep key -> ProfileCfg field it lists
@@ -81,7 +82,11 @@ def load_profile_suite(name_or_path: str | Path) -> tuple[dict[str, Any], list[t
     """The suite's header and its expanded configurations, validated before anything runs."""
     path = suite_path(name_or_path)
     data, text = load_toml(path)
-    header = data.get("suite", {})
+    header = dict(data.get("suite", {}))
+    try:  # the name of its run folders
+        header["name"] = safe_part(str(header.get("name", path.stem)), "suite name")
+    except UserError as exc:
+        raise suite_key_error(path, text, "name", str(exc)) from None
     defaults = data.get("defaults", {})
     bad = set(defaults) - SCALAR_KEYS
     if bad:
@@ -110,7 +115,7 @@ def run_profile_suite(
     run after a crash) spends its minutes on what is missing."""
     header, configs = load_profile_suite(name_or_path)
     budget_s = 60 * (minutes if minutes is not None else float(header.get("minutes", 8.0)))
-    suite = str(header.get("name", Path(str(name_or_path)).stem))
+    suite = header["name"]
     run_dir = latest_profile_run(results_dir, suite) if resume else None
     if resume and run_dir is None:
         log(f"nothing to resume under {results_dir} for suite {suite}; starting a new run")

@@ -28,7 +28,7 @@ from bench.profile import ProfileCfg, measure
 from bench.progress import format_duration
 from bench.rows import RowFactory
 from bench.schema import ResultRow, make_extra
-from bench.search import chosen_trial, run_search, study_rows
+from bench.search import chosen_trial, remember_storage, run_search, study_rows
 from bench.store import ResultWriter, read_results, stage_done
 from bench.suite import SuiteCfg
 
@@ -63,6 +63,8 @@ def run_suite(
         log(f"nothing to resume under {results / suite.name}; starting a new run")
     if run_dir is None:
         run_dir = results / suite.name / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
+    elif suite.search is not None:  # another storage than the run's is refused before anything is said or run
+        remember_storage(run_dir / "search", storage, check_only=True)
     run_dir.mkdir(parents=True, exist_ok=True)
     scaled = suite.cpu_train is not None and not torch.cuda.is_available()
     if suite.cpu_train is not None and scaled:

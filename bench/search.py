@@ -11,8 +11,11 @@ trial of a worker that died.
 from __future__ import annotations
 
 import contextlib
+import json
 import multiprocessing
 import os
+import re
+import socket
 import sys
 import threading
 import time
@@ -21,6 +24,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import optuna
 import sqlalchemy.exc
@@ -28,11 +32,13 @@ import torch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says it shorter
 
+from bench.atomic import atomic_write_bytes
 from bench.data import format_sections
 from bench.device import resolve_device
 from bench.errors import DoesNotFitError, SearchError, StorageError, UserError, WorkerError, first_line
 from bench.job import TrainJob, job_split, run_job, suite_job, validation_sections
 from bench.metrics import HIGHER_IS_BETTER
+from bench.paths import safe_part
 from bench.rows import RowFactory
 from bench.schema import MODEL_MEMORY_METRICS, ResultRow, make_extra
 from bench.store import ResultWriter
@@ -47,19 +53,74 @@ HEARTBEAT_S = int(os.environ.get("UNETBENCH_HEARTBEAT_S", "5"))
 GRACE_S = int(os.environ.get("UNETBENCH_HEARTBEAT_GRACE_S", "20"))
 
 
-def mask_url(url: str) -> str:
-    """The URL with its password replaced by ***."""
-    try:
-        from sqlalchemy.engine import make_url
+# query keys that carry credentials (password, passwd, pwd, sslpassword, secret, token, api_key, ...)
+SECRET_KEY = re.compile(r"pass|pwd|secret|token|key|auth|cred", re.IGNORECASE)
+# a credential inside a query value, e.g. odbc_connect=DRIVER={...};UID=u;PWD=secret
+SECRET_IN_VALUE = re.compile(r"((?:pass\w*|pwd|secret|token)\s*=\s*)([^;&]*)", re.IGNORECASE)
 
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # noqa: BLE001 - unparsable: show nothing that could be secret
-        return url.split("@")[-1] if "@" in url else url
+
+def mask_url(url: str) -> str:
+    """The URL with every credential an SQLAlchemy URL can carry replaced by ***: the password
+    of its user part (also one holding ``@``), query keys like ``password``, ``sslpassword`` or
+    ``token``, and ``PWD=...`` inside a query value (ODBC strings). A URL that cannot be parsed
+    shows its scheme and host only."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - unparsable (ArgumentError, a bad port's ValueError, ...)
+        return _scheme_and_host(url)
+    # a password holding "@" leaves its tail in the host: the host is what follows the last "@"
+    host = parsed.host.rsplit("@", 1)[-1] if parsed.host else parsed.host
+    base = parsed.set(host=host, query={}).render_as_string(hide_password=True)
+    query = [f"{quote(key)}={_masked_value(key, value)}" for key, values in parsed.query.items()
+             for value in ((values,) if isinstance(values, str) else values)]  # fmt: skip
+    return base + ("?" + "&".join(query) if query else "")
+
+
+def _masked_value(key: str, value: str) -> str:
+    """A query value as shown: *** for a credential's key, else with any ``PWD=...`` masked."""
+    return "***" if SECRET_KEY.search(key) else quote(SECRET_IN_VALUE.sub(r"\1***", value), safe="*=;{}")
+
+
+def _scheme_and_host(url: str) -> str:
+    """``scheme://host`` of a URL make_url cannot read, the host taken after the last ``@``
+    before the path; ``scheme://***`` when an ``@`` follows too (the host cannot be told from a
+    password); nothing else, since anything else may be secret."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or not re.fullmatch(r"[A-Za-z][\w+.-]*", scheme):
+        return "(an unreadable URL)"
+    authority, after = re.match(r"([^/?#]*)(.*)", rest, re.DOTALL).groups()  # type: ignore[union-attr]
+    if "@" in after:
+        return f"{scheme}://***"
+    host = authority.rsplit("@", 1)[-1]
+    return f"{scheme}://{host.partition(']')[0] + ']' if host.startswith('[') else host.split(':')[0]}"
 
 
 def _masked_reason(exc: BaseException, url: str) -> str:
-    """An error's first line (its type when it has none), with the URL's password masked."""
-    return (first_line(exc) or type(exc).__name__).replace(url, mask_url(url))
+    """An error's first line (its type when it has none), with the URL masked and any credential
+    of it that a driver repeats on its own (decoded, say) replaced by ***."""
+    text = (first_line(exc) or type(exc).__name__).replace(url, mask_url(url))
+    for secret in sorted(_credentials(url), key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+def _credentials(url: str) -> set[str]:
+    """The credentials ``mask_url`` hides, as the URL spells them and decoded."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        parsed = make_url(url)
+    except Exception:  # noqa: BLE001 - unparsable: the URL itself is all that could be repeated
+        return set()
+    spilled = (parsed.host or "").rpartition("@")[0]  # the tail of a password that holds "@"
+    found = {f"{parsed.password or ''}@{spilled}" if spilled else parsed.password or ""}
+    for key, values in parsed.query.items():
+        for value in (values,) if isinstance(values, str) else values:
+            found |= {value} if SECRET_KEY.search(key) else {m.group(2) for m in SECRET_IN_VALUE.finditer(value)}
+    found |= {quote(secret, safe="") for secret in found}
+    return {secret for secret in found if secret}
 
 
 def _retry_callback() -> Any:
@@ -175,6 +236,55 @@ def constrain(trial: optuna.Trial, search: SearchCfg, costs: dict[str, float]) -
     return [f"{k} {costs[k]:.4g} > {search.constraints[k]:.4g}" for k, excess in over.items() if excess > 0]
 
 
+def trial_part(trial: optuna.Trial) -> str:
+    """The rows part of a trial, ``search-STUDY-trialN``: a trial that runs again rewrites its
+    part instead of adding a second copy of its rows."""
+    return f"search-{trial.study.study_name}-trial{trial.number}"
+
+
+def stored_trials(run_dir: Path, study_name: str) -> set[int]:
+    """The trial numbers of ``study_name`` whose rows parts (``trial_part``) are in ``run_dir``."""
+    pattern = re.compile(rf"rows-search-{re.escape(study_name)}-trial(\d+)\.csv")
+    return {int(m.group(1)) for p in run_dir.glob("rows-search-*.csv") if (m := pattern.fullmatch(p.name))}
+
+
+STORAGE_RECORD = "storage.json"  # the storage a run folder's search lives in, its credentials masked
+DEFAULT_STORAGE = "study.db in the run folder"
+
+
+def remember_storage(run_dir: Path, url: str | None, check_only: bool) -> None:
+    """A run folder's search keeps to one storage: another one on a rerun would hold none of its
+    trials and run the whole search again. The first search records the storage (credentials
+    masked: never a password on disk); a later one with another storage is refused, naming both."""
+    given = mask_url(url) if url else DEFAULT_STORAGE
+    record = run_dir / STORAGE_RECORD
+    if record.exists():
+        try:
+            before = str(json.loads(record.read_text())["storage"])
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise StorageError(f"{record}: damaged ({type(exc).__name__}); it names the run's storage") from None
+        if before != given:
+            raise StorageError(
+                f"{run_dir} holds a search in {before}, not {given}: give its storage again (or search into a new "
+                "folder); nothing was run"
+            )
+    elif not check_only:
+        atomic_write_bytes(record, json.dumps({"storage": given}).encode())
+
+
+def check_stored_trials(study: optuna.Study, run_dir: Path) -> None:
+    """Rows of trials the study does not hold mean its storage was emptied or replaced: running
+    it again would train those trials a second time, so stop before any training."""
+    lost = sorted(stored_trials(run_dir, study.study_name) - {t.number for t in study.trials})
+    if lost:
+        raise SearchError(
+            f"{run_dir} holds the rows of {len(lost)} trials of study {study.study_name!r} (trial "
+            f"{', '.join(str(n) for n in lost[:5])}{', ...' if len(lost) > 5 else ''}) "
+            "that its storage no longer has (emptied or replaced?); nothing was run: restore the storage, or "
+            "search into a new folder"
+        )
+
+
 @dataclass
 class Objective:
     """Picklable, so worker processes can run it. A trial is one ``TrainJob`` of the searched
@@ -188,6 +298,7 @@ class Objective:
         search = self.suite.search
         assert search is not None
         trial.set_user_attr("device", os.environ.get("CUDA_VISIBLE_DEVICES", ""))
+        trial.set_user_attr("worker", f"{socket.gethostname()}-{os.getpid()}")
         params = suggest(trial, search)
         job = suite_job(self.suite, self.variant, params, search.seed, owner=f"trial {trial.number}")
         val = validation_sections(job)
@@ -214,10 +325,10 @@ class Objective:
             extra = make_extra(params=params, state=state, untuned=bool(trial.user_attrs.get(UNTUNED)))
             rows.append(factory.row("wall_time", time.perf_counter() - started, unit="s", extra=extra))
             if state != "complete":
-                ResultWriter(self.run_dir).append(rows)
+                ResultWriter(self.run_dir).append(rows, name=trial_part(trial))
         best = result.fit.best_metrics
         rows += [factory.row(k, v, extra=extra) for k, v in best.items()]
-        ResultWriter(self.run_dir).append(rows)
+        ResultWriter(self.run_dir).append(rows, name=trial_part(trial))
         quality = float(best[search.objective])
         return (quality, *(costs[k] for k in search.costs)) if search.multi_objective else quality
 
@@ -430,13 +541,16 @@ def untuned_params(suite: SuiteCfg, variant: str) -> dict[str, Any] | None:
     return values
 
 
-def open_study(suite: SuiteCfg, storage: optuna.storages.RDBStorage, name: str, variant: str) -> optuna.Study:
+def open_study(
+    suite: SuiteCfg, storage: optuna.storages.RDBStorage, name: str, variant: str, run_dir: Path
+) -> optuna.Study:
     """Create or load a variant's study. A new one starts with the suite's own settings as its
     first trial (marked ``untuned``), so the report can set the tuned result against it."""
     search = suite.search
     assert search is not None
     study = optuna.create_study(study_name=name, storage=storage, directions=directions(search), load_if_exists=True,
                                 sampler=make_sampler(search), pruner=make_pruner(search))  # fmt: skip
+    check_stored_trials(study, run_dir)
     defaults = untuned_params(suite, variant)
     if not study.trials and defaults is not None:
         study.enqueue_trial(defaults, user_attrs={UNTUNED: True})
@@ -455,11 +569,14 @@ def run_search(suite: SuiteCfg, run_dir: Path, storage_url: str | None = None, s
         raise SuiteError(f"{suite.path}: no [search] section")
     variant = variant or suite.searched_variants()[0]
     job_split(suite_job(suite, variant, {}, search.seed, owner="[train]"))  # bad data fails before any write
+    # the study's name is in its trials' rows parts
+    name = safe_part(f"{suite.name}-{variant}" if study_name is None else study_name, "study name")
     run_dir.mkdir(parents=True, exist_ok=True)
+    remember_storage(run_dir, storage_url, check_only=True)
     url = storage_url or f"sqlite:///{(run_dir / 'study.db').resolve()}"
     storage = open_storage(url)
-    name = study_name or f"{suite.name}-{variant}"
-    study = open_study(suite, storage, name, variant)
+    remember_storage(run_dir, storage_url, check_only=False)  # a storage that opens: a typo is not remembered
+    study = open_study(suite, storage, name, variant, run_dir)
     if workers <= 1:
         optimize(study, suite, run_dir, url, variant)
     else:

@@ -25,6 +25,7 @@ import pandas as pd
 from bench.atomic import atomic_write_bytes
 from bench.data import DataSpec
 from bench.errors import UserError, first_line
+from bench.paths import safe_part
 from bench.schema import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, SCHEMA_VERSION, ResultRow, profile_setting, row_values
 
 PART_GLOB = "rows-*.csv"
@@ -50,6 +51,8 @@ class ResultWriter:
         adding rows, so a stage that reruns after a crash cannot duplicate its results, and
         the file's existence says the stage finished.
         """
+        if name is not None:
+            safe_part(name, "results part name")  # names carry variants: never a path out of the run folder
         rows = list(rows)
         if not rows:
             return None

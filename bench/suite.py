@@ -18,6 +18,7 @@ from typing import Any, Literal, get_args
 from bench.config import WARPING_UNSCORED, TrainCfg
 from bench.data import MIN_FOLDS, SYNTHETIC_OPTIONS, DataSpec, kfold_split, parse_indices
 from bench.metrics import METRICS, CostName, ScoreName
+from bench.paths import safe_part
 from bench.suite_file import SuiteError, load_toml, suite_key_error, suite_path
 from variants import ConfigError, UserError, get_variant, resolve_config
 from variants.overrides import apply_overrides
@@ -319,7 +320,9 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
     path = suite_path(name_or_path)
     data, text = load_toml(path)
     tables = _tables(data, path, text)
-    suite = SuiteCfg(name=str(tables.get("suite", {}).get("name", path.stem)), path=path)
+    with named(path, text, "name"):  # the name of its results and reports folders
+        name = safe_part(str(tables.get("suite", {}).get("name", path.stem)), "suite name")
+    suite = SuiteCfg(name=name, path=path)
     suite = _with_data(suite, tables.get("data", {}), text)
     suite = _with_train(suite, tables, text)
     suite = _with_model(suite, tables.get("model", {}), text)

@@ -13,7 +13,7 @@ from bench.search import mask_url, run_search
 from bench.store import read_results
 from bench.suite import load_suite
 from bench.suite_file import SuiteError
-from tests.conftest import REPO, TINY_SEARCH
+from tests.conftest import REPO, TINY_SEARCH, run_cli
 
 
 def test_search_prunes_and_every_trial_is_in_the_storage(tmp_path: Path) -> None:
@@ -57,8 +57,37 @@ def test_bad_storage_fails_in_one_line_without_the_password() -> None:
     assert malformed.returncode == 2 and "pw" not in malformed.stderr and "cannot open storage" in malformed.stderr
 
 
-def test_mask_url() -> None:
-    assert mask_url("postgresql://u:topsecret@host:5432/db") == "postgresql://u:***@host:5432/db"
+MASKED = {  # every place an SQLAlchemy URL can carry a credential, and what is shown instead
+    "postgresql://u:topsecret@host:5432/db": "postgresql://u:***@host:5432/db",
+    "postgresql://u:top@secret@host/db": "postgresql://u:***@host/db",  # a password holding "@"
+    "postgresql://u:top%40secret@host/db": "postgresql://u:***@host/db",
+    "postgresql://host/db?user=u&password=topsecret": "postgresql://host/db?user=u&password=***",
+    "postgresql+psycopg2://h/db?sslmode=require&sslpassword=topsecret": "postgresql+psycopg2://h/db?sslmode=require&sslpassword=***",
+    "mysql+pymysql://h/db?passwd=topsecret&pwd=topsecret&db_pass=topsecret": "mysql+pymysql://h/db?passwd=***&pwd=***&db_pass=***",
+    "postgresql://h/db?secret=topsecret&token=topsecret&api_key=topsecret": "postgresql://h/db?secret=***&token=***&api_key=***",
+    "postgresql://h/db?password=topsecret&password=topsecret": "postgresql://h/db?password=***&password=***",
+    "mssql+pyodbc:///?odbc_connect=DRIVER%3D%7BODBC%7D%3BUID%3Du%3BPWD%3Dtopsecret": "mssql+pyodbc:///?odbc_connect=DRIVER={ODBC};UID=u;PWD=***",
+    "sqlite:////tmp/run/study.db": "sqlite:////tmp/run/study.db",
+    # make_url cannot read these: scheme and host only
+    "postgresql://u:topsecret@host:notaport/db": "postgresql://host",
+    "postgresql://u:topsecret@host:x/db?password=top@secret": "postgresql://***",
+    "not a url topsecret": "(an unreadable URL)",
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("url", MASKED)
+def test_mask_url_hides_every_credential(url: str) -> None:
+    masked = mask_url(url)
+    assert masked == MASKED[url]
+    assert "secret" not in masked.replace("sslpassword", "").replace("secret=***", "")
+
+
+def test_storage_errors_mask_credentials_in_the_query() -> None:
+    """A PostgreSQL password given as ?password=... once showed in the error line."""
+    url = "postgresql://bench@127.0.0.1:1/nodb?password=s3cret&connect_timeout=2"
+    result = run_cli("search", str(TINY_SEARCH), "--storage", url)
+    assert result.returncode == 2 and "cannot open storage" in result.stderr
+    assert "s3cret" not in result.stderr + result.stdout and "password=***" in result.stderr
 
 
 def test_unknown_search_key_names_the_key_and_the_file(tmp_path: Path) -> None:
