@@ -191,7 +191,8 @@ def trained_note(inputs: ReportInputs) -> str:
     failed = len(inputs.untrained)
     if not failed:
         return f" All {len(verdicts)} runs trained (none is constant or beaten by a trivial prediction)."
-    return f" {failed} of {len(verdicts)} runs did not train and are left out of every ranking (listed below)."
+    verb = "run did not train and is" if failed == 1 else "runs did not train and are"
+    return f" {failed} of {len(verdicts)} {verb} left out of every ranking (listed below)."
 
 
 def tuning_note(frame: pd.DataFrame) -> str:
@@ -462,12 +463,14 @@ def ranking_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
     main = headline_metric(inputs.quality)
     analysis = stats.rank_analysis(inputs.ranked, main)
     table = ranking_table(inputs, main, analysis, ablation_baseline(inputs))
+    caveat = stats.survivor_caveat(inputs.frame)
     if isinstance(analysis, str):
-        return Section("Ranking", f"No rank test on {main}: {analysis}.", table)
+        return Section("Ranking", f"No rank test on {main}: {analysis}. {caveat}".strip(), table)
     figure = stats.cd_figure(analysis)
     if figure is not None:
         figures.save(figure, "ranking_cd")
-    return Section("Ranking", ranking_text(analysis), table, "ranking_cd" if figure is not None else None)
+    text = f"{ranking_text(analysis)} {caveat}".strip()
+    return Section("Ranking", text, table, "ranking_cd" if figure is not None else None)
 
 
 def ranking_table(

@@ -78,13 +78,15 @@ def run_suite(
     profile_stage(suite, run_dir, best, log)
 
     from bench.report import ReportInputs, build_report, text_rows
-    from bench.stats import ranking_lines
+    from bench.stats import ranking_lines, survivor_caveat
 
     report_dir = reports / suite.name
     title = f"unetbench: {suite.name} suite" + (" (CPU: scaled-down schedule)" if scaled else "")
     report = build_report(run_dir, report_dir, title=title)
     log(f"[4/4 report] {report_dir / 'report.html'} ({format_duration(time.perf_counter() - started)} in all)")
-    ranking = ranking_lines(ReportInputs.of(read_results(run_dir)).ranked)
+    frame = read_results(run_dir)
+    caveat = survivor_caveat(frame)
+    ranking = ranking_lines(ReportInputs.of(frame).ranked) + ([caveat] if caveat else [])
     return SuiteRun(run_dir, report_dir, text_rows(report.summary), text_rows(report.untrained), ranking)
 
 

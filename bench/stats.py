@@ -262,3 +262,17 @@ def ranking_lines(frame: pd.DataFrame, baseline: str | None = None) -> list[str]
             order = ">" if pair.rank_difference > 0 else "="  # equal mean ranks: neither is ahead
             lines.append(f"{pair.better} {order} {pair.worse}: {verdict} (p={pair.p:.3g})")
     return lines
+
+
+def survivor_caveat(frame: pd.DataFrame) -> str:
+    """The variants some of whose runs did not train, in words: ranks, IQM and intervals use only the
+    runs that trained, so for these variants they overstate how reliably the variant trains.
+    ``frame``: all rows, the ``trained`` verdicts included. Empty when every run trained."""
+    verdicts = frame[(frame["stage"] == "eval") & (frame["metric"] == "trained")]
+    counts = verdicts.groupby("variant")["value"].agg(["size", "sum"])
+    failed = counts[counts["sum"] < counts["size"]]
+    if failed.empty:
+        return ""
+    each = ", ".join(f"{v} in {int(c['size'] - c['sum'])} of {int(c['size'])} runs" for v, c in failed.iterrows())
+    return (f"Did not train: {each}; their ranks and intervals use only the runs that trained, so they "
+            "overstate how reliably those variants train.")  # fmt: skip

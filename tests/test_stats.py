@@ -240,3 +240,13 @@ def test_a_suite_evaluation_writes_one_row_per_test_image_and_metric(tmp_path: P
     for metric, group in images.groupby("metric"):  # the stack's score is the mean of its images'
         assert group["value"].mean() == pytest.approx(evals[metric], abs=1e-9)
     assert set(images["run_id"]) == {"run"} and (images["git_sha"] != "").all() and (images["seed"] == 0).all()
+
+
+def test_a_variant_with_runs_that_did_not_train_is_named_beside_its_rank() -> None:
+    """Ranking only the runs that trained flatters a variant that often collapses: say which and how often."""
+    verdicts = pd.DataFrame({
+        "stage": "eval", "metric": "trained", "variant": ["a", "a", "a", "b", "b", "b"],
+        "value": [1.0, 0.0, 1.0, 1.0, 1.0, 1.0],
+    })  # fmt: skip
+    assert stats.survivor_caveat(verdicts).startswith("Did not train: a in 1 of 3 runs;")
+    assert stats.survivor_caveat(verdicts.assign(value=1.0)) == ""
