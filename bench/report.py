@@ -22,9 +22,9 @@ from typing import Any
 import pandas as pd
 
 from bench import aggregate, reference, stats, tuning
-from bench.atomic import atomic_write_bytes
-from bench.errors import UserError
 from bench.metrics import HIGHER_IS_BETTER, METRICS, RANKED_METRICS, RESULT_METRICS
+from bench.owned import ForeignFileError, check_owned
+from bench.owned import claim as claim_files
 from bench.schema import ENVIRONMENT_COLUMNS, MODEL_MEMORY_METRICS
 from bench.store import ResultsError, read_configs, read_results
 
@@ -712,7 +712,7 @@ SECTIONS: tuple[SectionBuilder, ...] = (
 )  # fmt: skip
 
 
-class ReportFolderError(UserError):
+class ReportFolderError(ForeignFileError):
     """A report folder holding files unet-bench did not write: a report never replaces them."""
 
 
@@ -723,33 +723,15 @@ def check_report_folder(out_dir: Path) -> None:
     """Refuse, before writing anything, a folder where the report would replace a file it did
     not write (a user's ``report.md``, say): each existing ``report.md``, ``report.html`` and
     ``fig/`` file must be listed in the folder's manifest, which only a report writes."""
-    if out_dir.exists() and not out_dir.is_dir():
-        raise ReportFolderError(f"{out_dir}: not a folder; nothing was written: choose another report folder (-o)")
-    ours = claimed(out_dir)
     candidates = [out_dir / "report.md", out_dir / "report.html", out_dir / "fig"]  # a file named fig blocks fig/
     candidates += sorted(p for kind in ("png", "svg") for p in (out_dir / "fig").glob(f"*.{kind}"))
-    for path in candidates:
-        if (path.is_file() or path.is_symlink()) and path.relative_to(out_dir).as_posix() not in ours:
-            raise ReportFolderError(
-                f"{path}: not written by unet-bench (no {MANIFEST} lists it); nothing was written: choose another "
-                "report folder (-o), or move the file away"
-            )
+    check_owned(out_dir, MANIFEST, candidates, "choose another report folder (-o)", ReportFolderError)
 
 
 def claim(out_dir: Path, *names: str) -> None:
     """List ``names`` in the folder's manifest before they are written, so a report killed
     half-way leaves no file of its own that the next report would take for a user's."""
-    listed = claimed(out_dir)
-    if not set(names) <= listed:
-        header = "# files unet-bench wrote in this folder; a report replaces these and no others"
-        atomic_write_bytes(out_dir / MANIFEST, "\n".join([header, *sorted(listed | set(names))]).encode() + b"\n")
-
-
-def claimed(out_dir: Path) -> set[str]:
-    """The files the folder's manifest lists (relative, with ``/``)."""
-    manifest = out_dir / MANIFEST
-    lines = manifest.read_text().splitlines() if manifest.is_file() else []
-    return {line for line in lines if line and not line.startswith("#")}
+    claim_files(out_dir, MANIFEST, names, "a report")
 
 
 def build_report(results: Path, out_dir: Path, title: str | None = None, baseline: str | None = None) -> Report:
