@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.metrics import HIGHER_IS_BETTER
+from bench.metrics import HIGHER_IS_BETTER, higher_is_better
 
 # what makes two values the same measurement: an eager and a compiled run of one variant differ
 GROUP = ("variant", "stage", "mode", "setting", "metric", "precision", "batch_size", "input_size")
@@ -132,10 +132,50 @@ def scaling_fit(x: Sequence[float], y: Sequence[float]) -> dict[str, float]:
     return {"slope": float(fit.slope), "intercept": float(fit.intercept), "r2": float(fit.rvalue**2)}
 
 
-def compare_runs(a: pd.DataFrame, b: pd.DataFrame, keys: Sequence[str] = GROUP) -> pd.DataFrame:
-    """Per-metric ratio B / A of the mean values of two runs (two GPUs, or before / after)."""
-    ma = a.groupby(list(keys), dropna=False)["value"].mean().rename("a")
-    mb = b.groupby(list(keys), dropna=False)["value"].mean().rename("b")
-    joined = pd.concat([ma, mb], axis=1).dropna().reset_index()
+def run_means(frame: pd.DataFrame, keys: Sequence[str] = GROUP) -> pd.DataFrame:
+    """Per group: the mean value and the widest interval its rows give (``ci_low`` / ``ci_high``,
+    NaN where no row has one: eval rows of single runs, say)."""
+    grouped = frame.groupby(list(keys), dropna=False)
+    return pd.DataFrame(
+        {"mean": grouped["value"].mean(), "ci_low": grouped["ci_low"].min(), "ci_high": grouped["ci_high"].max()}
+    )
+
+
+def intervals_apart(table: pd.DataFrame) -> pd.Series:
+    """Whether A and B differ beyond noise: their intervals do not overlap; where one side has no
+    interval, its value lies outside the other's; where neither has one, only the threshold can say."""
+    a_has = table["a_ci_low"].notna() & table["a_ci_high"].notna()
+    b_has = table["b_ci_low"].notna() & table["b_ci_high"].notna()
+    a_low, a_high = table["a_ci_low"].where(a_has, table["a"]), table["a_ci_high"].where(a_has, table["a"])
+    b_low, b_high = table["b_ci_low"].where(b_has, table["b"]), table["b_ci_high"].where(b_has, table["b"])
+    return (b_high < a_low) | (b_low > a_high) | ~(a_has | b_has)
+
+
+# verdicts of ``compare_runs``, one per row
+REGRESSED, IMPROVED, NOISE, NO_DIRECTION = "regressed", "improved", "within noise", "no direction"
+
+
+def compare_runs(
+    a: pd.DataFrame, b: pd.DataFrame, keys: Sequence[str] = GROUP, threshold_pct: float = 0.0
+) -> pd.DataFrame:
+    """Per metric, the mean values of two runs (two GPUs, or before / after), their ratio B / A,
+    the change in percent of A and a verdict: ``regressed`` or ``improved`` when the change is
+    beyond ``threshold_pct`` and beyond the rows' intervals (``intervals_apart``), ``within
+    noise`` otherwise; a change beyond both of a metric with no direction (``higher_is_better``)
+    is ``no direction``.
+    Sorted by the size of the change, largest first, so the news is on top."""
+    sides = [run_means(frame, keys).add_prefix(f"{name}_") for name, frame in (("a", a), ("b", b))]
+    joined = pd.concat(sides, axis=1).rename(columns={"a_mean": "a", "b_mean": "b"})
+    joined = joined.dropna(subset=["a", "b"]).reset_index()
     joined["ratio_b_over_a"] = joined["b"] / joined["a"]
-    return joined
+    with np.errstate(divide="ignore", invalid="ignore"):
+        change = (joined["b"] - joined["a"]) / joined["a"].abs() * 100
+    joined["change_pct"] = change.where(joined["b"] != joined["a"], 0.0)
+    directions = joined["metric"].map(higher_is_better)
+    worse = np.where(directions == True, joined["change_pct"] < 0, joined["change_pct"] > 0)
+    beyond = (joined["change_pct"].abs() > threshold_pct) & intervals_apart(joined)
+    joined["verdict"] = np.select(
+        [~beyond, directions.isna(), worse], [NOISE, NO_DIRECTION, REGRESSED], default=IMPROVED
+    )
+    order = joined["change_pct"].abs().sort_values(ascending=False, na_position="last", kind="stable").index
+    return joined.loc[order].reset_index(drop=True)

@@ -355,6 +355,32 @@ METRICS: dict[str, Metric] = {m.name: m for m in (  # in the order printed lines
 
 HIGHER_IS_BETTER = frozenset(name for name, m in METRICS.items() if m.higher_is_better)
 
+# What ``bench.profile`` measures (the mode is a column of its own), by direction. Kept apart from
+# METRICS: no objective, monitor or cost can name these. Operation time shares have no direction.
+PROFILE_HIGHER_IS_BETTER = {
+    "throughput": True, "throughput_mpix": True, "tflops_achieved": True, "mfu": True,
+    "latency_p50": False, "latency_p90": False, "latency_p99": False, "params": False, "gflops_per_image": False,
+    "peak_memory_rss": False, "peak_memory_rss_increase": False, "peak_memory_allocated": False,
+}  # fmt: skip
+
+
+def higher_is_better(metric: str) -> bool | None:
+    """Which way ``metric`` of any result row is better; None where no direction makes sense
+    (a share of time, a parameter importance). Search rows prefix scores with ``threshold_``
+    and ``epoch_``; micro-benchmarks are times; ``trained`` is 1 for a run that trained."""
+    if metric in METRICS:
+        return METRICS[metric].higher_is_better
+    if metric in PROFILE_HIGHER_IS_BETTER:
+        return PROFILE_HIGHER_IS_BETTER[metric]
+    if metric.startswith("micro_") or metric == "wall_time":
+        return False
+    if metric == "trained":
+        return True
+    for prefix in ("threshold_", "epoch_"):
+        if metric.startswith(prefix):
+            return higher_is_better(metric.removeprefix(prefix))
+    return None
+
 
 def shown_in(place: Shown) -> tuple[str, ...]:
     """The metrics shown in ``place``, in the table's order."""
