@@ -6,6 +6,7 @@ import argparse
 import dataclasses
 import json
 import sys
+import textwrap
 import traceback
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ from bench.errors import UsageError, UserError
 
 if TYPE_CHECKING:
     import optuna
+    import pandas as pd
 
     from bench.profile import Measurement
     from bench.suite import SuiteCfg
@@ -69,7 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.progress import EpochPrinter
     from bench.runner import format_metrics, size_notice
 
-    model_overrides, train_overrides = split_settings(parse_assignments(args.set))
+    model_overrides, train_overrides = split_settings(parse_assignments(args.set or ()))
     if args.epochs is not None:
         train_overrides["epochs"] = args.epochs
     if args.minutes is not None:
@@ -116,6 +118,19 @@ def cmd_score(args: argparse.Namespace) -> int:
 
     metrics = score_folders(Path(args.pred), Path(args.truth))
     print(json.dumps(metrics) if args.json else format_metrics(metrics))
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    from bench.predict import predict_folder
+
+    def log(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    out_dir = Path(args.output)
+    written = predict_folder(Path(args.checkpoint), Path(args.images), out_dir, args.threshold, args.tile, log)
+    print(f"{len(written)} probability maps -> {out_dir / 'probabilities'} (float32 TIFF, P(interior) in [0, 1])")
+    print(f"{len(written)} masks -> {out_dir / 'masks'} (PNG, 255 = interior, threshold {args.threshold:g})")
     return 0
 
 
@@ -211,35 +226,68 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_compare(args: argparse.Namespace) -> int:
+# `compare --fail-on-regression` exits with this when a metric regressed (2 is a user error)
+REGRESSION_EXIT = 3
+
+
+def compared_rows(args: argparse.Namespace) -> pd.DataFrame:
+    """Both runs' rows that ``compare`` keeps (search rows only when asked; ``--metric`` globs)
+    and the table of ``compare_runs`` over them."""
+    from fnmatch import fnmatchcase
+
     from bench.aggregate import compare_runs
     from bench.store import ResultsError, read_results
 
-    table = compare_runs(read_results(Path(args.run_a)), read_results(Path(args.run_b)))
+    frames = []
+    for run in (args.run_a, args.run_b):
+        frame = read_results(Path(run))
+        keep = (frame["stage"] != "search") | args.include_search
+        if args.metric:
+            keep &= frame["metric"].map(lambda m: any(fnmatchcase(m, g) for g in args.metric))
+        frames.append(frame[keep])
+    table = compare_runs(frames[0], frames[1], threshold_pct=args.threshold)
     if table.empty:
-        raise ResultsError(f"{args.run_a} and {args.run_b} share no (variant, metric, setting) to compare")
+        kept = f" (metrics {', '.join(args.metric)})" if args.metric else ""
+        raise ResultsError(f"{args.run_a} and {args.run_b} share no (variant, metric, setting) to compare{kept}")
+    return table
+
+
+def measured_where(row: dict[str, object]) -> str:
+    """A profile row's setting in words ("infer eager fp32 b1 96px"); empty for quality rows."""
+    parts = [row["mode"], row["setting"]]
+    if row["batch_size"]:
+        parts += [row["precision"], f"b{row['batch_size']}", f"{row['input_size']}px"]
+    return " ".join(str(p) for p in parts if p)
+
+
+def with_interval(value: float, low: float, high: float) -> str:
+    import math
+
+    return f"{value:.4g}" + ("" if math.isnan(low) or math.isnan(high) else f" [{low:.4g}, {high:.4g}]")
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from bench.aggregate import REGRESSED
+
+    table = compared_rows(args)
+    regressed = table[table["verdict"] == REGRESSED]
     if args.json:
         print(table.to_json(orient="records"))
-        return 0
-    rows = table.to_dict("records")
-    print(
-        format_table(
-            rows,
-            [
-                "variant",
-                "mode",
-                "setting",
-                "metric",
-                "precision",
-                "batch_size",
-                "input_size",
-                "a",
-                "b",
-                "ratio_b_over_a",
-            ],
-        )
-    )
-    return 0
+    else:
+        rows = table.to_dict("records")
+        for row in rows:
+            row["where"] = measured_where(row)
+            row["A"], row["B"] = (with_interval(row[s], row[f"{s}_ci_low"], row[f"{s}_ci_high"]) for s in "ab")
+            row["change %"] = f"{row['change_pct']:+.1f}"
+        print(format_table(rows, ["variant", "stage", "metric", "where", "A", "B", "change %", "verdict"]))
+        counts = table["verdict"].value_counts()
+        print(f"\n{len(table)} compared (threshold {args.threshold:g} %): "
+              + ", ".join(f"{n} {verdict}" for verdict, n in counts.items()))  # fmt: skip
+    if not regressed.empty:
+        names = [f"{r['variant']} {r['metric']}" + (f" ({w})" if (w := measured_where(r)) else "")
+                 for r in regressed.to_dict("records")]  # fmt: skip
+        print(f"regressed: {', '.join(names)}", file=sys.stderr if args.json else sys.stdout)
+    return REGRESSION_EXIT if args.fail_on_regression and not regressed.empty else 0
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -311,57 +359,86 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 Commands: TypeAlias = "argparse._SubParsersAction[argparse.ArgumentParser]"
 
 
+class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Every option's default after its help (none for options without one), and the example
+    epilogues kept as written."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        return action.help if action.default is None else super()._get_help_string(action)
+
+
+def command(sub: Commands, name: str, help: str, *examples: str) -> argparse.ArgumentParser:
+    """A sub-command whose ``--help`` shows defaults and ends with real command lines."""
+    epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
+    return sub.add_parser(
+        name, help=help, description=textwrap.fill(help, 79), epilog=epilog, formatter_class=HelpFormatter
+    )
+
+
 def add_list(sub: Commands) -> None:
-    p = sub.add_parser("list", help="list registered variants with parameters, FLOPs and sizes")
-    p.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'unet-*' or 'res*'")
-    p.add_argument("--input", type=int, default=572, metavar="N", help="reference input side (default 572)")
+    p = command(sub, "list", "list registered variants with parameters, FLOPs and sizes",
+                "unet-bench list", "unet-bench list 'unet-*' --input 508", "unet-bench list --json")  # fmt: skip
+    p.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'unet-*' or 'res*' (default: all)")
+    p.add_argument("--input", type=int, default=572, metavar="N", help="reference input side")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=cmd_list)
 
 
 def add_train(sub: Commands) -> None:
-    p = sub.add_parser("train", help="train one variant and evaluate it on held-out sections")
+    p = command(sub, "train", "train one variant and evaluate it on held-out sections",
+                "unet-bench train --variant unet-16 --epochs 5",
+                "unet-bench train --variant unet-original --data ../shared/data/isbi2012/train --minutes 10 -o runs/isbi",
+                "unet-bench train --variant resunet --set lr=3e-4 --set model.base_width=8 --resume -o runs/res")  # fmt: skip
     p.add_argument("--variant", required=True, help="a registered variant (see `unet-bench list`)")
     p.add_argument("--data", default="synthetic", help="'synthetic' (built in) or a data folder")
     p.add_argument("--val-sections", metavar="LIST", help="held-out indices, e.g. 25-29 (default: the last sixth)")
     p.add_argument("--test-sections", metavar="LIST", help="a test split kept out of training and checkpoint choice; "
-                   "the final scores are on it")  # fmt: skip
-    p.add_argument("--epochs", type=int, help="number of epochs")
-    p.add_argument("--minutes", type=float, help="wall-clock budget (validation included)")
-    p.add_argument(
-        "--set",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="training (lr=1e-3, optimizer=adamw) or model (model.base_width=8) settings",
-    )
-    p.add_argument(
-        "--recipe",
-        choices=["paper", "adamw"],
-        default="adamw",
-        help="starting settings: the paper's SGD (momentum 0.99) or AdamW (default; fast on CPUs)",
-    )
+                   "the final scores are on it (default: none)")  # fmt: skip
+    p.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
+    p.add_argument("--minutes", type=float, help="wall-clock budget, validation included (default: none)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="training (lr=1e-3, optimizer=adamw) or model (model.base_width=8) settings; repeatable")  # fmt: skip
+    p.add_argument("--recipe", choices=["paper", "adamw"], default="adamw",
+                   help="starting settings: the paper's SGD (momentum 0.99) or AdamW (fast on CPUs)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in -o")
-    p.add_argument("-o", "--output", help="checkpoint folder (default runs/train-VARIANT)")
+    p.add_argument("-o", "--output", help="checkpoint folder (default: runs/train-VARIANT)")
     p.add_argument("--json", action="store_true", help="print metrics and history as JSON")
     p.set_defaults(func=cmd_train)
 
 
 def add_eval(sub: Commands) -> None:
-    p = sub.add_parser("eval", help="evaluate a checkpoint (default: its held-out sections)")
-    p.add_argument("checkpoint")
-    p.add_argument("--data", help="another data set: every image of it is scored")
-    p.add_argument("--val-sections", metavar="LIST", help="score these sections instead")
-    p.add_argument("--json", action="store_true")
+    p = command(sub, "eval", "evaluate a checkpoint (default: its held-out sections)",
+                "unet-bench eval runs/train-unet-16/best.pt",
+                "unet-bench eval runs/isbi/best.pt --val-sections 20-29 --json",
+                "unet-bench eval runs/isbi/best.pt --data ../shared/data/isbi2012/train")  # fmt: skip
+    p.add_argument("checkpoint", help="a best.pt or last.pt written by `unet-bench train` (or a suite run)")
+    p.add_argument("--data", help="another data set: every image of it is scored (default: the checkpoint's)")
+    p.add_argument("--val-sections", metavar="LIST", help="score these sections instead (default: the held-out ones)")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_eval)
 
 
 def add_score(sub: Commands) -> None:
-    p = sub.add_parser("score", help="score prediction images against labels, as the challenge did")
+    p = command(sub, "score", "score prediction images against labels, as the challenge did",
+                "unet-bench score --pred out/probabilities --truth ../shared/data/isbi2012/train/labels",
+                "unet-bench score --pred out/masks --truth labels/ --json")  # fmt: skip
     p.add_argument("--pred", required=True, help="folder of P(interior) maps or masks (bright = interior)")
     p.add_argument("--truth", required=True, help="folder of labels with the same file names")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_score)
+
+
+def add_predict(sub: Commands) -> None:
+    p = command(sub, "predict", "segment every image of a folder with a checkpoint (overlap-tile prediction)",
+                "unet-bench predict runs/isbi/best.pt ../shared/data/isbi2012/test/images -o predictions/isbi",
+                "unet-bench predict runs/train-unet-16/best.pt my-images/ -o my-masks --threshold 0.4")  # fmt: skip
+    p.add_argument("checkpoint", help="a best.pt written by `unet-bench train` (loaded as tensors only)")
+    p.add_argument("images", help="a folder of PNG or single-page TIFF images (greyscale; RGB is averaged)")
+    p.add_argument("-o", "--output", required=True, help="output folder: probabilities/STEM.tif (float32 "
+                   "P(interior) in [0, 1]) and masks/STEM.png (255 = interior, 0 = membrane)")  # fmt: skip
+    p.add_argument("--threshold", type=float, default=0.5, help="P(interior) above which a mask pixel is interior")
+    p.add_argument("--tile", type=int, help="input tile side (default: the checkpoint's validation tile)")
+    p.set_defaults(func=cmd_predict)
 
 
 def add_suite_and_storage(p: argparse.ArgumentParser, storage_help: str) -> None:
@@ -371,31 +448,40 @@ def add_suite_and_storage(p: argparse.ArgumentParser, storage_help: str) -> None
 
 
 def add_run(sub: Commands) -> None:
-    p = sub.add_parser("run", help="run a whole suite: search, retrain with seeds, evaluate, profile, report")
+    p = command(sub, "run", "run a whole suite: search, retrain with seeds, evaluate, profile, report",
+                "unet-bench run quick", "unet-bench run quick --resume",
+                "unet-bench run paper --data ../shared/data/isbi2012/train --seeds 5 -o results/paper")  # fmt: skip
     add_suite_and_storage(p, "SQLAlchemy URL for the search (default: SQLite in the run folder)")
-    p.add_argument("--data", help="override the suite's data ('synthetic' or a folder)")
+    p.add_argument("--data", help="override the suite's data: 'synthetic' or a folder (default: the suite's)")
     p.add_argument("--seeds", type=int, help="seeds per variant (default: the suite's)")
     p.add_argument("--resume", action="store_true", help="continue the suite's latest run, skipping finished stages")
-    p.add_argument("-o", "--output", default="results", help="results root (default results/)")
-    p.add_argument("--reports", default="reports", help="reports root (default reports/)")
+    p.add_argument("-o", "--output", default="results", help="results root")
+    p.add_argument("--reports", default="reports", help="reports root")
     p.set_defaults(func=cmd_run)
 
 
 def add_search(sub: Commands) -> None:
-    p = sub.add_parser("search", help="Optuna search of a suite's [search] space (resumable, multi-worker)")
+    p = command(sub, "search", "Optuna search of a suite's [search] space (resumable, multi-worker)",
+                "unet-bench search quick --variant unet-16",
+                "unet-bench search paper --workers 2 --gpus 0,1",
+                "unet-bench search paper --storage postgresql://host/db --study paper-unet-16 --variant unet-16")  # fmt: skip
     add_suite_and_storage(p, "SQLAlchemy URL shared by workers (default: SQLite in the run folder)")
     p.add_argument("--variant", help="tune only this variant (default: every variant the suite tunes)")
-    p.add_argument("--study", help="study name (default SUITE-VARIANT); the same name joins the same study")
+    p.add_argument("--study", help="study name (default: SUITE-VARIANT); the same name joins the same study")
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     p.add_argument("--gpus", metavar="LIST", help="GPUs the workers take one each, in turn, e.g. 0,1 "
                    "(default: every visible GPU; empty: none)")  # fmt: skip
-    p.add_argument("-o", "--output", help="run folder for rows and the default SQLite file")
+    p.add_argument("-o", "--output", help="run folder for rows and the default SQLite file "
+                   "(default: results/search-SUITE)")  # fmt: skip
     p.set_defaults(func=cmd_search)
 
 
 def add_profile(sub: Commands) -> None:
-    p = sub.add_parser("profile", help="throughput, latency, memory and FLOPs of a variant")
-    p.add_argument("--variant", help="a registered variant")
+    p = command(sub, "profile", "throughput, latency, memory and FLOPs of a variant",
+                "unet-bench profile --variant unet-original --input 572",
+                "unet-bench profile --variant unet-bn --mode both --batch auto --device cuda --precision bf16",
+                "unet-bench profile --suite cpu-smoke --results results")  # fmt: skip
+    p.add_argument("--variant", help="a registered variant (or --suite)")
     p.add_argument("--suite", help="run a profile suite instead (gpu, cpu-smoke, or a TOML path)")
     p.add_argument("--minutes", type=float, help="with --suite: time budget (default: the suite's)")
     p.add_argument("--resume", action="store_true",
@@ -403,67 +489,111 @@ def add_profile(sub: Commands) -> None:
     p.add_argument("--input", type=int, default=572, metavar="N", help="input side (nearest accepted is used)")
     p.add_argument("--batch", default="1", metavar="N|auto", help="batch size, or 'auto': double until out of memory")
     p.add_argument("--max-batch", type=int, default=1024, help="largest batch an auto sweep tries")
-    p.add_argument("--mode", choices=["infer", "train", "both"], default="infer")
-    p.add_argument("--precision", choices=["fp32", "tf32", "fp16", "bf16"], default="fp32")
-    p.add_argument("--channels-last", action="store_true")
+    p.add_argument("--mode", choices=["infer", "train", "both"], default="infer",
+                   help="measure inference (forward), training steps (forward, backward, optimizer) or both")  # fmt: skip
+    p.add_argument("--precision", choices=["fp32", "tf32", "fp16", "bf16"], default="fp32",
+                   help="numeric precision (fp16 / bf16 under autocast; tf32 matmuls on Ampere and later)")  # fmt: skip
+    p.add_argument("--channels-last", action="store_true", help="NHWC memory layout for model and input")
     p.add_argument("--compile", action="store_true", help="torch.compile the model (mode 'default')")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
     p.add_argument("--max-seconds", type=float, default=30.0, help="cap on timed repetitions per configuration")
-    p.add_argument("--memory-cap-mib", type=float, help="CPU: treat allocations beyond this as out-of-memory")
+    p.add_argument("--memory-cap-mib", type=float,
+                   help="CPU: treat allocations beyond this as out-of-memory (default: no cap)")  # fmt: skip
     p.add_argument("--breakdown", action="store_true",
                    help="also profile a few steps: the share of time in convolutions, copies, element-wise work, ...")  # fmt: skip
-    p.add_argument("--results", metavar="DIR", help="also append the rows to DIR/<run>/ (see results/README.md)")
+    p.add_argument("--results", metavar="DIR",
+                   help="also append the rows to DIR/<run>/ (see results/README.md; default: not stored)")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the result rows as JSON")
     p.set_defaults(func=cmd_profile)
 
 
 def add_report(sub: Commands) -> None:
-    p = sub.add_parser("report", help="Markdown + self-contained HTML report from a results tree")
+    p = command(sub, "report", "Markdown + self-contained HTML report from a results tree",
+                "unet-bench report results/quick/RUN", "unet-bench report results/paper -o reports/paper-all",
+                "unet-bench report results/ablation-blocks/RUN --baseline unet-bn")  # fmt: skip
     p.add_argument("results", help="a run folder or a tree of them (results/...)")
-    p.add_argument("-o", "--output", help="report folder (default reports/<name of RESULTS>)")
-    p.add_argument("--baseline", help="variant the ablation deltas compare against (default unet-original)")
+    p.add_argument("-o", "--output", help="report folder (default: reports/<name of RESULTS>)")
+    p.add_argument("--baseline", help="variant the ablation deltas compare against (default: unet-original)")
     p.set_defaults(func=cmd_report)
 
 
 def add_compare(sub: Commands) -> None:
-    p = sub.add_parser("compare", help="per-metric ratios of two runs (two GPUs, before / after)")
-    p.add_argument("run_a")
-    p.add_argument("run_b")
-    p.add_argument("--json", action="store_true")
+    p = command(sub, "compare", "compare two runs metric by metric (two GPUs, before / after); "
+                f"exit {REGRESSION_EXIT} with --fail-on-regression when a metric regressed",
+                "unet-bench compare results/quick/RUN_A results/quick/RUN_B",
+                "unet-bench compare before/RUN after/RUN --metric 'throughput*' --metric 'latency_*' --threshold 10",
+                "unet-bench compare main/RUN branch/RUN --fail-on-regression  # exit 3 on a regression, for CI")  # fmt: skip
+    p.add_argument("run_a", help="the reference run folder (before, or the first machine)")
+    p.add_argument("run_b", help="the run folder compared with it (after, or the second machine)")
+    p.add_argument("--metric", action="append", metavar="GLOB",
+                   help="only metrics matching this shell pattern, e.g. 'v_rand' or 'latency_*'; repeatable "
+                   "(default: every metric)")  # fmt: skip
+    p.add_argument("--threshold", type=float, default=5.0, metavar="PCT",
+                   help="a change counts only beyond this many percent of A, and beyond the rows' intervals "
+                   "where they have them")  # fmt: skip
+    p.add_argument(
+        "--fail-on-regression",
+        action="store_true",
+        help=f"exit {REGRESSION_EXIT} when any metric regressed (names them on the last line)",
+    )
+    p.add_argument("--include-search", action="store_true", help="compare search trials' rows too")
+    p.add_argument("--json", action="store_true", help="print the comparison as JSON records")
     p.set_defaults(func=cmd_compare)
 
 
 def add_ingest(sub: Commands) -> None:
-    p = sub.add_parser("ingest", help="store pytest-benchmark JSON (bench/benchmarks/test_micro.py) as result rows")
-    p.add_argument("json_file")
-    p.add_argument("--results", default="results/micro", help="results root (default results/micro)")
+    p = command(sub, "ingest", "store pytest-benchmark JSON (bench/benchmarks/test_micro.py) as result rows",
+                "pytest bench/benchmarks/test_micro.py --benchmark-json micro.json && unet-bench ingest micro.json",
+                "unet-bench ingest micro.json --results results/micro-gpu")  # fmt: skip
+    p.add_argument("json_file", help="a pytest-benchmark --benchmark-json file")
+    p.add_argument("--results", default="results/micro", help="results root")
     p.set_defaults(func=cmd_ingest)
 
 
 def add_data(sub: Commands) -> None:
-    p = sub.add_parser("data", help="data sets: fetch (with SHA-256 checks), check")
+    p = command(sub, "data", "data sets: fetch (with SHA-256 checks), check",
+                "unet-bench data fetch isbi2012", "unet-bench data check ../shared/data/isbi2012/train")  # fmt: skip
     data_sub = p.add_subparsers(dest="data_command", required=True, metavar="ACTION")
-    q = data_sub.add_parser("fetch", help="download a known data set and verify every file")
+    q = command(data_sub, "fetch", "download a known data set and verify every file",
+                "unet-bench data fetch isbi2012",
+                "unet-bench data fetch isbi2012 --url file:///mnt/mirror/isbi2012 --dest data/isbi2012")  # fmt: skip
     q.add_argument("name", help="isbi2012")
-    q.add_argument("--url", help="a mirror laid out like the data set (https:// or file://)")
-    q.add_argument("--dest", help="target folder (default ~/.cache/unet-bench/data/NAME or $UNETBENCH_DATA/NAME)")
+    q.add_argument("--url", help="a mirror laid out like the data set, https:// or file:// (default: the official one)")
+    q.add_argument("--dest", help="target folder (default: ~/.cache/unet-bench/data/NAME or $UNETBENCH_DATA/NAME)")
     q.set_defaults(func=cmd_data_fetch)
-    q = data_sub.add_parser("check", help="read every image and label as training will, and summarise them")
+    q = command(data_sub, "check", "read every image and label as training will, and summarise them",
+                "unet-bench data check ../shared/data/isbi2012/train", "unet-bench data check synthetic:count=12,size=128")  # fmt: skip
     q.add_argument("spec", help="a data folder, TIFF stacks folder, CTC sequence, or synthetic[:count=..,size=..]")
     q.set_defaults(func=cmd_data_check)
 
 
 # In the order `unet-bench --help` lists them.
 SUB_COMMANDS = (
-    add_list, add_train, add_eval, add_score, add_run, add_search, add_profile, add_report, add_compare, add_ingest,
-    add_data,
+    add_list, add_train, add_eval, add_score, add_predict, add_run, add_search, add_profile, add_report, add_compare,
+    add_ingest, add_data,
 )  # fmt: skip
+
+
+def version() -> str:
+    """The installed distribution's version; a source checkout run without installing has none."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("unet-bench")
+    except PackageNotFoundError:
+        from bench import __version__
+
+        return f"{__version__} (not installed)"
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
-        prog="unet-bench", description="Benchmark, ablate and profile U-Net segmentation networks."
-    )
+        prog="unet-bench", description="Benchmark, ablate and profile U-Net segmentation networks.",
+        epilog="examples:\n  unet-bench list\n  unet-bench run quick\n  unet-bench train --variant unet-16 --help",
+        formatter_class=HelpFormatter,
+    )  # fmt: skip
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUB_COMMANDS:
         add(sub)

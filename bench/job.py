@@ -189,18 +189,24 @@ def evaluate_checkpoint(
     return score_checkpoint(path, data_spec, val_sections).scores
 
 
-def score_checkpoint(path: Path, data_spec: str | None = None, val_sections: Sequence[int] | None = None) -> Evaluation:
-    """``evaluate_checkpoint`` with each image's scores beside the stack's."""
+def load_trained(path: Path) -> tuple[TrainJob, torch.nn.Module, torch.device]:
+    """A checkpoint's job and its model with the trained weights, on the job's device (tensors
+    and plain data only are read: ``load_checkpoint``)."""
     state = load_checkpoint(path)
     meta = state.get("meta")
     if not meta:
         raise CheckpointError(f"{path}: no run metadata; it was not written by `unet-bench train`")
     job = TrainJob.from_meta(meta)
-    config = job.model_config()
-    model = config.build()
+    model = job.model_config().build()
     model.load_state_dict(state["model"])
     device = resolve_device(job.train.device)
-    model.to(device)
+    return job, model.to(device), device
+
+
+def score_checkpoint(path: Path, data_spec: str | None = None, val_sections: Sequence[int] | None = None) -> Evaluation:
+    """``evaluate_checkpoint`` with each image's scores beside the stack's."""
+    job, model, device = load_trained(path)
+    config = job.model_config()
     other = DataSpec.parse(data_spec) if data_spec is not None else job.data
     data = load_dataset(other)
     if val_sections is None and other == job.data:

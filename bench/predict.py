@@ -1,0 +1,81 @@
+"""``unet-bench predict``: segment every image of a folder with a trained checkpoint.
+
+Each image is predicted by overlap-tile prediction (``bench.infer``) with the checkpoint's model,
+exactly as evaluation predicts, and written twice under the same stem: ``probabilities/STEM.tif``,
+P(interior) as float32 in [0, 1] (lossless; ``unet-bench score`` reads it as is), and
+``masks/STEM.png``, 255 where P(interior) is above the threshold and 0 elsewhere (interior = 255,
+as the ISBI 2012 labels). The output folder is the command's own: it refuses one that holds a file
+it did not write (``bench.owned``), and replaces only files of an earlier prediction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from bench.data import IMAGE_SUFFIXES, DataError, read_image, to_unit_float
+from bench.errors import UsageError
+from bench.owned import check_whole_folder, claim
+
+MANIFEST = ".unet-bench-predict"  # the files `predict` wrote in its output folder, one per line
+
+
+def input_images(folder: Path) -> list[Path]:
+    """The PNG and TIFF files directly in ``folder``, by name; a folder with none, or two
+    images with one stem (their outputs would collide), is a DataError."""
+    if not folder.is_dir():
+        raise DataError(f"{folder}: not a folder of images")
+    images = sorted(p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+    if not images:
+        raise DataError(f"{folder}: no PNG or TIFF images ({', '.join(IMAGE_SUFFIXES)})")
+    stems: dict[str, Path] = {}
+    for path in images:
+        if path.stem in stems:
+            raise DataError(f"{path}: same name as {stems[path.stem].name}; their outputs would overwrite each other")
+        stems[path.stem] = path
+    return images
+
+
+def write_outputs(out_dir: Path, stem: str, probability: np.ndarray, threshold: float) -> tuple[Path, Path]:
+    """The map and the mask of one image, listed in the manifest before they are written."""
+    import tifffile
+    from PIL import Image
+
+    prob_path, mask_path = out_dir / "probabilities" / f"{stem}.tif", out_dir / "masks" / f"{stem}.png"
+    claim(out_dir, MANIFEST, [p.relative_to(out_dir).as_posix() for p in (prob_path, mask_path)], "predict")
+    for path in (prob_path, mask_path):
+        path.parent.mkdir(exist_ok=True)
+    tifffile.imwrite(prob_path, probability.astype(np.float32))
+    Image.fromarray(np.where(probability > threshold, 255, 0).astype(np.uint8)).save(mask_path)
+    return prob_path, mask_path
+
+
+def predict_folder(
+    checkpoint: Path, images: Path, out_dir: Path, threshold: float = 0.5, tile: int | None = None,
+    log: Callable[[str], None] = print,
+) -> list[tuple[Path, Path]]:  # fmt: skip
+    """Predict every image of ``images`` into ``out_dir``; returns each image's (map, mask).
+    Everything is checked (the checkpoint, every image, the output folder) before anything is
+    written; images are read again one at a time to predict, so a large folder is never all in memory."""
+    from bench.infer import predict_foreground
+    from bench.job import load_trained
+
+    if not 0.0 <= threshold <= 1.0:
+        raise UsageError(f"--threshold {threshold}: a probability, between 0 and 1")
+    job, model, device = load_trained(checkpoint)
+    config = job.model_config()
+    paths = input_images(images)
+    for path in paths:  # a bad image fails now, not after an hour of predicting the others
+        to_unit_float(read_image(path), path)
+    check_whole_folder(out_dir, MANIFEST, "choose another output folder (-o)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    written = []
+    for number, path in enumerate(paths, 1):
+        image = to_unit_float(read_image(path), path)
+        probability = predict_foreground(model, image, config, tile=tile or job.train.val_tile, device=device)
+        written.append(write_outputs(out_dir, path.stem, probability, threshold))
+        interior = float((probability > threshold).mean())
+        log(f"[{number}/{len(paths)}] {path.name}: {image.shape[1]}x{image.shape[0]}, {interior:.1%} interior")
+    return written
