@@ -462,9 +462,9 @@ def add_run(sub: Commands) -> None:
 
 def add_search(sub: Commands) -> None:
     p = command(sub, "search", "Optuna search of a suite's [search] space (resumable, multi-worker)",
-                "unet-bench search quick --variant unet-16",
-                "unet-bench search paper --workers 2 --gpus 0,1",
-                "unet-bench search paper --storage postgresql://host/db --study paper-unet-16 --variant unet-16")  # fmt: skip
+                "unet-bench search quick --variant resunet",
+                "unet-bench search quick --workers 2 --gpus 0,1",
+                "unet-bench search quick --storage postgresql://user@host/db --study quick-resunet --variant resunet")  # fmt: skip
     add_suite_and_storage(p, "SQLAlchemy URL shared by workers (default: SQLite in the run folder)")
     p.add_argument("--variant", help="tune only this variant (default: every variant the suite tunes)")
     p.add_argument("--study", help="study name (default: SUITE-VARIANT); the same name joins the same study")
@@ -510,7 +510,7 @@ def add_profile(sub: Commands) -> None:
 def add_report(sub: Commands) -> None:
     p = command(sub, "report", "Markdown + self-contained HTML report from a results tree",
                 "unet-bench report results/quick/RUN", "unet-bench report results/paper -o reports/paper-all",
-                "unet-bench report results/ablation-blocks/RUN --baseline unet-bn")  # fmt: skip
+                "unet-bench report results/ablation-normalisation/RUN --baseline unet-original")  # fmt: skip
     p.add_argument("results", help="a run folder or a tree of them (results/...)")
     p.add_argument("-o", "--output", help="report folder (default: reports/<name of RESULTS>)")
     p.add_argument("--baseline", help="variant the ablation deltas compare against (default: unet-original)")
