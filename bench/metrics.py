@@ -367,7 +367,7 @@ PROFILE_HIGHER_IS_BETTER = {
 def higher_is_better(metric: str) -> bool | None:
     """Which way ``metric`` of any result row is better; None where no direction makes sense
     (a share of time, a parameter importance). Search rows prefix scores with ``threshold_``
-    and ``epoch_``; micro-benchmarks are times; ``trained`` is 1 for a run that trained."""
+    and ``epoch_``, learning-curve rows with ``val_``; micro-benchmarks are times; ``trained`` is 1 for a run that trained."""
     if metric in METRICS:
         return METRICS[metric].higher_is_better
     if metric in PROFILE_HIGHER_IS_BETTER:
@@ -376,7 +376,7 @@ def higher_is_better(metric: str) -> bool | None:
         return False
     if metric == "trained":
         return True
-    for prefix in ("threshold_", "epoch_"):
+    for prefix in ("threshold_", "epoch_", "val_"):
         if metric.startswith(prefix):
             return higher_is_better(metric.removeprefix(prefix))
     return None

@@ -191,8 +191,8 @@ def trained_note(inputs: ReportInputs) -> str:
     failed = len(inputs.untrained)
     if not failed:
         return f" All {len(verdicts)} runs trained (none is constant or beaten by a trivial prediction)."
-    verb = "run did not train and is" if failed == 1 else "runs did not train and are"
-    return f" {failed} of {len(verdicts)} {verb} left out of every ranking (listed below)."
+    runs, verb = ("run", "is") if failed == 1 else ("runs", "are")
+    return f" {failed} {runs} of {len(verdicts)} did not train and {verb} left out of every ranking (listed below)."
 
 
 def tuning_note(frame: pd.DataFrame) -> str:
@@ -287,6 +287,9 @@ def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | N
     main = headline_metric(inputs.quality)
     deltas = aggregate.ablation_deltas(inputs.ranked[inputs.ranked["stage"] == "eval"], baseline, main)
     deltas = with_image_intervals(deltas, inputs.ranked, baseline, main, folds=bool(inputs.folds))
+    deltas = deltas.drop(columns="better").assign(
+        verdict=[interval_verdict(r.ci_low, r.ci_high, main) for r in deltas.itertuples()]
+    )
     fig, ax = _plt().subplots(figsize=(7, 0.45 * len(deltas) + 1.5))
     ax.errorbar(deltas["delta"], deltas["variant"],
                 xerr=[deltas["delta"] - deltas["ci_low"], deltas["ci_high"] - deltas["delta"]], fmt="s", capsize=3)  # fmt: skip
@@ -300,9 +303,20 @@ def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | N
         f"Paired by {run}: mean difference in {main}, Wilcoxon signed-rank p and Cohen's d_z. The 95 % interval is a "
         f"hierarchical bootstrap over {inputs.runs}, then the held-out images within each, where per-image scores were "
         f"stored (`paired_by` {paired}, image), else a bootstrap over {inputs.runs}. Fewer than 3 {inputs.runs} give no "
-        f"interval (–); with few {inputs.runs} the p-value cannot be small.",
+        f"interval (–); with few {inputs.runs} the p-value cannot be small. `verdict`: better or worse only when the "
+        "whole interval lies on one side of zero, else not resolved.",
         deltas, "ablation",
     )  # fmt: skip
+
+
+def interval_verdict(low: float, high: float, metric: str) -> str:
+    """'better' or 'worse' when the delta's whole interval lies on one side of zero, else 'not resolved'
+    (or 'no interval'): the sign of a mean alone says nothing a reader should act on."""
+    if math.isnan(low) or math.isnan(high):
+        return "no interval"
+    if low > 0 or high < 0:
+        return "better" if (low > 0) == (metric in HIGHER_IS_BETTER) else "worse"
+    return "not resolved"
 
 
 def budget_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:

@@ -118,7 +118,7 @@ def test_the_report_pairs_runs_by_seed_and_fold_and_shows_each_fold(tmp_path: Pa
     sections = {s.title: s for s in report.sections}
     summary = sections["Summary"].text
     assert "3-fold cross-validation: 3 folds, each run's test images are its fold's held-out block" in summary
-    assert "1 of 12 runs did not train" in summary
+    assert "1 run of 12 did not train" in summary
     assert report.untrained.to_dict("records") == [{"variant": "unet-bn", "seed": 1, "fold": 2, "why": "flat loss"}]
 
     runs = {key: np.mean([values[(*key, i)] for i in BLOCKS[key[2]]]) for key in {k[:3] for k in values}}

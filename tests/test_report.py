@@ -56,6 +56,15 @@ def test_ablation_deltas_are_paired_differences(frame: pd.DataFrame) -> None:
     assert bool(deltas.loc["unet-gelu", "better"]) and not bool(deltas.loc["resunet", "better"])
 
 
+def test_a_delta_is_called_better_or_worse_only_when_its_interval_excludes_zero() -> None:
+    from bench.report import interval_verdict
+
+    assert interval_verdict(0.01, 0.05, "v_rand") == "better" and interval_verdict(-0.05, -0.01, "v_rand") == "worse"
+    assert interval_verdict(-0.05, -0.01, "pixel_error") == "better", "lower pixel error is better"
+    assert interval_verdict(-0.02, 0.05, "v_rand") == "not resolved"
+    assert interval_verdict(float("nan"), float("nan"), "v_rand") == "no interval"
+
+
 def test_pareto_membership() -> None:
     # best throughput (batch 4) of each golden variant: 3 x its batch-1 img/s
     table = pd.DataFrame({"variant": list(V_RAND), "quality": [np.mean(v) for v in V_RAND.values()],

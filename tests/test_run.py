@@ -89,7 +89,7 @@ def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: P
     assert cells.findall(resumed.stdout) == cells.findall(summary)
     untrained = evals[(evals["metric"] == "trained") & (evals["value"] == 0)]
     assert resumed.stdout.count("did not train, left out of the ranking") == len(untrained)
-    said = "All 4 runs trained" if untrained.empty else f"{len(untrained)} of 4 run"
+    said = "All 4 runs trained" if untrained.empty else f"{len(untrained)} run{'s' if len(untrained) > 1 else ''} of 4 did not train"
     assert said in summary, "the Summary says how many runs trained, even when all did"
     trained_variants = evals.loc[(evals["metric"] == "trained") & (evals["value"] == 1), "variant"].nunique()
     assert len(cells.findall(summary)) == 2 * trained_variants, "V_rand and pixel error of each variant that trained"
