@@ -394,8 +394,7 @@ def curve_points(frame: pd.DataFrame) -> pd.DataFrame:
 
 def curve_label(metric: str) -> str:
     """'val_v_rand' -> 'validation V_rand', 'train_loss' -> 'training loss'."""
-    name = metric.removeprefix("val_")
-    label = METRICS[name].label if name in METRICS else name
+    label = metric_label(metric.removeprefix("val_"))
     return f"validation {label}" if metric.startswith("val_") else label
 
 
@@ -647,6 +646,7 @@ def search_section(inputs: ReportInputs, figures: FigureFolder) -> Section | Non
 
 
 def metric_label(name: str) -> str:
+    """The metric's label from the one metric table, its name where it has none."""
     return METRICS[name].label if name in METRICS else name
 
 
