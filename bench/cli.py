@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, TypeAlias
 
 from bench.console import format_table
 from bench.errors import UsageError, UserError
+from bench.outputs import OutputRoot, add_out_argument, dashboard_line, output_root
 
 if TYPE_CHECKING:
     import optuna
@@ -88,7 +89,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     for what, size in (("tile", job.train.tile), ("val_tile", job.train.val_tile)):
         if notice := size_notice(config, size, what):
             print(notice, file=sys.stderr)
-    out_dir = Path(args.output) if args.output else Path("runs") / f"train-{args.variant}"
+    out_dir = Path(args.output) if args.output else output_root(args).checkpoints(args.variant)
     run = run_job(job, out_dir, resume=args.resume, callbacks=(EpochPrinter(job.train.epochs),))
     if args.json:
         print(json.dumps({"checkpoint": str(run.checkpoint), "metrics": run.final, "history": run.fit.history}))
@@ -220,7 +221,7 @@ def cmd_report(args: argparse.Namespace) -> int:
     results = Path(args.results)
     # the folder's own name (`report ..` names the parent folder), never a path that leaves reports/
     name = safe_part(results.resolve().name, f"the name of results folder {args.results!r}")
-    out_dir = Path(args.output) if args.output else Path("reports") / name
+    out_dir = Path(args.output) if args.output else output_root(args).reports / name
     report = build_report(results, out_dir, baseline=args.baseline)
     print(f"{len(report.sections)} sections, {len(report.figures)} figures -> {out_dir / 'report.html'}")
     return 0
@@ -298,13 +299,16 @@ def cmd_search(args: argparse.Namespace) -> int:
     variants = [args.variant] if args.variant else list(suite.searched_variants())
     if args.study and len(variants) > 1:
         raise UsageError(f"--study names one study, and {suite.name} tunes {len(variants)} variants: add --variant")
-    run_dir = Path(args.output) if args.output else Path("results") / f"search-{suite.name}"
+    run_dir = Path(args.output) if args.output else output_root(args).search(suite.name)
     gpus = [g.strip() for g in args.gpus.split(",") if g.strip()] if args.gpus is not None else None
     storage = mask_url(args.storage) if args.storage else f"sqlite:///{(run_dir / 'study.db').resolve()}"
     for variant in variants:
         study = run_search(suite, run_dir, args.storage, args.study, args.workers, gpus, variant=variant)
         print(f"study {study.study_name!r} in {storage}: {len(study.trials)} trials")
         print_study(suite, study, run_dir, variant)
+    print(f"\nrows: {run_dir}")
+    if not args.storage:
+        print(f"dashboard: {dashboard_line(run_dir)}")
     return 0
 
 
@@ -333,7 +337,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     if args.data:
         suite = dataclasses.replace(suite, data=DataSpec.parse(args.data))
-    result = run_suite(suite, Path(args.output), Path(args.reports), args.resume, args.seeds, args.storage)
+    results, reports = run_roots(args)
+    result = run_suite(suite, results, reports, args.resume, args.seeds, args.storage)
     if result.summary:  # the report's Summary, the same cells
         print(format_table(result.summary, list(result.summary[0])))
     for run in result.untrained:
@@ -342,7 +347,17 @@ def cmd_run(args: argparse.Namespace) -> int:
     if result.ranking:
         print("\n" + "\n".join(result.ranking))
     print(f"\nresults: {result.run_dir}\nreport:  {result.report_dir / 'report.html'}")
+    if not args.storage:
+        print(f"study:   {dashboard_line(result.run_dir)}")
     return 0
+
+
+def run_roots(args: argparse.Namespace) -> tuple[Path, Path]:
+    """``run``'s results and reports roots: ``-o`` / ``--reports`` when given, else the checkout's
+    committed ``results/`` and ``reports/`` with ``--reference``, else the output root's."""
+    root = OutputRoot(Path(".")) if args.reference else output_root(args)
+    results = Path(args.output) if args.output else root.results
+    return results, Path(args.reports) if args.reports else root.reports
 
 
 def cmd_ingest(args: argparse.Namespace) -> int:
@@ -401,14 +416,15 @@ def add_train(sub: Commands) -> None:
     p.add_argument("--recipe", choices=["paper", "adamw"], default="adamw",
                    help="starting settings: the paper's SGD (momentum 0.99) or AdamW (fast on CPUs)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in -o")
-    p.add_argument("-o", "--output", help="checkpoint folder (default: runs/train-VARIANT)")
+    add_out_argument(p)
+    p.add_argument("-o", "--output", help="checkpoint folder (default: OUT/checkpoints/train-VARIANT)")
     p.add_argument("--json", action="store_true", help="print metrics and history as JSON")
     p.set_defaults(func=cmd_train)
 
 
 def add_eval(sub: Commands) -> None:
     p = command(sub, "eval", "evaluate a checkpoint (default: its held-out sections)",
-                "unet-bench eval runs/train-unet-16/best.pt",
+                "unet-bench eval unetbench-out/checkpoints/train-unet-16/best.pt",
                 "unet-bench eval runs/isbi/best.pt --val-sections 20-29 --json",
                 "unet-bench eval runs/isbi/best.pt --data ../shared/data/isbi2012/train")  # fmt: skip
     p.add_argument("checkpoint", help="a best.pt or last.pt written by `unet-bench train` (or a suite run)")
@@ -431,7 +447,7 @@ def add_score(sub: Commands) -> None:
 def add_predict(sub: Commands) -> None:
     p = command(sub, "predict", "segment every image of a folder with a checkpoint (overlap-tile prediction)",
                 "unet-bench predict runs/isbi/best.pt ../shared/data/isbi2012/test/images -o predictions/isbi",
-                "unet-bench predict runs/train-unet-16/best.pt my-images/ -o my-masks --threshold 0.4")  # fmt: skip
+                "unet-bench predict unetbench-out/checkpoints/train-unet-16/best.pt my-images/ -o my-masks --threshold 0.4")  # fmt: skip
     p.add_argument("checkpoint", help="a best.pt written by `unet-bench train` (loaded as tensors only)")
     p.add_argument("images", help="a folder of PNG or single-page TIFF images (greyscale; RGB is averaged)")
     p.add_argument("-o", "--output", required=True, help="output folder: probabilities/STEM.tif (float32 "
@@ -449,14 +465,17 @@ def add_suite_and_storage(p: argparse.ArgumentParser, storage_help: str) -> None
 
 def add_run(sub: Commands) -> None:
     p = command(sub, "run", "run a whole suite: search, retrain with seeds, evaluate, profile, report",
-                "unet-bench run quick", "unet-bench run quick --resume",
+                "unet-bench run quick", "unet-bench run quick --resume", "unet-bench run quick --reference",
                 "unet-bench run paper --data ../shared/data/isbi2012/train --seeds 5 -o results/paper")  # fmt: skip
     add_suite_and_storage(p, "SQLAlchemy URL for the search (default: SQLite in the run folder)")
     p.add_argument("--data", help="override the suite's data: 'synthetic' or a folder (default: the suite's)")
     p.add_argument("--seeds", type=int, help="seeds per variant (default: the suite's)")
     p.add_argument("--resume", action="store_true", help="continue the suite's latest run, skipping finished stages")
-    p.add_argument("-o", "--output", default="results", help="results root")
-    p.add_argument("--reports", default="reports", help="reports root")
+    add_out_argument(p)
+    p.add_argument("--reference", action="store_true",
+                   help="regenerate the committed reference: write into ./results and ./reports of the checkout")  # fmt: skip
+    p.add_argument("-o", "--output", help="results root (default: OUT/results)")
+    p.add_argument("--reports", help="reports root (default: OUT/reports)")
     p.set_defaults(func=cmd_run)
 
 
@@ -471,8 +490,9 @@ def add_search(sub: Commands) -> None:
     p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
     p.add_argument("--gpus", metavar="LIST", help="GPUs the workers take one each, in turn, e.g. 0,1 "
                    "(default: every visible GPU; empty: none)")  # fmt: skip
+    add_out_argument(p)
     p.add_argument("-o", "--output", help="run folder for rows and the default SQLite file "
-                   "(default: results/search-SUITE)")  # fmt: skip
+                   "(default: OUT/results/search-SUITE)")  # fmt: skip
     p.set_defaults(func=cmd_search)
 
 
@@ -512,7 +532,8 @@ def add_report(sub: Commands) -> None:
                 "unet-bench report results/quick/RUN", "unet-bench report results/paper -o reports/paper-all",
                 "unet-bench report results/ablation-normalisation/RUN --baseline unet-original")  # fmt: skip
     p.add_argument("results", help="a run folder or a tree of them (results/...)")
-    p.add_argument("-o", "--output", help="report folder (default: reports/<name of RESULTS>)")
+    add_out_argument(p)
+    p.add_argument("-o", "--output", help="report folder (default: OUT/reports/<name of RESULTS>)")
     p.add_argument("--baseline", help="variant the ablation deltas compare against (default: unet-original)")
     p.set_defaults(func=cmd_report)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from tests.conftest import run_cli
 
@@ -109,3 +110,14 @@ def test_data_fetch_verifies_checksums(tmp_path) -> None:
     bad = run_cli("data", "fetch", "isbi2012", "--url", tampered.as_uri(), "--dest", str(tmp_path / "other"))
     assert bad.returncode == 2 and "SHA-256 mismatch for train/images/03.png" in bad.stderr
     assert not (tmp_path / "other" / "train/images/03.png").exists()
+
+
+def test_run_writes_under_the_output_root_unless_asked_for_the_reference() -> None:
+    """README command 1 (`unet-bench run quick`) must not touch the committed results/ and reports/."""
+    from bench.cli import build_parser, run_roots
+
+    parser = build_parser()
+    assert run_roots(parser.parse_args(["run", "quick"])) == (Path("unetbench-out/results"), Path("unetbench-out/reports"))
+    assert run_roots(parser.parse_args(["run", "quick", "--out", "/tmp/x"])) == (Path("/tmp/x/results"), Path("/tmp/x/reports"))
+    assert run_roots(parser.parse_args(["run", "quick", "--reference"])) == (Path("results"), Path("reports"))
+    assert run_roots(parser.parse_args(["run", "quick", "-o", "r", "--reports", "p"])) == (Path("r"), Path("p"))

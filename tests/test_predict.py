@@ -22,10 +22,14 @@ SIZES = {"a": (70, 90), "b": (96, 96), "c": (120, 64)}  # stem -> (height, width
 
 @pytest.fixture(scope="module")
 def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("train")
-    trained = run_cli("train", *TINY, "-o", str(out))
+    """Trained from a user's folder with no -o: the checkpoint lands in the one output root."""
+    user = tmp_path_factory.mktemp("user")
+    trained = run_cli("train", *TINY, cwd=user)
     assert trained.returncode == 0, trained.stderr
-    return out / "best.pt"
+    checkpoint = user / "unetbench-out" / "checkpoints" / "train-unet-original" / "best.pt"
+    assert f"best checkpoint: {Path('unetbench-out/checkpoints/train-unet-original/best.pt')}" in trained.stdout
+    assert sorted(p.name for p in user.iterdir()) == ["unetbench-out"], "nothing written beside the output root"
+    return checkpoint
 
 
 def image_folder(root: Path) -> Path:
