@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from variants.overrides import ConfigError
@@ -24,6 +25,7 @@ Norm = Literal["none", "batch", "group", "instance"]
 Padding = Literal["valid", "same"]
 BlockKind = Literal["plain", "residual", "inception"]
 Upsample = Literal["transpose", "bilinear"]
+Attention = Literal["none", "additive"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,37 @@ def make_upsample(kind: Upsample, in_ch: int, out_ch: int) -> nn.Module:
     if kind == "transpose":
         return nn.ConvTranspose2d(in_ch, out_ch, kernel_size=2, stride=2)
     return nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False), nn.Conv2d(in_ch, out_ch, 1))
+
+
+class AttentionGate(nn.Module):
+    """Additive attention gate of Oktay et al. 2018 (Attention U-Net, Eq. 1-2 and Fig. 2).
+
+    ``alpha = sigmoid(psi(relu(W_x x + W_g g + b_g)) + b_psi)`` and the gate returns ``alpha * x``.
+    ``x`` is the skip (``F_l`` channels), ``g`` the gating signal from the next coarser decoder
+    level (``F_g`` channels, half the skip's side). As in the paper, ``x`` is brought down to the
+    gating grid rather than ``g`` up: ``W_x`` is a 1x1 convolution with stride 2 and no bias
+    (``W_x`` in R^{F_l x F_int}); ``W_g`` (with ``b_g``) and ``psi`` (with ``b_psi``) are 1x1
+    convolutions. The coefficients are resampled bilinearly to the skip's grid. The authors' code
+    uses a 2x2 kernel for ``W_x`` and adds a 1x1 conv + batch norm after the product; we keep the
+    paper's equations. No normalisation inside the gate, whatever the network's ``norm``.
+    ``F_int = F_l``, as the authors' network sets ``inter_channels``. Parameters:
+    ``F_l * F_int + (F_g + 1) * F_int + F_int + 1``.
+    """
+
+    def __init__(self, skip_ch: int, gate_ch: int, inter_ch: int | None = None):
+        super().__init__()
+        inter = skip_ch if inter_ch is None else inter_ch
+        self.w_x = nn.Conv2d(skip_ch, inter, kernel_size=1, stride=2, bias=False)
+        self.w_g = nn.Conv2d(gate_ch, inter, kernel_size=1)
+        self.psi = nn.Conv2d(inter, 1, kernel_size=1)
+
+    def coefficients(self, skip: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        """The attention coefficients in (0, 1), one per pixel of ``skip``."""
+        q = self.psi(F.relu(self.w_x(skip) + self.w_g(gate)))
+        return F.interpolate(torch.sigmoid(q), size=skip.shape[-2:], mode="bilinear", align_corners=False)
+
+    def forward(self, skip: torch.Tensor, gate: torch.Tensor) -> torch.Tensor:
+        return self.coefficients(skip, gate) * skip
 
 
 def init_he_normal(module: nn.Module) -> None:

@@ -17,6 +17,8 @@ from torch import nn
 from variants.blocks import (
     BLOCKS,
     Activation,
+    Attention,
+    AttentionGate,
     BlockKind,
     ConvSpec,
     Norm,
@@ -35,7 +37,12 @@ _FAMILY_OF_BLOCK = {"plain": "unet", "residual": "residual", "inception": "incep
 
 @dataclass(frozen=True)
 class UNetConfig:
-    """One U-Net. The defaults are the paper's network (572x572 -> 388x388, 31,030,658 params)."""
+    """One U-Net. The defaults are the paper's network (572x572 -> 388x388, 31,030,658 params).
+
+    ``attention="additive"`` puts an attention gate (Oktay et al. 2018, ``blocks.AttentionGate``)
+    on every skip: the skip, cropped to the decoder's size, is scaled by coefficients computed from
+    it and the coarser decoder level. ``"none"`` is the paper's crop-and-copy.
+    """
 
     in_channels: int = 1
     num_classes: int = 2
@@ -48,6 +55,7 @@ class UNetConfig:
     padding: Padding = "valid"
     upsample: Upsample = "transpose"
     block: BlockKind = "plain"
+    attention: Attention = "none"  # gate on the skip connections
     dropout: float = 0.5  # at the end of the contracting path
     group_norm_groups: int = 8
 
@@ -122,7 +130,7 @@ class UNetConfig:
 
 
 class UNet(nn.Module):
-    """Contracting path, bottleneck, expanding path with crop-and-copy skips, 1x1 head."""
+    """Contracting path, bottleneck, expanding path with crop-and-copy skips (optionally gated), 1x1 head."""
 
     def __init__(self, config: UNetConfig):
         super().__init__()
@@ -138,6 +146,11 @@ class UNet(nn.Module):
         self.dropout = nn.Dropout(config.dropout)
         self.up = nn.ModuleList(make_upsample(config.upsample, w[i + 1], w[i]) for i in reversed(range(config.depth)))
         self.decoder = nn.ModuleList(block(2 * w[i], w[i], spec) for i in reversed(range(config.depth)))
+        self.gates = (
+            nn.ModuleList(AttentionGate(w[i], w[i + 1]) for i in reversed(range(config.depth)))
+            if config.attention == "additive"
+            else None
+        )
         self.head = nn.Conv2d(w[0], config.num_classes, kernel_size=1)
         init_he_normal(self)
 
@@ -148,9 +161,13 @@ class UNet(nn.Module):
             skips.append(x)
             x = self.pool(x)
         x = self.dropout(self.bottleneck(x))
-        for up, dec, skip in zip(self.up, self.decoder, reversed(skips)):
+        for level, (up, dec, skip) in enumerate(zip(self.up, self.decoder, reversed(skips))):
+            coarse = x
             x = up(x)
-            x = dec(torch.cat([center_crop(skip, x.shape[-2], x.shape[-1]), x], dim=1))
+            skip = center_crop(skip, x.shape[-2], x.shape[-1])
+            if self.gates is not None:
+                skip = self.gates[level](skip, coarse)
+            x = dec(torch.cat([skip, x], dim=1))
         return self.head(x)
 
 
