@@ -10,6 +10,7 @@ the rows hold nothing for it, so one function serves a quick run, an ablation an
 from __future__ import annotations
 
 import base64
+import functools
 import html
 import io
 import json
@@ -22,6 +23,7 @@ from typing import Any
 import pandas as pd
 
 from bench import aggregate, reference, stats, tuning
+from bench import report_measured as opening
 from bench.metrics import HIGHER_IS_BETTER, METRICS, RANKED_METRICS, RESULT_METRICS
 from bench.owned import ForeignFileError, check_owned
 from bench.owned import claim as claim_files
@@ -148,22 +150,41 @@ class ReportInputs:
         untrained = untrained_runs(frame)
         ranked = without_runs(frame, untrained)
         quality = quality_table(ranked)
-        measured = profile_rows(frame)
-        profile = profile_table(measured)
+        profiled = profile_rows(frame)
+        profile = profile_table(profiled)
         throughput = profile[profile["metric"] == "throughput"]
         summary = summary_table(quality, profile, runs="runs" if folds else "seeds")
-        return cls(frame, baseline, untrained, ranked, quality, measured, profile, throughput, summary, configs or {},
+        if not quality.empty:
+            summary = opening.ranked_summary(summary, headline_metric(quality))
+        return cls(frame, baseline, untrained, ranked, quality, profiled, profile, throughput, summary, configs or {},
                    folds)  # fmt: skip
+
+    @functools.cached_property
+    def rank(self) -> stats.RankAnalysis | str:
+        """The rank analysis of the headline metric, shared by the takeaway and the Ranking section."""
+        return stats.rank_analysis(self.ranked, headline_metric(self.quality))
 
 
 SectionBuilder = Callable[[ReportInputs, FigureFolder], Section | None]
 
 
+def measured_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    """What was measured, first: data and split, the models as trained, budget, seeds, machine."""
+    table = opening.model_table(inputs.frame, inputs.configs)
+    if table.empty:
+        return None
+    scored = set(inputs.frame.loc[inputs.frame["stage"] == "eval", "config_hash"])
+    budget = budget_text([s for k, s in sorted(inputs.configs.items()) if k in scored])
+    return Section("What was measured", opening.measured_text(inputs.frame, inputs.configs, budget), table)
+
+
 def summary_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
     if inputs.summary.empty:
         return None
+    main = headline_metric(inputs.quality) if not inputs.quality.empty else None
+    takeaway = opening.takeaway(inputs.summary, main, inputs.rank) + "\n\n" if main and len(inputs.summary) > 1 else ""
     return Section(
-        "Summary", fold_note(inputs) + f"Held-out quality: mean over {inputs.runs} [bootstrap 95 % CI; none from fewer than 3 {inputs.runs}]; runtime: the best inference img/s "
+        "Summary", takeaway + fold_note(inputs) + f"Ranked by mean {METRICS[main].label if main else 'quality'}, best first. Held-out quality: mean over {inputs.runs} [bootstrap 95 % CI; none from fewer than 3 {inputs.runs}]; runtime: the best inference img/s "
         "(training where none) at the variant's most measured input size, where `at` says which, and the peak "
         "memory of that measurement, on the machine named under Environment." + trained_note(inputs)
         + tuning_note(inputs.frame),
@@ -474,7 +495,7 @@ def ranking_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
     if inputs.quality["variant"].nunique() < 2:
         return None
     main = headline_metric(inputs.quality)
-    analysis = stats.rank_analysis(inputs.ranked, main)
+    analysis = inputs.rank
     table = ranking_table(inputs, main, analysis, ablation_baseline(inputs))
     caveat = stats.survivor_caveat(inputs.frame)
     if isinstance(analysis, str):
@@ -719,7 +740,7 @@ def environment_section(inputs: ReportInputs, figures: FigureFolder) -> Section 
 
 # The report's sections in order; each builder shows what its rows allow, or nothing.
 SECTIONS: tuple[SectionBuilder, ...] = (
-    summary_section, budget_section, untrained_section, quality_section, ablation_section, ranking_section,
+    measured_section, summary_section, budget_section, untrained_section, quality_section, ablation_section, ranking_section,
     curves_section, runtime_section, memory_section, time_share_section, pareto_section, search_section,
     search_front_section, isbi_reference_section, micro_section,
     environment_section,

@@ -19,7 +19,7 @@ from bench.store import read_results
 GOLDEN = Path(__file__).parent / "data" / "golden"
 # the golden report's sections, in order (as before the report was split into section builders)
 GOLDEN_TITLES = [
-    "Summary", "Quality per variant", "Ablation deltas against unet-original", "Ranking", "Runtime", "Peak memory",
+    "What was measured", "Summary", "Quality per variant", "Ablation deltas against unet-original", "Ranking", "Runtime", "Peak memory",
     "Quality vs throughput (Pareto front)", "Reference: ISBI 2012, Table 1 of the U-Net paper", "Environment",
 ]  # fmt: skip
 V_RAND = {
@@ -88,12 +88,20 @@ def test_report_tables_figures_and_escaping(tmp_path: Path) -> None:
     page = (tmp_path / "golden" / "report.html").read_text()
     titles = [s.title for s in report.sections]
     assert titles == GOLDEN_TITLES
-    overview = report.sections[0].table.set_index("variant")
+    sections = {s.title: s for s in report.sections}
+    summary = sections["Summary"]
+    # ranked by mean V_rand, best first (0.84, 0.81, 0.78, 0.71), and the takeaway names the best
+    assert summary.table["variant"].tolist() == ["unet-gelu", "unet-original", "resunet", "<b>&evil</b>"]
+    assert summary.table["rank"].tolist() == [1, 2, 3, 4]
+    assert summary.text.startswith("**Takeaway.** Best mean V_rand: unet-gelu, 0.8400 [")
+    measured = sections["What was measured"].table.set_index("variant")
+    assert measured.loc["unet-gelu", "seeds"] == 3
+    overview = summary.table.set_index("variant")
     assert overview.loc["unet-gelu", "V_rand"].startswith("0.8400 [")
     assert overview.loc["unet-gelu", "img/s"] == pytest.approx(24.0)  # best of batch 1, 2, 4
     assert overview.loc["unet-gelu", "peak MiB"] == pytest.approx(950.0 * 4)
     assert "Runtime" in titles and "Quality vs throughput (Pareto front)" in titles
-    quality = report.sections[1].table
+    quality = sections["Quality per variant"].table
     row = quality[(quality["variant"] == "unet-gelu") & (quality["metric"] == "v_rand")].iloc[0]
     assert row["mean"] == pytest.approx(0.84)
     pareto = next(s.table for s in report.sections if s.title.startswith("Quality vs throughput")).set_index("variant")
@@ -143,7 +151,7 @@ def test_section_builders_show_nothing_without_their_rows(frame: pd.DataFrame, t
     assert [build(nothing, figures) for build in SECTIONS] == [None] * len(SECTIONS) and not figures.png
     evals_only = ReportInputs.of(frame[frame["stage"] == "eval"])
     shown = {build.__name__ for build in SECTIONS if build(evals_only, figures) is not None}
-    assert shown == {"summary_section", "quality_section", "ablation_section", "ranking_section",
+    assert shown == {"measured_section", "summary_section", "quality_section", "ablation_section", "ranking_section",
                      "isbi_reference_section", "environment_section"}  # fmt: skip
     assert environment_section(evals_only, figures) is not None
     profiles_only = ReportInputs.of(frame[frame["stage"] == "profile"])
@@ -174,7 +182,7 @@ def test_the_terminal_summary_is_the_reports_summary(tmp_path: Path) -> None:
     summary = markdown.split("## Summary")[1].split("## ")[0]
     table = [line.strip("|").split(" | ") for line in summary.splitlines() if line.startswith("| ")]
     table = [[cell.strip() for cell in line] for line in table]
-    assert table[0] == list(rows[0]) == ["variant", "pixel error", "seeds", "V_rand", "img/s", "at", "peak MiB"]
+    assert table[0] == list(rows[0]) == ["rank", "variant", "pixel error", "seeds", "V_rand", "img/s", "at", "peak MiB"]
     assert [[html.unescape(cell) for cell in line] for line in table[1:]] == [list(row.values()) for row in rows]
     original = next(row for row in rows if row["variant"] == "unet-original")
     assert original["V_rand"] == "0.8100 [0.8000, 0.8200]" and original["img/s"] == "30"  # best of batch 1, 2, 4
@@ -203,9 +211,9 @@ def test_the_summary_says_when_one_variants_tuning_served_all(tmp_path: Path) ->
     """A search of the baseline alone, applied to every variant, is not an equal tuning budget:
     the Summary says so; without a search it says nothing about tuning."""
     frame = read_results(GOLDEN)
-    assert "Tuning:" not in build_report(GOLDEN, tmp_path / "plain").sections[0].text
+    assert "Tuning:" not in build_report(GOLDEN, tmp_path / "plain").sections[1].text
     trials = frame[frame["variant"] == "unet-original"].head(2).assign(stage="search", trial=[0, 1])
     (tmp_path / "run").mkdir()
     pd.concat([frame, trials]).to_csv(tmp_path / "run" / "rows-all.csv", index=False)
-    text = build_report(tmp_path / "run", tmp_path / "tuned").sections[0].text
+    text = build_report(tmp_path / "run", tmp_path / "tuned").sections[1].text
     assert "only unet-original was searched (2 trials)" in text and "not at their own" in text
