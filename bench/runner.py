@@ -9,15 +9,16 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import IMAGE_SUFFIXES, DataError, binary_mask, read_image, to_unit_float
-from bench.metrics import CHALLENGE_THRESHOLDS, METRICS, RESULT_METRICS, score_stack
+from bench.metrics import CHALLENGE_THRESHOLDS, INSTANCE_METRICS, METRICS, RESULT_METRICS, score_stack
 from variants.registry import ModelConfig
 from variants.sizes import InvalidInputSize
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
-    """One line with the headline metrics and the thresholds they were taken at."""
+    """One line with the headline metrics and the thresholds they were taken at, then the
+    instance metrics where the result has them."""
     parts = []
-    for key in RESULT_METRICS:
+    for key in RESULT_METRICS + INSTANCE_METRICS:
         if key in metrics:
             threshold = metrics.get(f"threshold_{key}")
             at = f" (t={threshold:.1f})" if threshold is not None else ""

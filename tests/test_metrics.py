@@ -122,14 +122,16 @@ def test_pixel_error_iou_dice_by_hand() -> None:
     assert metrics.dice(pred, truth) == pytest.approx(0.5)
 
 
-def test_seg_measure() -> None:
+def test_seg_on_a_hand_made_case() -> None:
+    from bench.instance_metrics import score_instances
+
     truth = np.zeros((10, 10), dtype=int)
     truth[1:5, 1:5] = 1  # 16 px
     truth[6:9, 6:9] = 2  # 9 px
     pred = np.zeros_like(truth)
     pred[1:5, 1:6] = 7  # covers object 1 fully, 20 px -> J = 16/20
     pred[6:7, 6:9] = 3  # covers 3 of 9 px of object 2 -> no match
-    assert metrics.seg_measure(pred, truth) == pytest.approx((16 / 20 + 0) / 2)
+    assert score_instances(pred, truth)["seg"] == pytest.approx((16 / 20 + 0) / 2)
 
 
 def test_best_threshold_is_picked_per_metric() -> None:
