@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from scipy import ndimage
+from scipy import ndimage, sparse
+from scipy.optimize import linear_sum_assignment
 from stardist.matching import matching as stardist_matching  # the [test] extra; imports no TensorFlow
 
 from bench.data import read_image
@@ -94,7 +95,7 @@ def cases() -> list[str]:
 def exact_ties(m: InstanceMatch, threshold: float) -> int:
     """Assigned pairs whose IoU is exactly ``threshold`` = k / 20, in integers: 20 |A n B| = k |A u B|."""
     rows, cols = m.pairs[:, 0], m.pairs[:, 1]
-    inter = m.intersection[rows, cols]
+    inter = sparse.coo_array((m.intersection, (m.rows, m.cols)), shape=(m.n_pred, m.n_true)).toarray()[rows, cols]
     union = m.pred_sizes[rows] + m.true_sizes[cols] - inter
     return int(np.sum(20 * inter == round(20 * threshold) * union))
 
@@ -154,6 +155,24 @@ def test_seg_and_aji_match_their_literal_definitions(case: str) -> None:
     assert ours["seg"] == pytest.approx(seg, abs=1e-12) and ours["aji"] == pytest.approx(aji, abs=1e-12)
     if case == "merged":  # the merged object covers more than half of only one of the pair
         assert seg < 1.0 and aji < 1.0
+
+
+def test_the_iou_matrix_and_the_assignment_match_per_object_definitions() -> None:
+    path, pair = touching_image()
+    truth = read_image(path)
+    pred = scattered_ids(perturbations(truth, pair)["all"], seed=5)
+    m = match_instances(pred, truth)
+    literal = np.array([[(pred == p) & (truth == t) for t in m.true_ids] for p in m.pred_ids])
+    inter = literal.sum(axis=(2, 3))
+    sizes_p, sizes_t = (
+        (pred[..., None] == m.pred_ids).sum(axis=(0, 1)),
+        (truth[..., None] == m.true_ids).sum(axis=(0, 1)),
+    )
+    assert np.allclose(m.iou, inter / (sizes_p[:, None] + sizes_t[None, :] - inter), atol=1e-12)
+    best = linear_sum_assignment(m.iou, maximize=True)
+    assert m.assigned_iou.sum() == pytest.approx(m.iou[best].sum(), abs=1e-12)
+    assert np.allclose(m.iou[m.pairs[:, 0], m.pairs[:, 1]], m.assigned_iou)
+    assert len(set(m.pairs[:, 0])) == len(m.pairs) == len(set(m.pairs[:, 1])), "one-to-one"
 
 
 def test_the_truth_scores_one_and_a_merge_scores_less() -> None:
