@@ -985,7 +985,7 @@ def to_html(report: Report) -> str:
     for section in report.sections:
         parts.append(f"<h2>{html.escape(section.title)}</h2>")
         if section.text:
-            parts.append(f"<p>{html.escape(section.text)}</p>")
+            parts.extend(f"<p>{html.escape(paragraph)}</p>" for paragraph in section.text.split("\n\n"))
         if section.figure and section.figure in report.figures:
             data = base64.b64encode(report.figures[section.figure]).decode()
             parts.append(f'<img alt="{html.escape(section.figure)}" src="data:image/png;base64,{data}">')

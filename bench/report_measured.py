@@ -110,7 +110,7 @@ def takeaway(ranked: pd.DataFrame, metric: str, analysis: RankAnalysis | str) ->
     if ranked.empty or label not in ranked:
         return ""
     top = ranked.iloc[0]
-    head = f"**Takeaway.** Best mean {label}: {top['variant']}, {top[label]}."
+    head = f"Takeaway: best mean {label}: {top['variant']}, {top[label]}."
     if isinstance(analysis, str):
         return f"{head} No rank test ({analysis}), so no difference between variants is claimed."
     resolved = [f"{p.better} over {p.worse}" for p in analysis.pairs.itertuples() if p.resolved]

@@ -93,7 +93,8 @@ def test_report_tables_figures_and_escaping(tmp_path: Path) -> None:
     # ranked by mean V_rand, best first (0.84, 0.81, 0.78, 0.71), and the takeaway names the best
     assert summary.table["variant"].tolist() == ["unet-gelu", "unet-original", "resunet", "<b>&evil</b>"]
     assert summary.table["rank"].tolist() == [1, 2, 3, 4]
-    assert summary.text.startswith("**Takeaway.** Best mean V_rand: unet-gelu, 0.8400 [")
+    assert summary.text.startswith("Takeaway: best mean V_rand: unet-gelu, 0.8400 [")
+    assert "<p>Takeaway: best mean V_rand" in page, "the takeaway is a paragraph of its own"
     measured = sections["What was measured"].table.set_index("variant")
     assert measured.loc["unet-gelu", "seeds"] == 3
     overview = summary.table.set_index("variant")
