@@ -69,15 +69,28 @@ class FigureFolder:
     def save(self, fig: Any, stem: str) -> None:
         claim(self.out_dir, f"fig/{stem}.png", f"fig/{stem}.svg")
         (self.out_dir / "fig").mkdir(parents=True, exist_ok=True)
+        legends_beside_the_data(fig)
         fig.tight_layout()
         buffer = io.BytesIO()
-        fig.savefig(buffer, format="png", dpi=110)
+        fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
         self.png[stem] = buffer.getvalue()
         (self.out_dir / "fig" / f"{stem}.png").write_bytes(buffer.getvalue())
         # no date and fixed element ids: regenerating a report from the same rows changes no file
         with _plt().rc_context({"svg.hashsalt": "unetbench"}):
-            fig.savefig(self.out_dir / "fig" / f"{stem}.svg", format="svg", metadata={"Date": None})
+            fig.savefig(
+                self.out_dir / "fig" / f"{stem}.svg", format="svg", metadata={"Date": None}, bbox_inches="tight"
+            )
         _plt().close(fig)
+
+
+def legends_beside_the_data(fig: Any) -> None:
+    """Every axes legend moved to the right of its plot, so no legend hides a point or a line
+    (``savefig(bbox_inches="tight")`` widens the image to keep it)."""
+    import seaborn as sns
+
+    for ax in fig.axes:
+        if ax.get_legend() is not None:
+            sns.move_legend(ax, "upper left", bbox_to_anchor=(1.01, 1), frameon=False, fontsize="small")
 
 
 def untrained_runs(frame: pd.DataFrame) -> pd.DataFrame:
@@ -433,7 +446,8 @@ def curves_section(inputs: ReportInputs, figures: FigureFolder) -> Section | Non
             draw_curves(axes[row][col], points[points["metric"] == metric], x)
             axes[row][col].set_xlabel(label)
             axes[row][col].set_ylabel(curve_label(metric))
-    axes[0][0].legend(fontsize=8)
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.0, 0.98), fontsize=8, frameon=False)
     figures.save(fig, "learning_curves")
     drawn = " and ".join(curve_label(m) for m in shown)
     text = (
@@ -564,28 +578,42 @@ def at_main_setting(rows: pd.DataFrame, throughput: pd.DataFrame) -> tuple[pd.Da
 
 
 def runtime_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
-    import seaborn as sns
 
     if inputs.throughput.empty:
         return None
     lines, plotted = at_main_setting(inputs.throughput, inputs.throughput)
-    fig, ax = _plt().subplots(figsize=(7, 4))
-    sns.lineplot(data=lines, x="batch_size", y="mean", hue="variant", style="mode", marker="o", ax=ax)
-    ax.set_xscale("log", base=2)
-    ax.set_ylabel("img/s")
-    ax.set_title(plotted, fontsize=9)
-    figures.save(fig, "throughput_vs_batch")
+    stem = draw_per_batch(figures, lines, "img/s", "throughput", plotted)
     return Section(
         "Runtime",
         "One line per measured configuration: median step time as img/s with the 95 % interval of the "
         "median, output megapixels/s, latency percentiles, achieved TFLOP/s and model-FLOPs utilisation "
         f"(MFU) against the device's dense peak, and peak memory. The figures show {plotted}.",
-        profile_configurations(inputs.measured), "throughput_vs_batch",
+        profile_configurations(inputs.measured), stem,
     )  # fmt: skip
 
 
-def memory_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+def draw_per_batch(figures: FigureFolder, rows: pd.DataFrame, label: str, stem: str, plotted: str) -> str:
+    """Lines against batch size when several were measured (``STEM_vs_batch``), else one bar per
+    variant and mode at the one batch size (``STEM``): a sweep of one point shows nothing."""
     import seaborn as sns
+
+    fig, ax = _plt().subplots(figsize=(7, 4))
+    if rows["batch_size"].nunique() > 1:
+        sns.lineplot(data=rows, x="batch_size", y="mean", hue="variant", style="mode", marker="o", ax=ax)
+        ax.set_xscale("log", base=2)
+        ax.set(xlabel="batch size", ylabel=label)
+        stem = f"{stem}_vs_batch"
+    else:
+        bars = rows.sort_values("mean", ascending=False)
+        sns.barplot(data=bars, y="variant", x="mean", hue="mode" if bars["mode"].nunique() > 1 else None, ax=ax)
+        ax.set(xlabel=label, ylabel="")
+        plotted += f", batch {int(rows['batch_size'].iloc[0])}"
+    ax.set_title(plotted, fontsize=9)
+    figures.save(fig, stem)
+    return stem
+
+
+def memory_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
 
     if inputs.throughput.empty:
         return None
@@ -593,13 +621,8 @@ def memory_section(inputs: ReportInputs, figures: FigureFolder) -> Section | Non
     memory = memory_rows(rows)
     if memory.empty:
         return None
-    fig, ax = _plt().subplots(figsize=(7, 4))
-    sns.lineplot(data=memory, x="batch_size", y="mean", hue="variant", style="mode", marker="o", ax=ax)
-    ax.set_title(plotted, fontsize=9)
-    ax.set_xscale("log", base=2)
-    ax.set_ylabel("peak memory (MiB)")
-    figures.save(fig, "memory_vs_batch")
-    return Section("Peak memory", "", None, "memory_vs_batch")
+    stem = draw_per_batch(figures, memory, "peak memory (MiB)", "memory", plotted)
+    return Section("Peak memory", "", None, stem)
 
 
 def time_share_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
@@ -626,7 +649,10 @@ def pareto_section(inputs: ReportInputs, figures: FigureFolder) -> Section | Non
     if front.empty:
         return None
     fig, ax = _plt().subplots(figsize=(7, 4.5))
-    sns.scatterplot(data=front, x="img/s", y="quality", hue="pareto", style="pareto", s=80, ax=ax)
+    shown = front.assign(front=front["pareto"].map({True: "on the front", False: "dominated"}))
+    sns.scatterplot(data=shown, x="img/s", y="quality", hue="front", style="front", s=80, ax=ax)
+    ax.set_ylabel(f"{metric_label(headline_metric(inputs.quality))} (mean over {inputs.runs})")
+    ax.set_xlabel("img/s (best measured)")
     for _, row in front.iterrows():
         ax.annotate(row["variant"], (row["img/s"], row["quality"]), fontsize=8, xytext=(4, 4),
                     textcoords="offset points")  # fmt: skip
@@ -650,7 +676,7 @@ def search_section(inputs: ReportInputs, figures: FigureFolder) -> Section | Non
     ax.xaxis.get_major_locator().set_params(integer=True)
     ax.set_xlabel("trial (finished)")
     ax.set_ylabel(f"validation {metric_label(objective)}")
-    ax.legend(fontsize="small", loc="lower right" if objective in HIGHER_IS_BETTER else "upper right")
+    ax.legend()
     figures.save(fig, "search_history")
     table = tuning.tuning_table(trials, tuning.trial_counts(inputs.frame)).round(4)
     importances = importance_table(inputs.frame[inputs.frame["stage"] == "search"])
@@ -703,8 +729,8 @@ def search_front_section(inputs: ReportInputs, figures: FigureFolder) -> Section
     fig, ax = _plt().subplots(figsize=(7, 4))
     ax.plot(points[cost], points[quality], "o", alpha=0.5, label="finished trial")
     ax.plot(table[cost], table[quality], "o-", color="C3", label="Pareto front")
-    ax.set_xlabel(cost)
-    ax.set_ylabel(quality)
+    ax.set_xlabel(metric_label(cost))
+    ax.set_ylabel(metric_label(quality))
     ax.legend()
     figures.save(fig, "search_pareto")
     return Section(

@@ -17,6 +17,7 @@ from bench.report import SECTIONS, FigureFolder, ReportInputs, build_report, env
 from bench.store import read_results
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
+REPO = Path(__file__).parent.parent
 # the golden report's sections, in order (as before the report was split into section builders)
 GOLDEN_TITLES = [
     "What was measured", "Summary", "Quality per variant", "Ablation deltas against unet-original", "Ranking", "Runtime", "Peak memory",
@@ -218,3 +219,29 @@ def test_the_summary_says_when_one_variants_tuning_served_all(tmp_path: Path) ->
     pd.concat([frame, trials]).to_csv(tmp_path / "run" / "rows-all.csv", index=False)
     text = build_report(tmp_path / "run", tmp_path / "tuned").sections[1].text
     assert "only unet-original was searched (2 trials)" in text and "not at their own" in text
+
+
+def test_figures_show_something_and_no_legend_covers_the_data(tmp_path: Path) -> None:
+    """The quick run profiles one batch size: its runtime and memory figures are bars per
+    variant, not a sweep of one point; every legend lies beside the plot, outside its axes."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import seaborn as sns
+
+    from bench.report import legends_beside_the_data
+
+    quick = max(p for p in (REPO / "results" / "quick").iterdir() if p.is_dir())
+    report = build_report(quick, tmp_path / "quick")
+    assert {"throughput", "memory"} <= set(report.figures) and not {"throughput_vs_batch", "memory_vs_batch"} & set(
+        report.figures
+    )
+    assert "Takeaway: best mean V_rand" in next(s.text for s in report.sections if s.title == "Summary")
+    fig, ax = plt.subplots()
+    sns.lineplot(x=[0, 1, 2], y=[2, 1, 0], hue=["a", "b", "b"], ax=ax)  # seaborn puts its legend inside
+    legends_beside_the_data(fig)
+    fig.canvas.draw()
+    legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
+    assert legend.x0 >= axes.x1, "the legend starts right of the axes"
+    plt.close(fig)
