@@ -9,7 +9,6 @@ search resumes through its Optuna storage in the run folder.
 
 from __future__ import annotations
 
-import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -25,7 +24,7 @@ from bench.data import format_sections
 from bench.job import JobResult, TrainJob, fold_sections, job_split, run_job, suite_job
 from bench.metrics import ROW_METRICS
 from bench.profile import ProfileCfg, measure
-from bench.progress import format_duration
+from bench.progress import SuiteProgress, format_duration
 from bench.rows import RowFactory
 from bench.schema import ResultRow, make_extra
 from bench.search import chosen_trial, remember_storage, run_search, study_rows
@@ -54,8 +53,28 @@ def run_suite(
     resume: bool = False,
     seeds: int | None = None,
     storage: str | None = None,
-    log: Callable[[str], None] = lambda line: print(line, file=sys.stderr, flush=True),
+    progress: SuiteProgress | None = None,
 ) -> SuiteRun:
+    """The whole pipeline; ``progress`` (default: a bar on a terminal, plain lines elsewhere)
+    hears every stage line and counts every finished unit of work."""
+    progress = progress or SuiteProgress(work_units(suite, seeds or suite.seeds))
+    try:
+        return run_stages(suite, results, reports, resume, seeds, storage, progress)
+    finally:
+        progress.close()
+
+
+def work_units(suite: SuiteCfg, seeds: int) -> int:
+    """Search trials, retrained runs and profiles: what the progress bar counts."""
+    searched = len(suite.searched_variants()) * suite.search.trials if suite.search is not None else 0
+    return searched + len(suite.variants) * seeds * (suite.folds or 1) + len(suite.variants)
+
+
+def run_stages(
+    suite: SuiteCfg, results: Path, reports: Path, resume: bool, seeds: int | None, storage: str | None,
+    progress: SuiteProgress,
+) -> SuiteRun:  # fmt: skip
+    log = progress.log
     if suite.variants:  # data the suite cannot split fails now, before the run folder is made
         job_split(suite_job(suite, suite.variants[0], {}, 0, owner="[train]"))
     run_dir = latest_run(results, suite.name) if resume else None
@@ -73,9 +92,9 @@ def run_suite(
             f"{suite.train.steps_per_epoch} steps), not the full one")  # fmt: skip
     started = time.perf_counter()
     log(f"run {run_dir} ({suite.name}: {len(suite.variants)} variants)")
-    best = search_stage(suite, run_dir, storage, log)
-    train_stage(suite, run_dir, best, seeds or suite.seeds, log)
-    profile_stage(suite, run_dir, best, log)
+    best = search_stage(suite, run_dir, storage, log, progress.advance)
+    train_stage(suite, run_dir, best, seeds or suite.seeds, log, progress.advance)
+    profile_stage(suite, run_dir, best, log, progress.advance)
 
     from bench.report import ReportInputs, build_report, text_rows
     from bench.stats import ranking_lines, survivor_caveat
@@ -90,9 +109,14 @@ def run_suite(
     return SuiteRun(run_dir, report_dir, text_rows(report.summary), text_rows(report.untrained), ranking)
 
 
+def no_progress(units: int) -> None:
+    """The ``advance`` of a stage run without a progress bar (tests, library use)."""
+
+
 def search_stage(
-    suite: SuiteCfg, run_dir: Path, storage: str | None, log: Callable[[str], None]
-) -> dict[str, dict[str, Any]]:
+    suite: SuiteCfg, run_dir: Path, storage: str | None, log: Callable[[str], None],
+    advance: Callable[[int], None] = no_progress,
+) -> dict[str, dict[str, Any]]:  # fmt: skip
     """Search the suite's space for each searched variant (resuming its study) and return each
     trained variant's settings: its own best trial's with ``per_variant``, else the one
     searched variant's for all."""
@@ -106,6 +130,7 @@ def search_stage(
         study = run_search(suite, run_dir / "search", storage, variant=variant)
         best = chosen_trial(study)
         front = f" (Pareto front of {len(study.best_trials)})" if search.multi_objective else ""
+        advance(search.trials)
         log(f"{step}: best {search.objective} {best.values[0]:.4f} with {best.params}{front}")
         rows = importance_rows(study, suite, run_dir.name, variant)
         ResultWriter(run_dir).append(rows, name=f"search-importances-{variant}")
@@ -116,8 +141,9 @@ def search_stage(
 
 
 def train_stage(
-    suite: SuiteCfg, run_dir: Path, best: dict[str, dict[str, Any]], seeds: int, log: Callable[[str], None]
-) -> None:
+    suite: SuiteCfg, run_dir: Path, best: dict[str, dict[str, Any]], seeds: int, log: Callable[[str], None],
+    advance: Callable[[int], None] = no_progress,
+) -> None:  # fmt: skip
     """Retrain every variant with its chosen settings and ``seeds`` seeds (under ``[data] folds``,
     on every fold); score each on its held-out (test) sections. Each job's rows are one named
     part (``eval-VARIANT-seedN``, ``-foldF`` added under folds), so a resumed run skips it."""
@@ -129,6 +155,7 @@ def train_stage(
         step = f"[2/4 train+eval {number}/{len(jobs)}] {variant} seed {seed}" + where.replace("-fold", " fold ")
         if stage_done(run_dir, stage):
             log(f"{step}: done before, skipped")
+            advance(1)
             continue
         job = suite_job(suite, variant, best.get(variant, {}), seed, owner="best trial", fold=fold or 0)
         t0 = time.perf_counter()
@@ -139,6 +166,7 @@ def train_stage(
         writer = ResultWriter(run_dir)
         writer.save_config(job.key(), job_settings(suite, job, result.val_sections))
         writer.append(eval_rows(factory, job, result, best.get(variant, {})), name=stage)
+        advance(1)
         verdict = f"; DID NOT TRAIN: {result.untrained}" if result.untrained else ""
         log(f"{step}: V_rand {result.final['v_rand']:.4f}, pixel error {result.final['pixel_error']:.4f} "
             f"({format_duration(time.perf_counter() - t0)}){verdict}")  # fmt: skip
@@ -188,16 +216,21 @@ def image_rows(factory: RowFactory, job: TrainJob, result: JobResult) -> list[Re
     return rows
 
 
-def profile_stage(suite: SuiteCfg, run_dir: Path, best: dict[str, dict[str, Any]], log: Callable[[str], None]) -> None:
+def profile_stage(
+    suite: SuiteCfg, run_dir: Path, best: dict[str, dict[str, Any]], log: Callable[[str], None],
+    advance: Callable[[int], None] = no_progress,
+) -> None:  # fmt: skip
     """Profile each variant at the suite's tile and batch on this machine."""
     for number, variant in enumerate(suite.variants, start=1):
         stage = f"profile-{variant}"
         if stage_done(run_dir, stage):
+            advance(1)
             continue
         job = suite_job(suite, variant, best.get(variant, {}), 0, owner="best trial")
         m = measure(ProfileCfg(variant, input_size=job.train.tile, batch_size=job.train.batch_size, warmup=1,
                                min_reps=3, max_reps=20, max_seconds=3.0, overrides=dict(job.overrides)))  # fmt: skip
         ResultWriter(run_dir).append(m.rows(run_dir.name, suite=suite.name), name=stage)
+        advance(1)
         log(f"[3/4 profile {number}/{len(suite.variants)}] {variant}: {m.summary()['throughput'][0]:.1f} img/s")
 
 

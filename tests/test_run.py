@@ -3,11 +3,17 @@ finished work or duplicating rows."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
+import pty
 import re
 import signal
+import struct
 import subprocess
 import sys
+import termios
+import threading
 import time
 from pathlib import Path
 
@@ -26,15 +32,44 @@ def run_cli(tmp_path: Path, *extra: str) -> list[str]:
             "--reports", str(tmp_path / "reports"), *extra]  # fmt: skip
 
 
+def terminal_output(proc_args: list[str]) -> tuple[subprocess.Popen[bytes], bytearray, threading.Thread]:
+    """Start ``proc_args`` with its stderr on a pseudo-terminal, as a user's shell would, and
+    collect what it draws there."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # rows, columns: a terminal window
+    proc = subprocess.Popen(proc_args, cwd=REPO, stdout=subprocess.DEVNULL, stderr=slave)
+    os.close(slave)
+    drawn = bytearray()
+
+    def drain() -> None:
+        while True:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the terminal closed with the process
+                break
+            if not chunk:
+                break
+            drawn.extend(chunk)
+        os.close(master)
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    return proc, drawn, reader
+
+
 def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: Path) -> None:
-    proc = subprocess.Popen(run_cli(tmp_path), cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    proc, drawn, reader = terminal_output(run_cli(tmp_path))
     deadline = time.monotonic() + 240
     while not list((tmp_path / "results").glob("tiny-suite/*/rows-eval-*.csv")):
-        assert proc.poll() is None, proc.communicate()
+        assert proc.poll() is None, drawn.decode(errors="replace")[-3000:]
         assert time.monotonic() < deadline, "no stage finished in time"
         time.sleep(0.2)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    reader.join(timeout=10)
+    # in a terminal: a progress bar over the suite's jobs with an estimate of the time left
+    assert re.search(rb"\d+/\d+ jobs \[[0-9:]+, ETA \d+:\d+\]", drawn), drawn.decode(errors="replace")[-2000:]
+    assert b"[1/4 search 1/2] unet-original" in drawn, "the stage lines are printed above the bar"
     run_dir = next((tmp_path / "results" / "tiny-suite").iterdir())
     finished_before = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("rows-eval-*.csv")}
     trials_before = len(optuna.load_study(study_name="tiny-suite-unet-original", storage=f"sqlite:///{run_dir / 'search' / 'study.db'}").trials)
@@ -42,6 +77,7 @@ def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: P
     resumed = subprocess.run(run_cli(tmp_path, "--resume"), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
     assert "done before, skipped" in resumed.stderr
+    assert "ETA" not in resumed.stderr and "\r" not in resumed.stderr, "no bar when stderr is not a terminal"
     for name, mtime in finished_before.items():
         assert (run_dir / name).stat().st_mtime_ns == mtime, f"{name} was redone"
     storage = f"sqlite:///{run_dir / 'search' / 'study.db'}"
