@@ -19,6 +19,7 @@ from typing import Any
 import optuna
 import torch
 
+from bench.atomic import atomic_write_bytes
 from bench.curves import curve_rows, target_rows
 from bench.data import format_sections
 from bench.job import JobResult, TrainJob, fold_sections, job_split, run_job, suite_job
@@ -102,6 +103,8 @@ def run_stages(
     report_dir = reports / suite.name
     title = f"unetbench: {suite.name} suite" + (" (CPU: scaled-down schedule)" if scaled else "")
     report = build_report(run_dir, report_dir, title=title)
+    # the report's Summary as data, one row per variant, like timm's --results-file
+    atomic_write_bytes(run_dir / "summary.csv", report.summary.to_csv(index=False).encode())
     log(f"[4/4 report] {report_dir / 'report.html'} ({format_duration(time.perf_counter() - started)} in all)")
     frame = read_results(run_dir)
     caveat = survivor_caveat(frame)

@@ -10,7 +10,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from tests.conftest import assert_user_error, run_cli
+from tests.conftest import SHARED_DATA, assert_user_error, run_cli
 
 TINY = [
     "--variant", "unet-original", "--data", "synthetic:count=5,size=96", "--epochs", "1", "--val-sections", "4",
@@ -80,3 +80,14 @@ def test_predict_refuses_a_folder_with_the_users_files_and_bad_input(tmp_path: P
     assert not (tmp_path / "o2").exists(), "a bad image fails before anything is written"
     not_checkpoint = run_cli("predict", str(images / "a.png"), str(images), "-o", str(tmp_path / "o3"))
     assert_user_error(not_checkpoint, "a.png: refused to load")
+
+
+def test_predict_segments_the_isbi_test_sections(tmp_path: Path, checkpoint: Path) -> None:
+    """The issue's case: the 30 unlabelled ISBI 2012 test sections, one map and one mask each."""
+    images = SHARED_DATA / "isbi2012" / "test" / "images"
+    result = run_cli("predict", str(checkpoint), str(images), "-o", str(tmp_path / "isbi"))
+    assert result.returncode == 0, result.stderr
+    maps = sorted((tmp_path / "isbi" / "probabilities").glob("*.tif"))
+    masks = sorted((tmp_path / "isbi" / "masks").glob("*.png"))
+    assert len(maps) == len(masks) == 30 == len(list(images.iterdir()))
+    assert tifffile.imread(maps[0]).shape == np.asarray(Image.open(masks[0])).shape == (512, 512)
