@@ -14,11 +14,10 @@ import math
 from dataclasses import dataclass
 from typing import Literal
 
-import torch
 from torch import nn
 
 from variants.overrides import ConfigError
-from variants.registry import register_variant
+from variants.registry import build_off_meta, register_variant
 from variants.sizes import SameSizeNet
 
 SPATIAL_DIMS = 2
@@ -302,11 +301,8 @@ class SwinUNETRConfig(SameSizeNet):
     def build(self) -> nn.Module:
         from monai.networks.nets import SwinUNETR
 
-        # SwinUNETR reads its drop-path rates with .item(), which the meta device (where the registry
-        # counts parameters and FLOPs) cannot answer: build on the CPU, then move.
-        device = torch.get_default_device()
-        with torch.device("cpu" if device.type == "meta" else device):
-            model = SwinUNETR(
+        return build_off_meta(
+            lambda: SwinUNETR(
                 in_channels=self.in_channels,
                 out_channels=self.num_classes,
                 feature_size=self.feature_size,
@@ -316,7 +312,7 @@ class SwinUNETRConfig(SameSizeNet):
                 use_v2=self.use_v2,
                 spatial_dims=SPATIAL_DIMS,
             )
-        return model.to(device)
+        )
 
 
 @register_variant("monai-basicunet", citation="Falk et al. 2019; Ronneberger et al. 2015")

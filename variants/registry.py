@@ -170,6 +170,20 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     return resolve_config(name, **overrides).build()
 
 
+def build_off_meta(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()``, run on the CPU when the default device is meta, then moved there.
+
+    Some libraries read their drop-path rates with ``.item()`` while building (SwinUNETR, smp's
+    Mix Transformer), which the meta device, where parameters and FLOPs are counted, cannot answer.
+    """
+    device = torch.get_default_device()
+    if device.type != "meta":
+        return build()
+    with torch.device("cpu"):
+        model = build()
+    return model.to(device)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 

@@ -13,7 +13,7 @@ from typing import Literal
 from torch import nn
 
 from variants.overrides import ConfigError, near_matches
-from variants.registry import register_variant
+from variants.registry import build_off_meta, register_variant
 from variants.sizes import closest_accepted, refuse
 
 
@@ -91,14 +91,16 @@ class SmpConfig:
         import segmentation_models_pytorch as smp
 
         _check_encoder(self.encoder)
-        return smp.create_model(
-            self.arch,
-            encoder_name=self.encoder,
-            encoder_depth=self.encoder_depth,
-            encoder_weights=self.encoder_weights,
-            decoder_channels=self.decoder_channels,
-            in_channels=self.in_channels,
-            classes=self.num_classes,
+        return build_off_meta(  # the Mix Transformer encoders cannot be built on the meta device
+            lambda: smp.create_model(
+                self.arch,
+                encoder_name=self.encoder,
+                encoder_depth=self.encoder_depth,
+                encoder_weights=self.encoder_weights,
+                decoder_channels=self.decoder_channels,
+                in_channels=self.in_channels,
+                classes=self.num_classes,
+            )
         )
 
 
