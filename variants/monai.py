@@ -2,9 +2,11 @@
 
 MONAI ships convolutional U-Nets (BasicUNet, UNet with residual units, AttentionUnet, DynUNet, its
 nnU-Net re-implementation) and transformer U-Nets (UNETR, SwinUNETR). Their size rules differ: a
-stride-2 level needs an even side, UNETR's positional embedding fixes its input to ``img_size``,
-SwinUNETR's five patch-merging steps need multiples of 32. Each config states its rule exactly (a
-test runs every accepted and refused side through the real network on the meta device).
+stride-2 level needs an even side, instance norm needs a bottleneck wider than one pixel, UNETR's
+positional embedding fixes its input to ``img_size``, SwinUNETR's 2x2 patch embedding and four
+patch mergings need multiples of 32. Each config states its rule exactly
+(``tests/test_library_variants.py`` runs the real network at the sides around the smallest
+accepted one, on the meta device).
 """
 
 from __future__ import annotations
