@@ -43,7 +43,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     for row in rows:
         row["params (M)"] = row["params"] / 1e6
         row["size"] = f"{row['input_size']} -> {row['output_size']}"
-    print(format_table(rows, ["name", "family", "params (M)", "gflops", "size", "description"]))
+    print(format_table(rows, ["name", "family", "source", "citation", "params (M)", "gflops", "size", "description"]))
     print(f"\n{len(rows)} variants; GFLOPs = forward FLOPs per image at the input size shown.")
     return 0
 

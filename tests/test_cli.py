@@ -14,8 +14,9 @@ def test_list_json_has_every_variant_with_the_documented_keys() -> None:
     rows = json.loads(result.stdout)
     assert len(rows) >= 15
     for row in rows:
-        assert {"name", "family", "params", "gflops", "input_size", "output_size"} <= row.keys()
+        assert {"name", "family", "source", "citation", "params", "gflops", "input_size", "output_size"} <= row.keys()
     original = next(r for r in rows if r["name"] == "unet-original")
+    assert (original["source"], original["citation"]) == ("ours", "Ronneberger et al. 2015")
     assert (original["params"], original["input_size"], original["output_size"]) == (31_030_658, 572, 388)
     assert abs(original["gflops"] - 300.9) < 1.0
 

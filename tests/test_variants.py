@@ -20,7 +20,7 @@ ALL = list_variants()
 def test_registry_holds_at_least_15_variants_of_every_family() -> None:
     assert len(ALL) >= 15
     families = {get_variant(n).family for n in ALL}
-    assert {"unet", "residual", "inception", "smp"} <= families
+    assert {"unet", "residual", "inception", "smp", "monai", "nnunet"} <= families
     assert any(get_variant(n).config.encoder.startswith("tu-") for n in ALL if get_variant(n).family == "smp")
 
 

@@ -62,11 +62,14 @@ class UnknownVariantError(UserError):
 
 @dataclass(frozen=True)
 class VariantSpec:
-    """A registered variant: its name, a one-line description and its default config."""
+    """A registered variant: its name, a one-line description, its default config, the library its
+    network comes from ("ours" for the in-house families) and the paper(s) it implements."""
 
     name: str
     config: ModelConfig
     description: str
+    source: str
+    citation: str
 
     @property
     def family(self) -> str:
@@ -75,34 +78,58 @@ class VariantSpec:
 
 _REGISTRY: dict[str, VariantSpec] = {}
 
+# Each family's source library and the paper its variants implement unless a variant names its own
+# (a library family's variants do: the architecture's paper). A new family adds its line here.
+FAMILY_SOURCES: dict[str, tuple[str, str]] = {
+    "unet": ("ours", "Ronneberger et al. 2015"),
+    "residual": ("ours", "He et al. 2016; Zhang et al. 2018 (ResUNet)"),
+    "inception": ("ours", "Szegedy et al. 2015"),
+    "smp": ("segmentation_models_pytorch", "Iakubovskii 2019"),
+    "monai": ("monai", "Cardoso et al. 2022"),
+    "nnunet": ("dynamic-network-architectures", "Isensee et al. 2021"),
+}
 
-def register_variant(name: str) -> Callable[[Callable[[], ModelConfig]], Callable[[], ModelConfig]]:
+
+def register_variant(
+    name: str, citation: str | None = None
+) -> Callable[[Callable[[], ModelConfig]], Callable[[], ModelConfig]]:
     """Register the config returned by the decorated function under ``name``.
 
-    The function's docstring is the variant's description. Registering a name twice is an error:
-    silently replacing a variant would make two results with the same name mean different nets.
+    The function's docstring is the variant's description; ``citation`` replaces the family's.
+    Registering a name twice is an error: silently replacing a variant would make two results with
+    the same name mean different nets.
     """
 
     def decorator(fn: Callable[[], ModelConfig]) -> Callable[[], ModelConfig]:
         description = (fn.__doc__ or "").strip().splitlines()[0] if fn.__doc__ else ""
-        register_config(name, fn(), description)
+        register_config(name, fn(), description, citation)
         return fn
 
     return decorator
 
 
-def register_config(name: str, config: ModelConfig, description: str) -> None:
+def register_config(name: str, config: ModelConfig, description: str, citation: str | None = None) -> None:
     """Register ``config`` under ``name`` (what ``register_variant`` does with its function's
     result; a family's table of one-line variants calls it directly)."""
     if name in _REGISTRY:
         raise ValueError(f"variant {name!r} is already registered")
     if not isinstance(config, ModelConfig):
         raise TypeError(f"variant {name!r}: {config!r} is not a family config")
-    _REGISTRY[name] = VariantSpec(name=name, config=config, description=description)
+    if config.family not in FAMILY_SOURCES:
+        raise ValueError(f"variant {name!r}: family {config.family!r} needs a line in FAMILY_SOURCES")
+    source, family_citation = FAMILY_SOURCES[config.family]
+    _REGISTRY[name] = VariantSpec(name, config, description, source, citation or family_citation)
 
 
 # Importing a family module registers its variants. A new family adds its module here.
-FAMILY_MODULES = ("variants.unet", "variants.residual", "variants.inception", "variants.smp")
+FAMILY_MODULES = (
+    "variants.unet",
+    "variants.residual",
+    "variants.inception",
+    "variants.smp",
+    "variants.monai",
+    "variants.nnunet",
+)
 
 
 def _ensure_families_loaded() -> None:
@@ -143,6 +170,20 @@ def create_model(name: str, **overrides: Any) -> nn.Module:
     return resolve_config(name, **overrides).build()
 
 
+def build_off_meta(build: Callable[[], nn.Module]) -> nn.Module:
+    """``build()``, run on the CPU when the default device is meta, then moved there.
+
+    Some libraries read their drop-path rates with ``.item()`` while building (SwinUNETR, smp's
+    Mix Transformer), which the meta device, where parameters and FLOPs are counted, cannot answer.
+    """
+    device = torch.get_default_device()
+    if device.type != "meta":
+        return build()
+    with torch.device("cpu"):
+        model = build()
+    return model.to(device)
+
+
 def count_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters())
 
@@ -167,7 +208,7 @@ REFERENCE_INPUT = 572  # the paper's tile side; each variant reports at its near
 
 
 def summarize_variant(name: str, near_input: int = REFERENCE_INPUT) -> dict[str, Any]:
-    """Name, family, parameters, forward GFLOPs and output size at the accepted input nearest
+    """Name, family, source library, citation, parameters, forward GFLOPs and output size at the accepted input nearest
     ``near_input`` - the row of ``unet-bench list``. Built on the meta device: nothing allocated.
     """
     spec = get_variant(name)
@@ -178,6 +219,8 @@ def summarize_variant(name: str, near_input: int = REFERENCE_INPUT) -> dict[str,
     return {
         "name": name,
         "family": spec.family,
+        "source": spec.source,
+        "citation": spec.citation,
         "params": params,
         "gflops": round(forward_flops(config, input_size) / 1e9, 3),
         "input_size": input_size,

@@ -77,3 +77,27 @@ def refuse(owner: str, size: int, accepts: Callable[[int], bool], why: str, what
     return InvalidInputSize(
         f"{owner} {verb} a {size}x{size} {what} ({why}); nearest valid {what} sizes: {listed}", nearest
     )
+
+
+class SameSizeNet:
+    """Size rules of a network whose output side equals its input side (zero-padded convolutions),
+    for the sides ``_accepts`` allows; a config mixes it in and says who it is and why it refuses."""
+
+    def _accepts(self, size: int) -> bool:
+        raise NotImplementedError
+
+    def _size_rule(self) -> tuple[str, str]:
+        """(who refuses, why) for the refusal message."""
+        raise NotImplementedError
+
+    def output_size(self, input_size: int) -> int:
+        if not self._accepts(input_size):
+            owner, why = self._size_rule()
+            raise refuse(owner, input_size, self._accepts, why)
+        return input_size
+
+    def valid_input_size(self, near: int) -> int:
+        return closest_accepted(near, self._accepts)
+
+    def input_size(self, output_size: int) -> int:
+        return self.output_size(output_size)  # same size in and out

@@ -13,7 +13,7 @@ from typing import Literal
 from torch import nn
 
 from variants.overrides import ConfigError, near_matches
-from variants.registry import register_variant
+from variants.registry import build_off_meta, register_variant
 from variants.sizes import closest_accepted, refuse
 
 
@@ -45,7 +45,7 @@ def _check_encoder(name: str) -> None:
 class SmpConfig:
     """A segmentation-models-pytorch decoder over an encoder; same-size output."""
 
-    arch: Literal["Unet", "UnetPlusPlus"] = "Unet"
+    arch: Literal["Unet", "UnetPlusPlus", "MAnet"] = "Unet"
     encoder: str = "resnet18"
     encoder_depth: int = 5
     encoder_weights: str | None = None
@@ -91,36 +91,62 @@ class SmpConfig:
         import segmentation_models_pytorch as smp
 
         _check_encoder(self.encoder)
-        return smp.create_model(
-            self.arch,
-            encoder_name=self.encoder,
-            encoder_depth=self.encoder_depth,
-            encoder_weights=self.encoder_weights,
-            decoder_channels=self.decoder_channels,
-            in_channels=self.in_channels,
-            classes=self.num_classes,
+        return build_off_meta(  # the Mix Transformer encoders cannot be built on the meta device
+            lambda: smp.create_model(
+                self.arch,
+                encoder_name=self.encoder,
+                encoder_depth=self.encoder_depth,
+                encoder_weights=self.encoder_weights,
+                decoder_channels=self.decoder_channels,
+                in_channels=self.in_channels,
+                classes=self.num_classes,
+            )
         )
 
 
-@register_variant("smp-resnet18-unet")
+@register_variant("smp-resnet18-unet", citation="Ronneberger et al. 2015; He et al. 2016")
 def smp_resnet18_unet() -> SmpConfig:
     """smp Unet with a ResNet-18 encoder (random init)."""
     return SmpConfig(encoder="resnet18")
 
 
-@register_variant("smp-resnet18-unetplusplus")
+@register_variant("smp-resnet18-unetplusplus", citation="Zhou et al. 2018; He et al. 2016")
 def smp_resnet18_unetplusplus() -> SmpConfig:
     """smp UNet++ (nested dense skips) with a ResNet-18 encoder (random init)."""
     return SmpConfig(arch="UnetPlusPlus", encoder="resnet18")
 
 
-@register_variant("smp-tu-mobilenetv3-unet")
+@register_variant("smp-tu-mobilenetv3-unet", citation="Ronneberger et al. 2015; Howard et al. 2019")
 def smp_tu_mobilenetv3_unet() -> SmpConfig:
     """smp Unet with timm's MobileNetV3-Small encoder (random init), a light, fast variant."""
     return SmpConfig(encoder="tu-mobilenetv3_small_100")
 
 
-@register_variant("smp-tu-efficientnet-b0-unet")
+@register_variant("smp-tu-efficientnet-b0-unet", citation="Ronneberger et al. 2015; Tan & Le 2019")
 def smp_tu_efficientnet_b0_unet() -> SmpConfig:
     """smp Unet with timm's EfficientNet-B0 encoder (random init)."""
     return SmpConfig(encoder="tu-efficientnet_b0")
+
+
+@register_variant("smp-resnet18-manet", citation="Fan et al. 2020; He et al. 2016")
+def smp_resnet18_manet() -> SmpConfig:
+    """smp MA-Net (position and multi-scale attention blocks in a U-shaped decoder), ResNet-18 encoder."""
+    return SmpConfig(arch="MAnet", encoder="resnet18")
+
+
+@register_variant("smp-tu-convnext-atto-unet", citation="Ronneberger et al. 2015; Liu et al. 2022")
+def smp_tu_convnext_atto_unet() -> SmpConfig:
+    """smp Unet with timm's ConvNeXt-Atto encoder (7x7 depthwise convs, LayerNorm; random init)."""
+    return SmpConfig(encoder="tu-convnext_atto")
+
+
+@register_variant("smp-tu-convnext-atto-unetplusplus", citation="Zhou et al. 2018; Liu et al. 2022")
+def smp_tu_convnext_atto_unetplusplus() -> SmpConfig:
+    """smp UNet++ with timm's ConvNeXt-Atto encoder (random init)."""
+    return SmpConfig(arch="UnetPlusPlus", encoder="tu-convnext_atto")
+
+
+@register_variant("smp-mit-b0-unet", citation="Ronneberger et al. 2015; Xie et al. 2021")
+def smp_mit_b0_unet() -> SmpConfig:
+    """smp Unet with SegFormer's Mix Transformer B0 encoder (a transformer U-Net; random init)."""
+    return SmpConfig(encoder="mit_b0")

@@ -182,8 +182,8 @@ def register_paper_variants(family_module: str) -> None:
     with PAPER_VARIANTS.open("rb") as handle:
         tables = tomllib.load(handle)[family_module]
     for name, fields in tables.items():
-        description = fields.pop("description")
-        register_config(name, apply_overrides(UNetConfig(), fields, owner=name), description)
+        description, citation = fields.pop("description"), fields.pop("citation", None)
+        register_config(name, apply_overrides(UNetConfig(), fields, owner=name), description, citation)
 
 
 register_paper_variants("unet")
