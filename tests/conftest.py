@@ -34,6 +34,22 @@ def run_cli(*args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, s
     )
 
 
+# A `unet-bench train` that takes seconds: 2 epochs of a 2-level net on five 96 px synthetic images.
+TINY_TRAIN = [
+    "--variant", "unet-original", "--data", "synthetic:count=5,size=96", "--val-sections", "4", "--epochs", "2",
+    "--set", "model.base_width=4", "--set", "model.depth=2", "--set", "tile=92", "--set", "val_tile=92",
+    "--set", "steps_per_epoch=2", "--set", "batch_size=2",
+]  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def cli_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.CompletedProcess[str], Path]:
+    """One real ``unet-bench train ... --json`` and its output folder, trained once for every
+    test that checks its output (test_cli) or needs a checkpoint made by the CLI (test_predict)."""
+    out = tmp_path_factory.mktemp("cli-train") / "run"
+    return run_cli("train", *TINY_TRAIN, "-o", str(out), "--json"), out
+
+
 def assert_user_error(result, *needles: str) -> str:
     """Exit 2 with one clear line on stderr that holds every needle, and no traceback."""
     message = result.stderr.strip()

@@ -3,6 +3,7 @@ file of the user's replaced."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,18 +13,13 @@ from PIL import Image
 
 from tests.conftest import assert_user_error, run_cli
 
-TINY = [
-    "--variant", "unet-original", "--data", "synthetic:count=5,size=96", "--epochs", "1", "--val-sections", "4",
-    "--set", "model.base_width=4", "--set", "model.depth=2", "--set", "tile=92", "--set", "val_tile=92",
-    "--set", "steps_per_epoch=2", "--set", "batch_size=2", "--set", "val_thresholds='fixed'",
-]  # fmt: skip
 SIZES = {"a": (70, 90), "b": (96, 96), "c": (120, 64)}  # stem -> (height, width), unlike the training tile
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("train")
-    trained = run_cli("train", *TINY, "-o", str(out))
+def checkpoint(cli_trained: tuple[subprocess.CompletedProcess[str], Path]) -> Path:
+    """The best.pt of the one tiny `unet-bench train` the tests share (conftest.cli_trained)."""
+    trained, out = cli_trained
     assert trained.returncode == 0, trained.stderr
     return out / "best.pt"
 
