@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
 
@@ -12,7 +13,8 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 TINY_SEARCH = Path(__file__).parent / "data" / "tiny-search.toml"  # a search that trains in seconds
 
-torch.set_num_threads(2)
+# Two threads on the 2-core CI machine; under pytest-xdist (-n N) the workers share those cores.
+torch.set_num_threads(max(1, 2 // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -69,3 +71,33 @@ def run_cli_many(commands: dict[str, list[str]], workers: int = 4) -> dict[str, 
     with ThreadPoolExecutor(workers) as pool:
         futures = {key: pool.submit(run_cli, *args) for key, args in commands.items()}
         return {key: future.result() for key, future in futures.items()}
+
+
+def run_cli_in_process(*args: str) -> subprocess.CompletedProcess[str]:
+    """``unet-bench ARGS`` through ``bench.cli.main`` in this process: the command's own parser and
+    error handling, without a fresh interpreter's start-up (seconds each, and they add up)."""
+    from contextlib import redirect_stderr, redirect_stdout
+    from io import StringIO
+
+    from bench.cli import main
+
+    out, err = StringIO(), StringIO()
+    with redirect_stdout(out), redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exc:  # argparse's own errors
+            code = exc.code if isinstance(exc.code, int) else 1
+    return subprocess.CompletedProcess(["unet-bench", *args], code, out.getvalue(), err.getvalue())
+
+
+def run_cli_cases(commands: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Many cases of a few commands: each command's first case as a user runs it (a fresh
+    process), every further case of it in-process, through the same ``main``."""
+    first: dict[str, list[str]] = {}
+    for key, args in commands.items():
+        if args[0] not in {a[0] for a in first.values()}:
+            first[key] = args
+    results = run_cli_many(first)
+    results.update({key: run_cli_in_process(*args) for key, args in commands.items() if key not in first})
+    return results
+
