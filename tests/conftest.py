@@ -100,4 +100,3 @@ def run_cli_cases(commands: dict[str, list[str]]) -> dict[str, subprocess.Comple
     results = run_cli_many(first)
     results.update({key: run_cli_in_process(*args) for key, args in commands.items() if key not in first})
     return results
-
