@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from tests.conftest import run_cli
+from bench.cli import main
+from tests.conftest import run_cli, run_cli_many
 
 
 def test_list_json_has_every_variant_with_the_documented_keys() -> None:
@@ -21,30 +22,20 @@ def test_list_json_has_every_variant_with_the_documented_keys() -> None:
     assert abs(original["gflops"] - 300.9) < 1.0
 
 
-def test_list_filters_by_pattern() -> None:
-    result = run_cli("list", "unet-*")
-    assert result.returncode == 0, result.stderr
-    lines = result.stdout.splitlines()
+def test_list_filters_by_pattern(capsys) -> None:
+    assert main(["list", "unet-*"]) == 0  # in-process: the --json test above starts the real command
+    lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("unet-original ") for line in lines)
     assert not any(line.startswith(("resunet", "smp-", "inception")) for line in lines)
 
 
-def test_list_with_no_match_fails_and_says_so() -> None:
-    result = run_cli("list", "nothing-like-this*")
-    assert result.returncode != 0
-    assert "no variant matches" in result.stderr
+def test_list_with_no_match_fails_and_says_so(capsys) -> None:
+    assert main(["list", "nothing-like-this*"]) != 0
+    assert "no variant matches" in capsys.readouterr().err
 
 
-TINY_TRAIN = [
-    "--variant", "unet-original", "--data", "synthetic", "--epochs", "2",
-    "--set", "model.base_width=8", "--set", "model.depth=2", "--set", "tile=92", "--set", "val_tile=92",
-    "--set", "steps_per_epoch=5", "--set", "batch_size=2",
-]
-
-
-def test_train_then_eval_print_the_same_numbers(tmp_path) -> None:
-    out = tmp_path / "run"
-    trained = run_cli("train", *TINY_TRAIN, "-o", str(out), "--json")
+def test_train_then_eval_print_the_same_numbers(cli_trained, capsys) -> None:
+    trained, out = cli_trained
     assert trained.returncode == 0, trained.stderr
     assert "epoch 2/2" in trained.stderr, "progress is shown on stderr"
     train_metrics = json.loads(trained.stdout)["metrics"]
@@ -52,17 +43,23 @@ def test_train_then_eval_print_the_same_numbers(tmp_path) -> None:
     evaluated = run_cli("eval", str(out / "best.pt"), "--json")
     assert evaluated.returncode == 0, evaluated.stderr
     assert json.loads(evaluated.stdout) == train_metrics
-    plain = run_cli("eval", str(out / "best.pt"))
-    assert f"V_rand {train_metrics['v_rand']:.4f}" in plain.stdout
+    capsys.readouterr()
+    assert main(["eval", str(out / "best.pt")]) == 0  # the plain form in-process: no second start-up
+    assert f"V_rand {train_metrics['v_rand']:.4f}" in capsys.readouterr().out
 
 
 def test_train_rejects_bad_settings_in_one_line() -> None:
-    result = run_cli("train", "--variant", "unet-orignal", "--epochs", "1")
+    results = run_cli_many({
+        "variant": ["train", "--variant", "unet-orignal", "--epochs", "1"],
+        "key": ["train", "--variant", "unet-16", "--set", "lrr=0.1"],
+        "epochs": ["train", "--variant", "unet-16", "--epochs", "0"],
+    })  # fmt: skip
+    result = results["variant"]
     assert result.returncode == 2 and "Did you mean 'unet-original'" in result.stderr
     assert "Traceback" not in result.stderr
-    result = run_cli("train", "--variant", "unet-16", "--set", "lrr=0.1")
+    result = results["key"]
     assert result.returncode == 2 and "'lrr'" in result.stderr and "lr" in result.stderr
-    result = run_cli("train", "--variant", "unet-16", "--epochs", "0")
+    result = results["epochs"]
     assert result.returncode == 2 and "epochs must be positive" in result.stderr
 
 
@@ -83,11 +80,15 @@ def test_score_folders_like_the_challenge(tmp_path) -> None:
     subset.mkdir()
     for name in ("00.png", "01.png"):
         (subset / name).write_bytes((truth / name).read_bytes())
-    result = run_cli("score", "--pred", str(pred), "--truth", str(subset), "--json")
+    results = run_cli_many({
+        "scored": ["score", "--pred", str(pred), "--truth", str(subset), "--json"],
+        "missing": ["score", "--pred", str(pred), "--truth", str(truth)],
+    })  # fmt: skip
+    result = results["scored"]
     assert result.returncode == 0, result.stderr
     scores = json.loads(result.stdout)
     assert 0 < scores["pixel_error"] < 0.2 and 0.5 < scores["v_rand"] < 1.0
-    missing = run_cli("score", "--pred", str(pred), "--truth", str(truth))
+    missing = results["missing"]
     assert missing.returncode == 2 and "no prediction for ['02'" in missing.stderr
 
 

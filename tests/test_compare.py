@@ -13,7 +13,7 @@ from bench.aggregate import IMPROVED, NO_DIRECTION, NOISE, REGRESSED, compare_ru
 from bench.metrics import higher_is_better
 from bench.rows import RowFactory
 from bench.store import ResultWriter, read_results
-from tests.conftest import REPO, run_cli
+from tests.conftest import REPO, run_cli_many
 
 QUICK = max(p for p in (REPO / "results" / "quick").iterdir() if p.is_dir())
 
@@ -73,23 +73,29 @@ def worsen(run: Path, variant: str, metric: str, factor: float) -> None:
 
 
 def test_compare_a_run_with_itself_and_with_a_regression(tmp_path: Path) -> None:
-    same = run_cli("compare", str(QUICK), str(QUICK), "--fail-on-regression")
+    copy = tmp_path / QUICK.name
+    shutil.copytree(QUICK, copy)
+    worsen(copy, "resunet", "throughput", 0.5)
+    results = run_cli_many({  # independent commands, side by side
+        "same": ["compare", str(QUICK), str(QUICK), "--fail-on-regression"],
+        "worse": ["compare", str(QUICK), str(copy), "--fail-on-regression"],
+        "filtered": ["compare", str(QUICK), str(copy), "--metric", "v_*", "--fail-on-regression"],
+        "loose": ["compare", str(QUICK), str(copy), "--threshold", "60", "--fail-on-regression"],
+    })  # fmt: skip
+    same = results["same"]
     assert same.returncode == 0, same.stderr
     assert "search" not in {line.split()[1] for line in same.stdout.splitlines()[2:] if line.strip()[:1].isalpha()}
     assert "regressed" not in same.stdout.splitlines()[-1]
 
-    copy = tmp_path / QUICK.name
-    shutil.copytree(QUICK, copy)
-    worsen(copy, "resunet", "throughput", 0.5)
-    worse = run_cli("compare", str(QUICK), str(copy), "--fail-on-regression")
+    worse = results["worse"]
     assert worse.returncode == 3, worse.stderr
     last = worse.stdout.strip().splitlines()[-1]
     assert last.startswith("regressed: resunet throughput (infer eager") and "," not in last.split("(")[0]
     first_row = worse.stdout.splitlines()[2].split()
     assert first_row[:3] == ["resunet", "profile", "throughput"] and "-50.0" in first_row
 
-    filtered = run_cli("compare", str(QUICK), str(copy), "--metric", "v_*", "--fail-on-regression")
+    filtered = results["filtered"]
     assert filtered.returncode == 0, filtered.stderr
     assert {line.split()[2] for line in filtered.stdout.splitlines()[2:-2] if line.strip()} == {"v_rand", "v_info"}
-    loose = run_cli("compare", str(QUICK), str(copy), "--threshold", "60", "--fail-on-regression")
+    loose = results["loose"]
     assert loose.returncode == 0 and "regressed:" not in loose.stdout

@@ -3,6 +3,8 @@ file of the user's replaced."""
 
 from __future__ import annotations
 
+import json
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,24 +14,19 @@ from PIL import Image
 
 from tests.conftest import SHARED_DATA, assert_user_error, run_cli
 
-TINY = [
-    "--variant", "unet-original", "--data", "synthetic:count=5,size=96", "--epochs", "1", "--val-sections", "4",
-    "--set", "model.base_width=4", "--set", "model.depth=2", "--set", "tile=92", "--set", "val_tile=92",
-    "--set", "steps_per_epoch=2", "--set", "batch_size=2", "--set", "val_thresholds='fixed'",
-]  # fmt: skip
 SIZES = {"a": (70, 90), "b": (96, 96), "c": (120, 64)}  # stem -> (height, width), unlike the training tile
 
 
 @pytest.fixture(scope="module")
-def checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """Trained from a user's folder with no -o: the checkpoint lands in the one output root."""
-    user = tmp_path_factory.mktemp("user")
-    trained = run_cli("train", *TINY, cwd=user)
+def checkpoint(cli_trained: tuple[subprocess.CompletedProcess[str], Path]) -> Path:
+    """The best.pt of the one tiny `unet-bench train` the tests share (conftest.cli_trained),
+    trained in a user's folder with no -o: it lands in the one output root and nowhere else."""
+    trained, out = cli_trained
     assert trained.returncode == 0, trained.stderr
-    checkpoint = user / "unetbench-out" / "checkpoints" / "train-unet-original" / "best.pt"
-    assert f"best checkpoint: {Path('unetbench-out/checkpoints/train-unet-original/best.pt')}" in trained.stdout
+    user = out.parents[2]
+    assert json.loads(trained.stdout)["checkpoint"] == str(Path("unetbench-out/checkpoints/train-unet-original/best.pt"))
     assert sorted(p.name for p in user.iterdir()) == ["unetbench-out"], "nothing written beside the output root"
-    return checkpoint
+    return out / "best.pt"
 
 
 def image_folder(root: Path) -> Path:

@@ -1,4 +1,5 @@
-"""Bad configuration through the real command: one clear line naming the file, line, key or
+"""Bad configuration through the command (each one once in a fresh process, further cases
+through the same ``main`` in-process): one clear line naming the file, line, key or
 value and what would be valid; exit 2; no traceback; nothing trained."""
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_SEARCH, assert_user_error, run_cli, run_cli_many
+from tests.conftest import TINY_SEARCH, assert_user_error, run_cli, run_cli_cases
 
 # suite texts with one mistake each, the command that reads them, and what the error must name
 SUITES = {
@@ -56,7 +57,7 @@ def suite_runs(
         path.write_text(text)
         flag = "--results" if command == "profile --suite" else "-o"
         commands[case], places[case] = [*command.split(), str(path), flag, str(out)], (path, out)
-    results = run_cli_many(commands)
+    results = run_cli_cases(commands)
     return {case: (*places[case], results[case]) for case in SUITES}
 
 
@@ -69,7 +70,7 @@ def test_a_broken_suite_file_is_named_with_its_line_and_key(suite_runs, case: st
 
 @pytest.fixture(scope="module")
 def command_line_runs() -> dict[str, subprocess.CompletedProcess[str]]:
-    return run_cli_many({case: args for case, (args, _) in COMMAND_LINES.items()})
+    return run_cli_cases({case: args for case, (args, _) in COMMAND_LINES.items()})
 
 
 @pytest.mark.parametrize("case", sorted(COMMAND_LINES))

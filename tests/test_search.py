@@ -16,28 +16,33 @@ from bench.suite_file import SuiteError
 from tests.conftest import REPO, TINY_SEARCH, run_cli
 
 
-def test_search_prunes_and_every_trial_is_in_the_storage(tmp_path: Path) -> None:
-    suite = load_suite(TINY_SEARCH)
-    study = run_search(suite, tmp_path / "run")
-    loaded = optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{tmp_path / 'run' / 'study.db'}")
+@pytest.fixture(scope="module")
+def searched(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, optuna.Study]:
+    """The tiny search run once (its trials train): the folder and the study, for several tests."""
+    run = tmp_path_factory.mktemp("search") / "run"
+    return run, run_search(load_suite(TINY_SEARCH), run)
+
+
+def test_search_prunes_and_every_trial_is_in_the_storage(searched: tuple[Path, optuna.Study]) -> None:
+    run, study = searched
+    loaded = optuna.load_study(study_name=study.study_name, storage=f"sqlite:///{run / 'study.db'}")
     states = [t.state for t in loaded.trials]
     assert len(states) == 5 and states.count(optuna.trial.TrialState.FAIL) == 0
     assert optuna.trial.TrialState.PRUNED in states, "the median pruner must stop at least one trial"
-    rows = read_results(tmp_path / "run")
+    rows = read_results(run)
     finals = rows[(rows["metric"] == "v_rand") & (rows["stage"] == "search")]
     complete = [t.number for t in loaded.trials if t.state == optuna.trial.TrialState.COMPLETE]
     assert sorted(finals["trial"]) == sorted(complete), "each finished trial's result rows exactly once"
     assert set(rows[rows["metric"] == "wall_time"]["trial"]) == {t.number for t in loaded.trials}
 
     # rerunning the same study resumes it: nothing is redone once the trial count is reached
-    again = run_search(suite, tmp_path / "run")
+    again = run_search(load_suite(TINY_SEARCH), run)
     assert len(again.trials) == 5
 
 
-def test_same_seed_same_sequence_of_parameters(tmp_path: Path) -> None:
-    suite = load_suite(TINY_SEARCH)
-    first = [t.params for t in run_search(suite, tmp_path / "a").trials]
-    second = [t.params for t in run_search(suite, tmp_path / "b").trials]
+def test_same_seed_same_sequence_of_parameters(tmp_path: Path, searched: tuple[Path, optuna.Study]) -> None:
+    first = [t.params for t in searched[1].trials]
+    second = [t.params for t in run_search(load_suite(TINY_SEARCH), tmp_path / "b").trials]
     assert first == second
 
 
