@@ -29,7 +29,7 @@ from bench.progress import SuiteProgress, format_duration
 from bench.rows import RowFactory
 from bench.schema import ResultRow, make_extra
 from bench.search import chosen_trial, remember_storage, run_search, study_rows
-from bench.store import ResultWriter, read_results, stage_done
+from bench.store import SUMMARY_NAME, ResultWriter, read_results, stage_done
 from bench.suite import SuiteCfg
 
 
@@ -104,7 +104,7 @@ def run_stages(
     title = f"unetbench: {suite.name} suite" + (" (CPU: scaled-down schedule)" if scaled else "")
     report = build_report(run_dir, report_dir, title=title)
     # the report's Summary as data, one row per variant, like timm's --results-file
-    atomic_write_bytes(run_dir / "summary.csv", report.summary.to_csv(index=False).encode())
+    atomic_write_bytes(run_dir / SUMMARY_NAME, report.summary.to_csv(index=False).encode())
     log(f"[4/4 report] {report_dir / 'report.html'} ({format_duration(time.perf_counter() - started)} in all)")
     frame = read_results(run_dir)
     caveat = survivor_caveat(frame)

@@ -29,6 +29,7 @@ from bench.paths import safe_part
 from bench.schema import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, SCHEMA_VERSION, ResultRow, profile_setting, row_values
 
 PART_GLOB = "rows-*.csv"
+SUMMARY_NAME = "summary.csv"  # a run folder's Summary (bench.run), derived from its parts: not one
 
 
 class ResultsError(UserError):
@@ -164,14 +165,14 @@ def _v1_dataset(text: str) -> str:
 def read_results(root: Path) -> pd.DataFrame:
     """Every result row under ``root`` (a run folder or a tree of them), in schema column order.
 
-    Only ``rows-*.csv`` files are result parts; any other ``*.csv`` is reported, never skipped
-    silently. Temporary files of writes in progress are ignored.
+    Only ``rows-*.csv`` files are result parts; any other ``*.csv`` but a run's ``summary.csv``
+    is reported, never skipped silently. Temporary files of writes in progress are ignored.
     """
     root = Path(root)
     if not root.exists():
         raise ResultsError(f"{root}: no such results folder")
     parts = sorted(root.rglob(PART_GLOB))
-    strays = sorted(p for p in root.rglob("*.csv") if p not in set(parts))
+    strays = sorted(p for p in root.rglob("*.csv") if p not in set(parts) and p.name != SUMMARY_NAME)
     if strays:
         raise ResultsError(f"{strays[0]}: a CSV file in the results tree that is not a results part (rows-*.csv)")
     if not parts:

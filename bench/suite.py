@@ -20,7 +20,7 @@ from bench.data import MIN_FOLDS, SYNTHETIC_OPTIONS, DataSpec, kfold_split, pars
 from bench.metrics import METRICS, CostName, ScoreName
 from bench.paths import safe_part
 from bench.suite_file import SuiteError, load_toml, suite_key_error, suite_path
-from variants import ConfigError, UserError, get_variant, resolve_config
+from variants import ConfigError, UserError, resolve_config
 from variants.overrides import apply_overrides
 
 Sampler = Literal["tpe", "random", "cmaes", "nsga2"]
@@ -85,7 +85,7 @@ class SuiteCfg:
     test_sections: tuple[int, ...] = ()  # scored once, by the retrained best configuration only
     train: TrainCfg = field(default_factory=TrainCfg)
     model: dict[str, Any] = field(default_factory=dict)  # [model]: config overrides for every variant
-    width_scale: float | None = None  # [model] width_scale: each variant's own base width times this
+    width_scale: float | None = None  # [model] width_scale: each variant's own widths times this
     variants: tuple[str, ...] = ()
     seeds: int = 2
     search: SearchCfg | None = None
@@ -110,12 +110,14 @@ class SuiteCfg:
         return (self.search.variant,)
 
     def model_overrides(self, variant: str) -> dict[str, Any]:
-        """[model] overrides for ``variant``. ``width_scale`` scales the variant's own base
-        width (so unet-16 and unet-32 stay different at CPU size) instead of replacing it."""
+        """[model] overrides for ``variant``. ``width_scale`` scales the variant's own widths
+        (so unet-16 and unet-32 stay different at CPU size, and every family shrinks, by its
+        config's ``scaled``, within its library's rules) instead of replacing them; a width
+        [model] names is kept as written."""
         overrides = dict(self.model)
-        base_width = getattr(get_variant(variant).config, "base_width", None)
-        if self.width_scale is not None and base_width is not None:
-            overrides.setdefault("base_width", max(1, round(base_width * self.width_scale)))
+        if self.width_scale is not None:
+            scaled = resolve_config(variant, **self.model).scaled(self.width_scale)
+            overrides.update({key: value for key, value in scaled.items() if key not in self.model})
         return overrides
 
 

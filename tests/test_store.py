@@ -100,6 +100,8 @@ def test_truncated_part_is_named(tmp_path: Path) -> None:
 
 def test_foreign_files_are_named_not_skipped(tmp_path: Path) -> None:
     ResultWriter(tmp_path).append([row(0)])
+    (tmp_path / "summary.csv").write_text("variant,v_rand\nunet-original,0.5\n")  # what unet-bench run writes
+    assert len(read_results(tmp_path)) == 1, "a run's summary.csv is derived from its rows, not a part"
     (tmp_path / "notes.csv").write_text("a,b\n1,2\n")
     with pytest.raises(ResultsError, match=r"notes\.csv: a CSV file in the results tree that is not a results part"):
         read_results(tmp_path)

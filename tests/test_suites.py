@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import get_args
 
@@ -10,7 +11,7 @@ import pytest
 from bench.data import load_data
 from bench.metrics import ScoreName
 from bench.profile_suite import load_profile_suite
-from bench.suite import Pruner, Sampler, load_suite
+from bench.suite import Pruner, Sampler, SuiteCfg, load_suite
 from bench.suite_file import SUITES_DIR, SuiteError
 from tests.conftest import TINY_SEARCH
 
@@ -199,3 +200,54 @@ def test_folds_beyond_a_folders_image_count_are_refused_when_the_suite_runs(tmp_
     line = path.read_text().splitlines().index("folds = 4") + 1
     with pytest.raises(SuiteError, match=rf"^{path}:{line}: key 'folds': \[data\] folds: 4 folds need at least 4 images; the data has 3"):
         suite_job(suite, "unet-original", {}, 0, owner="test")
+
+
+def _one_variant_per_config_type() -> list[str]:
+    """The first registered variant of each (family, config class): every family's ``scaled``."""
+    from variants import get_variant, list_variants
+
+    first: dict[tuple[str, str], str] = {}
+    for name in list_variants():
+        config = get_variant(name).config
+        first.setdefault((config.family, type(config).__name__), name)
+    return sorted(first.values())
+
+
+@pytest.mark.parametrize("name", _one_variant_per_config_type())
+def test_width_scale_shrinks_every_family_within_its_rules(name: str) -> None:
+    import torch
+
+    from variants import get_variant, resolve_config
+    from variants.registry import count_parameters
+
+    full = get_variant(name).config
+    scaled = resolve_config(name, **full.scaled(0.25))
+    with torch.device("meta"):
+        full_model, scaled_model = full.build(), scaled.build()
+    assert count_parameters(scaled_model) < count_parameters(full_model)
+    if full.family == "smp":  # a published encoder keeps its widths; only the decoder shrinks
+        assert count_parameters(scaled_model.encoder) == count_parameters(full_model.encoder)
+    else:  # every width at most about halved (SwinUNETR stops at 12 of 24): a quarter of the weights or fewer
+        assert count_parameters(scaled_model) <= 0.3 * count_parameters(full_model)
+    size = scaled.valid_input_size(1)  # the smallest side it takes
+    torch.manual_seed(0)
+    with torch.no_grad():
+        out = scaled.build().eval()(torch.rand(1, scaled.in_channels, size, size))
+    out = out[0] if isinstance(out, (list, tuple)) else out
+    side = scaled.output_size(size)
+    assert out.shape == (1, scaled.num_classes, side, side)
+
+
+def test_width_scale_keeps_each_librarys_rules() -> None:
+    from variants.nnunet import PLAN_2D_512_FEATURES
+
+    suite = load_suite("ablation-architectures")
+    assert suite.width_scale == 0.25 and suite.model == {}
+    quarter = tuple(f // 4 for f in PLAN_2D_512_FEATURES)  # 8..128, the plan's 8 stages kept
+    assert suite.model_overrides("nnunet-resenc-2d") == {"features_per_stage": quarter}
+    assert suite.model_overrides("monai-basicunet") == {"features": (8, 8, 16, 32, 64, 8)}
+    assert suite.model_overrides("monai-swinunetr") == {"feature_size": 12}, "24 / 4 = 6; MONAI takes multiples of 12"
+    bare = SuiteCfg(name="bare", path=Path("bare.toml"), width_scale=0.25)
+    assert bare.model_overrides("smp-resnet18-unet") == {"decoder_channels": (64, 32, 16, 8, 4)}
+    kept = replace(bare, model={"feature_size": 24})
+    assert kept.model_overrides("monai-swinunetr") == {"feature_size": 24}, "a width [model] names is kept"

@@ -14,12 +14,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
 from variants.overrides import ConfigError
-from variants.registry import build_off_meta, register_variant
+from variants.registry import build_off_meta, register_variant, scale_width
 from variants.sizes import SameSizeNet
 
 SPATIAL_DIMS = 2
@@ -34,6 +34,10 @@ def _multiple_of(size: int, multiple: int) -> bool:
 def _strides_rule(strides: tuple[int, ...]) -> str:
     multiple = math.prod(strides)
     return f"the side must be a multiple of the product of the strides, {multiple}, at least {2 * multiple}"
+
+
+def _scaled(widths: tuple[int, ...], scale: float, minimum: int = 1) -> tuple[int, ...]:
+    return tuple(scale_width(w, scale, minimum=minimum) for w in widths)
 
 
 def _check_levels(channels: tuple[int, ...], strides: tuple[int, ...], key: str) -> None:
@@ -72,6 +76,10 @@ class BasicUNetConfig(SameSizeNet):
     def tiny(self) -> BasicUNetConfig:
         return dataclasses.replace(self, features=(4, 4, 8, 8, 16, 4))
 
+    def scaled(self, width_scale: float) -> dict[str, Any]:
+        """Every level's features scaled (instance norm: no groups to respect)."""
+        return {"features": _scaled(self.features, width_scale)}
+
     def build(self) -> nn.Module:
         from monai.networks.nets import BasicUNet
 
@@ -109,6 +117,10 @@ class MonaiUNetConfig(SameSizeNet):
 
     def tiny(self) -> MonaiUNetConfig:
         return dataclasses.replace(self, channels=(4, 8, 16), strides=(2, 2))
+
+    def scaled(self, width_scale: float) -> dict[str, Any]:
+        """Every level's channels scaled (instance norm: no groups to respect)."""
+        return {"channels": _scaled(self.channels, width_scale)}
 
     def build(self) -> nn.Module:
         from monai.networks.nets import UNet
@@ -151,6 +163,10 @@ class AttentionUnetConfig(SameSizeNet):
 
     def tiny(self) -> AttentionUnetConfig:
         return dataclasses.replace(self, channels=(4, 8, 16), strides=(2, 2))
+
+    def scaled(self, width_scale: float) -> dict[str, Any]:
+        """Every level's channels scaled, at least 2: each gate works at half its level's width."""
+        return {"channels": _scaled(self.channels, width_scale, minimum=2)}
 
     def build(self) -> nn.Module:
         from monai.networks.nets import AttentionUnet
@@ -195,6 +211,10 @@ class DynUNetConfig(SameSizeNet):
 
     def tiny(self) -> DynUNetConfig:
         return dataclasses.replace(self, filters=(4, 8, 16, 16), strides=(1, 2, 2, 2))
+
+    def scaled(self, width_scale: float) -> dict[str, Any]:
+        """Every level's filters scaled (instance norm: no groups to respect)."""
+        return {"filters": _scaled(self.filters, width_scale)}
 
     def build(self) -> nn.Module:
         from monai.networks.nets import DynUNet
@@ -246,6 +266,15 @@ class UNETRConfig(SameSizeNet):
 
     def tiny(self) -> UNETRConfig:
         return dataclasses.replace(self, img_size=32, feature_size=4, hidden_size=24, mlp_dim=48, num_heads=2)
+
+    def scaled(self, width_scale: float) -> dict[str, Any]:
+        """The decoder's feature size and the ViT's width and MLP scaled; the width stays a
+        multiple of the head count (its rule), heads and depth stay the same."""
+        return {
+            "feature_size": scale_width(self.feature_size, width_scale),
+            "hidden_size": scale_width(self.hidden_size, width_scale, self.num_heads, self.num_heads),
+            "mlp_dim": scale_width(self.mlp_dim, width_scale),
+        }
 
     def build(self) -> nn.Module:
         from monai.networks.nets import UNETR
@@ -299,6 +328,11 @@ class SwinUNETRConfig(SameSizeNet):
 
     def tiny(self) -> SwinUNETRConfig:
         return dataclasses.replace(self, feature_size=12, depths=(1, 1, 1, 1), num_heads=(1, 1, 1, 1))
+
+    def scaled(self, width_scale: float) -> dict[str, Any]:
+        """The feature size scaled to a multiple of 12, MONAI's rule, so never below 12 (a scale
+        under 0.5 leaves the default 24 at 12); every stage's width follows it."""
+        return {"feature_size": scale_width(self.feature_size, width_scale, multiple=12, minimum=12)}
 
     def build(self) -> nn.Module:
         from monai.networks.nets import SwinUNETR

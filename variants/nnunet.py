@@ -25,12 +25,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
 from variants.overrides import ConfigError
-from variants.registry import register_variant
+from variants.registry import register_variant, scale_width
 from variants.sizes import SameSizeNet
 
 PLAN_2D_512_FEATURES = (32, 64, 128, 256, 512, 512, 512, 512)
@@ -81,6 +81,11 @@ class NnUNetConfig(SameSizeNet):
             blocks_per_stage=self.blocks_per_stage[:4],
             decoder_convs_per_stage=self.decoder_convs_per_stage[:3],
         )
+
+    def scaled(self, width_scale: float) -> dict[str, Any]:
+        """Every stage's features scaled (instance norm has no groups to respect); stages, strides
+        and blocks stay the plan's, so the size rule does not change."""
+        return {"features_per_stage": tuple(scale_width(f, width_scale) for f in self.features_per_stage)}
 
     def build(self) -> nn.Module:
         from dynamic_network_architectures.architectures import unet

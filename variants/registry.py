@@ -55,6 +55,10 @@ class ModelConfig(Protocol):
     def tiny(self) -> ModelConfig:
         """A copy small enough to train in seconds on a CPU, for tests and smoke runs."""
 
+    def scaled(self, width_scale: float) -> dict[str, Any]:
+        """Overrides that multiply every channel width by ``width_scale`` within the library's
+        rules (a suite's ``[model] width_scale``: variants compared at CPU size keep their ratios)."""
+
 
 class UnknownVariantError(UserError):
     """A variant name not in the registry; the message suggests the nearest names."""
@@ -88,6 +92,12 @@ FAMILY_SOURCES: dict[str, tuple[str, str]] = {
     "monai": ("monai", "Cardoso et al. 2022"),
     "nnunet": ("dynamic-network-architectures", "Isensee et al. 2021"),
 }
+
+
+def scale_width(width: int, scale: float, multiple: int = 1, minimum: int = 1) -> int:
+    """``width * scale`` rounded to a multiple of ``multiple``, at least ``minimum`` (which a
+    library's own rule sets: SwinUNETR's 12, an attention gate's 2)."""
+    return max(minimum, multiple * round(width * scale / multiple))
 
 
 def register_variant(

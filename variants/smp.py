@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import Any, Literal
 
 from torch import nn
 
 from variants.overrides import ConfigError, near_matches
-from variants.registry import build_off_meta, register_variant
+from variants.registry import build_off_meta, register_variant, scale_width
 from variants.sizes import closest_accepted, refuse
 
 
@@ -86,6 +86,11 @@ class SmpConfig:
 
     def tiny(self) -> SmpConfig:
         return dataclasses.replace(self, decoder_channels=tuple(max(4, c // 16) for c in self.decoder_channels))
+
+    def scaled(self, width_scale: float) -> dict[str, Any]:
+        """The decoder's channels scaled, at least 4 each (what ``tiny`` trains with, MA-Net's
+        attention reductions included); the encoder is a fixed published network and keeps its widths."""
+        return {"decoder_channels": tuple(scale_width(c, width_scale, minimum=4) for c in self.decoder_channels)}
 
     def build(self) -> nn.Module:
         import segmentation_models_pytorch as smp

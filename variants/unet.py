@@ -10,6 +10,7 @@ import dataclasses
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -29,7 +30,7 @@ from variants.blocks import (
     make_upsample,
 )
 from variants.overrides import ConfigError, apply_overrides
-from variants.registry import register_config
+from variants.registry import register_config, scale_width
 from variants.sizes import closest_accepted, encoder_decoder_input, encoder_decoder_output, refuse
 
 _FAMILY_OF_BLOCK = {"plain": "unet", "residual": "residual", "inception": "inception"}
@@ -124,6 +125,10 @@ class UNetConfig:
 
     def tiny(self) -> UNetConfig:
         return dataclasses.replace(self, base_width=min(self.base_width, 4 if self.block != "inception" else 8))
+
+    def scaled(self, width_scale: float) -> dict[str, Any]:
+        """The base width scaled; every level's width follows it through ``width_multiplier``."""
+        return {"base_width": scale_width(self.base_width, width_scale)}
 
     def build(self) -> nn.Module:
         return UNet(self)
