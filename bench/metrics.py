@@ -308,7 +308,9 @@ CostName = Literal["latency_ms", "params", "gflops", "peak_memory_mib"]
 # What a training run measures besides its scores: the loss of its steps, and with budget = "target"
 # the wall-clock seconds and the steps until validation first reached the target
 TrainingName = Literal["train_loss", "time_to_target", "steps_to_target"]
-MetricName = Literal[ScoreName, CostName, TrainingName, "seg"]
+# What ``bench.instance_metrics.score_instances`` returns for instance data (DSB 2018): a monitor too
+InstanceScoreName = Literal["dsb_ap", "precision_50", "recall_50", "f1_50", "seg", "aji"]
+MetricName = Literal[ScoreName, CostName, TrainingName, InstanceScoreName]
 
 
 class Shown(IntEnum):
@@ -343,7 +345,12 @@ METRICS: dict[str, Metric] = {m.name: m for m in (  # in the order printed lines
     Metric("info_merge", True, "information merge"),
     Metric("vi_split", False, "VI split", "bit"),
     Metric("vi_merge", False, "VI merge", "bit"),
-    Metric("seg", True, "SEG"),  # Cell Tracking Challenge (seg_measure); not part of score_stack
+    Metric("dsb_ap", True, "DSB AP", shown=Shown.RANKED),  # mean AP over IoU 0.5-0.95 (instance data)
+    Metric("f1_50", True, "F1@0.5", shown=Shown.RESULT),
+    Metric("aji", True, "AJI", shown=Shown.RESULT),
+    Metric("seg", True, "SEG", shown=Shown.RESULT),  # Cell Tracking Challenge (seg_measure); not in score_stack
+    Metric("precision_50", True, "precision@0.5", shown=Shown.ROWS),
+    Metric("recall_50", True, "recall@0.5", shown=Shown.ROWS),
     Metric("latency_ms", False, "latency", "ms"),
     Metric("params", False, "parameters"),
     Metric("gflops", False, "forward GFLOP", "GFLOP"),
