@@ -114,9 +114,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    from bench.runner import format_metrics, score_folders
+    from bench.runner import format_metrics, score_folders, score_instance_folders
 
-    metrics = score_folders(Path(args.pred), Path(args.truth))
+    score = score_instance_folders if args.instances else score_folders
+    metrics = score(Path(args.pred), Path(args.truth))
     print(json.dumps(metrics) if args.json else format_metrics(metrics))
     return 0
 
@@ -421,9 +422,14 @@ def add_eval(sub: Commands) -> None:
 def add_score(sub: Commands) -> None:
     p = command(sub, "score", "score prediction images against labels, as the challenge did",
                 "unet-bench score --pred out/probabilities --truth ../shared/data/isbi2012/train/labels",
-                "unet-bench score --pred out/masks --truth labels/ --json")  # fmt: skip
-    p.add_argument("--pred", required=True, help="folder of P(interior) maps or masks (bright = interior)")
+                "unet-bench score --pred out/masks --truth labels/ --json",
+                "unet-bench score --instances --pred out/instances --truth ../shared/data/dsb2018/train/labels")  # fmt: skip
+    p.add_argument("--pred", required=True,
+                   help="folder of P(interior) maps or masks (bright = interior); with --instances, of label images")  # fmt: skip
     p.add_argument("--truth", required=True, help="folder of labels with the same file names")
+    p.add_argument("--instances", action="store_true",
+                   help="predictions and labels are instance label images (0 = background, one integer id per "
+                        "object): print the DSB 2018 score, precision / recall / F1 at IoU 0.5, SEG and AJI")  # fmt: skip
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
     p.set_defaults(func=cmd_score)
 

@@ -10,7 +10,7 @@ from typing import Any, Literal
 from bench.augment import AugmentCfg
 from bench.instances import TargetName
 from bench.losses import PAPER_SIGMA, PAPER_W0, LossName
-from bench.metrics import InstanceScoreName, ScoreName
+from bench.metrics import InstanceName, ScoreName
 from variants.overrides import ConfigError, apply_overrides
 
 # validation skips the slow warping error unless asked, so it cannot pick checkpoints or trials
@@ -48,7 +48,7 @@ class TrainCfg:
     val_thresholds: Literal["fixed", "best"] = "best"  # 0.5, or the best of 0.1 ... 0.9
     val_warping: bool = False  # warping error each epoch is slow; always computed by eval
     # the validation metric that picks the best checkpoint; instance data replaces an ISBI metric by dsb_ap
-    monitor: Literal[ScoreName, InstanceScoreName] = "v_rand"
+    monitor: Literal[ScoreName, InstanceName] = "v_rand"
     device: str = "auto"
 
     def __post_init__(self) -> None:

@@ -65,6 +65,13 @@ class Dataset:
         image = self.samples[0].image
         return 1 if image.ndim == 2 else int(image.shape[0])
 
+    def instance_labels(self) -> list[np.ndarray]:
+        """Every sample's instance labels (instance data has them all)."""
+        labels = [s.instances for s in self.samples if s.instances is not None]
+        if len(labels) != len(self.samples):
+            raise DataError(f"{self.source}: not every image has instance labels")
+        return labels
+
     def subset(self, indices: Sequence[int], suffix: str) -> Dataset:
         return Dataset(f"{self.name}:{suffix}", [self.samples[i] for i in indices], self.source, dict(self.meta))
 

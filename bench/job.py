@@ -32,7 +32,7 @@ from bench.data import (
 )  # fmt: skip
 from bench.device import resolve_device
 from bench.instances import NUM_CLASSES
-from bench.metrics import InstanceScoreName
+from bench.metrics import InstanceName
 from bench.schema import config_hash
 from bench.suite import SuiteCfg
 from bench.suite_file import suite_key_error
@@ -59,7 +59,7 @@ class TrainJob:
         """Instance data sets what the data decides: the input channels, the number of classes of
         the target, an instance monitor (dsb_ap unless one is chosen), and by default the
         stratified validation and test split (``stratified_split``)."""
-        instance_monitor = self.train.monitor in get_args(InstanceScoreName)
+        instance_monitor = self.train.monitor in get_args(InstanceName)
         if not self.data.instance_task:
             if self.train.instance_target != "binary" or instance_monitor:
                 key = "monitor" if instance_monitor else "instance_target"

@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import IntEnum
 from functools import lru_cache
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from scipy import ndimage, sparse
@@ -257,26 +257,6 @@ def warping_error(pred_mask: np.ndarray, true_mask: np.ndarray) -> float:
     return float(np.mean(warped != pred_mask.astype(bool)))
 
 
-def seg_measure(pred_labels: np.ndarray, true_labels: np.ndarray) -> float:
-    """Cell Tracking Challenge SEG: mean Jaccard of each true object with the predicted object
-    covering more than half of it (0 for a true object with no such match)."""
-    true_ids = np.unique(true_labels)
-    true_ids = true_ids[true_ids > 0]
-    if true_ids.size == 0:
-        return 1.0
-    scores = []
-    for tid in true_ids:
-        obj = true_labels == tid
-        candidates, counts = np.unique(pred_labels[obj], return_counts=True)
-        best = 0.0
-        for pid, count in zip(candidates, counts):
-            if pid > 0 and count > 0.5 * obj.sum():
-                pred_obj = pred_labels == pid
-                best = count / np.logical_or(obj, pred_obj).sum()
-        scores.append(best)
-    return float(np.mean(scores))
-
-
 def score_masks(pred_mask: np.ndarray, true_mask: np.ndarray, warping: bool = True) -> dict[str, float]:
     """Every binary metric of one prediction against one truth mask."""
     pred_labels, true_labels = label_cells(pred_mask), label_cells(true_mask)
@@ -308,9 +288,9 @@ CostName = Literal["latency_ms", "params", "gflops", "peak_memory_mib"]
 # What a training run measures besides its scores: the loss of its steps, and with budget = "target"
 # the wall-clock seconds and the steps until validation first reached the target
 TrainingName = Literal["train_loss", "time_to_target", "steps_to_target"]
-# What ``bench.instance_metrics.score_instances`` returns for instance data (DSB 2018): a monitor too
-InstanceScoreName = Literal["dsb_ap", "precision_50", "recall_50", "f1_50", "seg", "aji"]
-MetricName = Literal[ScoreName, CostName, TrainingName, InstanceScoreName]
+# What ``bench.instance_metrics.score_instances`` returns for instance label images
+InstanceName = Literal["dsb_ap", "precision_50", "recall_50", "f1_50", "seg", "aji"]
+MetricName = Literal[ScoreName, CostName, TrainingName, InstanceName]
 
 
 class Shown(IntEnum):
@@ -345,12 +325,14 @@ METRICS: dict[str, Metric] = {m.name: m for m in (  # in the order printed lines
     Metric("info_merge", True, "information merge"),
     Metric("vi_split", False, "VI split", "bit"),
     Metric("vi_merge", False, "VI merge", "bit"),
-    Metric("dsb_ap", True, "DSB AP", shown=Shown.RANKED),  # mean AP over IoU 0.5-0.95 (instance data)
-    Metric("f1_50", True, "F1@0.5", shown=Shown.RESULT),
-    Metric("aji", True, "AJI", shown=Shown.RESULT),
-    Metric("seg", True, "SEG", shown=Shown.RESULT),  # Cell Tracking Challenge (seg_measure); not in score_stack
-    Metric("precision_50", True, "precision@0.5", shown=Shown.ROWS),
-    Metric("recall_50", True, "recall@0.5", shown=Shown.ROWS),
+    # instance metrics (bench.instance_metrics), not part of score_stack: shown by result lines
+    # after the binary ones when a result has them (INSTANCE_METRICS)
+    Metric("dsb_ap", True, "DSB AP"),  # mean over IoU 0.5 ... 0.95 of TP / (TP + FP + FN)
+    Metric("precision_50", True, "precision@0.5"),
+    Metric("recall_50", True, "recall@0.5"),
+    Metric("f1_50", True, "F1@0.5"),
+    Metric("seg", True, "SEG"),  # Cell Tracking Challenge
+    Metric("aji", True, "AJI"),  # aggregated Jaccard index
     Metric("latency_ms", False, "latency", "ms"),
     Metric("params", False, "parameters"),
     Metric("gflops", False, "forward GFLOP", "GFLOP"),
@@ -397,6 +379,7 @@ def shown_in(place: Shown) -> tuple[str, ...]:
 RANKED_METRICS = shown_in(Shown.RANKED)
 RESULT_METRICS = shown_in(Shown.RESULT)
 ROW_METRICS = shown_in(Shown.ROWS)
+INSTANCE_METRICS: tuple[str, ...] = get_args(InstanceName)
 
 # Companion scores are reported at their headline metric's best threshold, so that e.g. the
 # split and merge parts shown always belong to the V_rand shown.

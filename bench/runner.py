@@ -9,15 +9,17 @@ from pathlib import Path
 import numpy as np
 
 from bench.data import IMAGE_SUFFIXES, DataError, binary_mask, read_image, to_unit_float
-from bench.metrics import CHALLENGE_THRESHOLDS, METRICS, RESULT_METRICS, score_stack
+from bench.instance_metrics import score_instance_stack
+from bench.metrics import CHALLENGE_THRESHOLDS, INSTANCE_METRICS, METRICS, RESULT_METRICS, score_stack
 from variants.registry import ModelConfig
 from variants.sizes import InvalidInputSize
 
 
 def format_metrics(metrics: dict[str, float]) -> str:
-    """One line with the headline metrics and the thresholds they were taken at."""
+    """One line with the headline metrics and the thresholds they were taken at, then the
+    instance metrics where the result has them."""
     parts = []
-    for key in RESULT_METRICS:
+    for key in RESULT_METRICS + INSTANCE_METRICS:
         if key in metrics:
             threshold = metrics.get(f"threshold_{key}")
             at = f" (t={threshold:.1f})" if threshold is not None else ""
@@ -51,22 +53,51 @@ def _image_files(folder: Path, what: str) -> dict[str, Path]:
     return {p.stem: p for p in sorted(Path(folder).iterdir()) if p.suffix.lower() in IMAGE_SUFFIXES}
 
 
-def score_folders(
-    pred_dir: Path, truth_dir: Path, thresholds: Sequence[float] = CHALLENGE_THRESHOLDS
-) -> dict[str, float]:
-    """Score any tool's predictions (bright = interior) against labels with the same file names."""
+def _paired_files(pred_dir: Path, truth_dir: Path) -> list[tuple[Path, Path]]:
+    """(prediction, label) files with the same name; no labels, or a label without prediction, is named."""
     truth_files, pred_files = _image_files(truth_dir, "label"), _image_files(pred_dir, "prediction")
     missing = sorted(truth_files.keys() - pred_files.keys())
     if not truth_files:
         raise DataError(f"{truth_dir}: no label images")
     if missing:
         raise DataError(f"{pred_dir}: no prediction for {missing[:5]}")
+    return [(pred_files[stem], truth_path) for stem, truth_path in truth_files.items()]
+
+
+def _same_shape(pred: np.ndarray, truth: np.ndarray, pred_path: Path, truth_path: Path) -> None:
+    if pred.shape != truth.shape:
+        raise DataError(f"{pred_path}: prediction is {pred.shape} but {truth_path.name} is {truth.shape}")
+
+
+def score_folders(
+    pred_dir: Path, truth_dir: Path, thresholds: Sequence[float] = CHALLENGE_THRESHOLDS
+) -> dict[str, float]:
+    """Score any tool's predictions (bright = interior) against labels with the same file names."""
     probs, masks = [], []
-    for stem, truth_path in truth_files.items():
-        prob = _prediction_map(pred_files[stem])
+    for pred_path, truth_path in _paired_files(pred_dir, truth_dir):
+        prob = _prediction_map(pred_path)
         mask = binary_mask(read_image(truth_path), truth_path)
-        if prob.shape != mask.shape:
-            raise DataError(f"{pred_files[stem]}: prediction is {prob.shape} but {truth_path.name} is {mask.shape}")
+        _same_shape(prob, mask, pred_path, truth_path)
         probs.append(prob)
         masks.append(mask)
     return score_stack(probs, masks, thresholds, warping=True)
+
+
+def _label_image(path: Path) -> np.ndarray:
+    """An instance label image (0 = background, any integer id per object); refuses float images."""
+    labels = read_image(path)
+    if not np.issubdtype(labels.dtype, np.integer):
+        raise DataError(f"{path}: not a label image (pixel type {labels.dtype}, expected integer ids)")
+    return labels
+
+
+def score_instance_folders(pred_dir: Path, truth_dir: Path) -> dict[str, float]:
+    """Score any tool's instance label images against true instance labels with the same file
+    names: the mean over images of each instance metric (``bench.instance_metrics``)."""
+    preds, truths = [], []
+    for pred_path, truth_path in _paired_files(pred_dir, truth_dir):
+        pred, truth = _label_image(pred_path), _label_image(truth_path)
+        _same_shape(pred, truth, pred_path, truth_path)
+        preds.append(pred)
+        truths.append(truth)
+    return score_instance_stack(preds, truths)[0]

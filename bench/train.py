@@ -180,15 +180,14 @@ def evaluate_instances(
     """Each image's instances, decoded from its overlap-tile prediction (``decode_instances``),
     scored against its labels by ``score_instances``; the scores are the means over images, as
     the DSB 2018 score is. ``prediction_std``: how much P(background) varies within an image."""
-    from bench.instance_metrics import score_instances
+    from bench.instance_metrics import score_instance_stack
 
-    per_image, spread = [], []
+    decoded, spread = [], []
     for sample in data.samples:
-        assert sample.instances is not None  # instance data has instance labels
         probs = predict_tiled(model, sample.image, config, tile=cfg.val_tile, device=device)
         spread.append(float(probs[0].std()))
-        per_image.append(score_instances(decode_instances(probs), sample.instances))
-    scores = {key: float(np.mean([image[key] for image in per_image])) for key in per_image[0]}
+        decoded.append(decode_instances(probs))
+    scores, per_image = score_instance_stack(decoded, data.instance_labels())
     return Evaluation({**scores, "prediction_std": float(np.mean(spread))}, per_image)
 
 

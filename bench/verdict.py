@@ -23,14 +23,11 @@ def trivial_scores(data: Dataset) -> dict[str, dict[str, float]]:
     at every threshold between 0 and 1, so one threshold scores it as the challenge's nine would;
     instance data scores its instances."""
     if data.instance_task:  # all interior: one object covering the image; all membrane: no object
-        from bench.instance_metrics import score_instances
+        from bench.instance_metrics import score_instance_stack
 
-        truths = [s.instances for s in data.samples if s.instances is not None]
-        per_fill = {name: [score_instances(np.full(t.shape, int(value), np.int32), t) for t in truths]
-                    for name, value in TRIVIAL.items()}  # fmt: skip
-        return {
-            name: {k: float(np.mean([s[k] for s in scores])) for k in scores[0]} for name, scores in per_fill.items()
-        }
+        truths = data.instance_labels()
+        return {name: score_instance_stack([np.full(t.shape, int(value), np.int32) for t in truths], truths)[0]
+                for name, value in TRIVIAL.items()}  # fmt: skip
     masks = [s.mask for s in data.samples]
     return {
         name: score_stack([np.full(m.shape, value, np.float32) for m in masks], masks, (0.5,), warping=False)

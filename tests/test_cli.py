@@ -89,6 +89,37 @@ def test_score_folders_like_the_challenge(tmp_path) -> None:
     assert missing.returncode == 2 and "no prediction for ['02'" in missing.stderr
 
 
+def test_score_instances_on_real_dsb_labels(tmp_path) -> None:
+    import numpy as np
+    from PIL import Image
+
+    from bench.instance_metrics import score_instance_stack
+    from tests.conftest import SHARED_DATA
+
+    labels = sorted((SHARED_DATA / "dsb2018" / "train" / "labels").glob("*.png"))[:2]
+    pred, truth = tmp_path / "pred", tmp_path / "truth"
+    pred.mkdir()
+    truth.mkdir()
+    preds, truths = [], []
+    for path in labels:
+        true_labels = np.asarray(Image.open(path))
+        shifted = np.roll(true_labels, 2, axis=1).astype(np.uint16) * 3  # ids 3, 6, ...: not consecutive
+        (truth / path.name).write_bytes(path.read_bytes())
+        Image.fromarray(shifted).save(pred / path.name)
+        preds.append(shifted)
+        truths.append(true_labels)
+    result = run_cli("score", "--instances", "--pred", str(pred), "--truth", str(truth), "--json")
+    assert result.returncode == 0, result.stderr
+    expected = score_instance_stack(preds, truths)[0]
+    assert json.loads(result.stdout) == expected and 0 < expected["dsb_ap"] < 1
+    plain = run_cli("score", "--instances", "--pred", str(pred), "--truth", str(truth))
+    assert f"DSB AP {expected['dsb_ap']:.4f}" in plain.stdout and "AJI" in plain.stdout
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(pred / "00.tif")  # a probability map is no label image
+    (truth / "00.tif").write_bytes((pred / "00.tif").read_bytes())
+    refused = run_cli("score", "--instances", "--pred", str(pred), "--truth", str(truth))
+    assert refused.returncode == 2 and "not a label image" in refused.stderr
+
+
 def test_data_fetch_verifies_checksums(tmp_path) -> None:
     from tests.conftest import SHARED_DATA
 
