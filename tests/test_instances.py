@@ -192,3 +192,16 @@ def test_train_then_eval_print_the_same_dsb_scores(tmp_path: Path) -> None:
     assert held_out.split(": ", 1)[1] == evaluated.stdout.strip()
     as_json = json.loads(run_cli("eval", str(tmp_path / "run" / "best.pt"), "--json").stdout)
     assert {"dsb_ap", "precision_50", "recall_50", "f1_50", "seg", "aji"} <= as_json.keys()
+
+
+def test_a_suite_sets_the_instance_target_and_the_weight_map(tmp_path: Path) -> None:
+    from bench.suite import load_suite
+
+    path = tmp_path / "weightmap.toml"
+    path.write_text('[suite]\nname = "weightmap"\n[variants]\nnames = ["unet-16"]\n[data]\nsource = "dsb2018"\n'
+                    '[train]\ninstance_target = "three_class"\nw0 = 0.0\nsigma = 3.0\n')  # fmt: skip
+    train = load_suite(path).train
+    assert (train.instance_target, train.w0, train.sigma) == ("three_class", 0.0, 3.0)
+    path.write_text(path.read_text().replace('"three_class"', '"four_class"'))
+    with pytest.raises(Exception, match="instance_target"):
+        load_suite(path)
