@@ -268,6 +268,20 @@ def normalise_intensity(image: np.ndarray, low: float = 1.0, high: float = 99.8)
     return ((image.astype(np.float32) - lo) / (hi - lo)).astype(np.float32)
 
 
+def read_model_input(path: Path, channels: int, instance: bool) -> np.ndarray:
+    """An image file as a model trained on such data takes it: grey in [0, 1] for membrane data;
+    for instance data ``channels`` channels (grey replicated, colour averaged to grey), each
+    image normalised on its own (``normalise_intensity``)."""
+    if not instance:
+        return to_unit_float(read_image(path), path)
+    image = read_channels(path)
+    if channels == 1 and image.ndim == 3:
+        image = image.mean(axis=-1)
+    elif channels > 1:
+        image = np.moveaxis(image, -1, 0) if image.ndim == 3 else np.repeat(image[None], channels, axis=0)
+    return normalise_intensity(image)
+
+
 def load_instance_folder(root: Path, pairs: Sequence[tuple[str, Path, Path]]) -> Dataset:
     """Images of any size, grey or colour, with instance labels (0 = background). A set with any
     colour image is read as 3 channels (grey images replicated), else as 1; each image is
@@ -415,6 +429,8 @@ class DataSpec:
             if found is None:
                 raise DataError(f"data set {self.source!r} is not on this machine; {DATASETS[self.source].how_to_get}")
             return found.resolve()
+        if not Path(self.source).exists():
+            raise DataError(f"{self.source}: no such data folder (use 'synthetic' for the built-in data)")
         return Path(self.source)
 
     def __str__(self) -> str:

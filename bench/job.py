@@ -60,12 +60,20 @@ class TrainJob:
         the target, an instance monitor (dsb_ap unless one is chosen), and by default the
         stratified validation and test split (``stratified_split``)."""
         instance_monitor = self.train.monitor in get_args(InstanceName)
-        if not self.data.instance_task:
+        try:
+            instance_task = self.data.instance_task
+        except DataError:  # not on this machine: a checkpoint's job already holds what its data decided
+            return
+        if not instance_task:
             if self.train.instance_target != "binary" or instance_monitor:
                 key = "monitor" if instance_monitor else "instance_target"
                 raise ConfigError(f"{key} {getattr(self.train, key)!r} needs instance-labelled data; {self.data} "
                                   "has binary labels", key=key)  # fmt: skip
             return
+        if not instance_monitor:
+            object.__setattr__(self, "train", replace(self.train, monitor="dsb_ap"))
+        if {"in_channels", "num_classes"} <= self.overrides.keys() and self.val_sections is not None:
+            return  # resolved before (a checkpoint's job); run_job checks the channels against the data
         data = load_dataset(self.data)
         derived = {"in_channels": data.channels, "num_classes": NUM_CLASSES[self.train.instance_target]}
         for key, value in derived.items():
@@ -73,8 +81,6 @@ class TrainJob:
                 raise ConfigError(f"model.{key} = {self.overrides[key]} but {self.data} with instance_target "
                                   f"{self.train.instance_target!r} needs {value}", key=key)  # fmt: skip
         object.__setattr__(self, "overrides", {**self.overrides, **derived})
-        if not instance_monitor:
-            object.__setattr__(self, "train", replace(self.train, monitor="dsb_ap"))
         if self.val_sections is None and not self.test_sections:
             val, test = stratified_split([s.kind for s in data.samples])
             object.__setattr__(self, "val_sections", tuple(val))
@@ -192,6 +198,8 @@ def run_job(
     ``evaluate_checkpoint`` will: on the test sections when it has them, else on validation."""
     config = job.model_config()
     data = load_dataset(job.data)
+    if config.in_channels != data.channels:
+        raise DataError(f"{job.data} has {data.channels}-channel images but the model takes {config.in_channels}")
     train_data, val_data, val = job_split(job)
     torch.manual_seed(job.train.seed)
     model = config.build()

@@ -192,6 +192,9 @@ def test_train_then_eval_print_the_same_dsb_scores(tmp_path: Path) -> None:
     assert held_out.split(": ", 1)[1] == evaluated.stdout.strip()
     as_json = json.loads(run_cli("eval", str(tmp_path / "run" / "best.pt"), "--json").stdout)
     assert {"dsb_ap", "precision_50", "recall_50", "f1_50", "seg", "aji"} <= as_json.keys()
+    predicted = run_cli("predict", str(tmp_path / "run" / "best.pt"), str(root / "images"), "-o", str(tmp_path / "p"))
+    assert predicted.returncode == 0, predicted.stderr
+    assert len(list((tmp_path / "p" / "probabilities").glob("*.tif"))) == 6, "colour and grey images alike"
 
 
 def test_a_suite_sets_the_instance_target_and_the_weight_map(tmp_path: Path) -> None:
