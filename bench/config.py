@@ -8,8 +8,9 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from bench.augment import AugmentCfg
+from bench.instances import TargetName
 from bench.losses import PAPER_SIGMA, PAPER_W0, LossName
-from bench.metrics import ScoreName
+from bench.metrics import InstanceName, ScoreName
 from variants.overrides import ConfigError, apply_overrides
 
 # validation skips the slow warping error unless asked, so it cannot pick checkpoints or trials
@@ -36,8 +37,9 @@ class TrainCfg:
     batch_size: int = 1
     tile: int = 572  # input tile side; the nearest side the network accepts is used
     loss: LossName = "weighted_ce"
-    w0: float = PAPER_W0
+    w0: float = PAPER_W0  # border weight of the paper's weight map; 0 = class weights only
     sigma: float = PAPER_SIGMA
+    instance_target: TargetName = "binary"  # instance data only: foreground + border weights, or three classes
     augment: AugmentCfg = field(default_factory=AugmentCfg)
     grad_clip: float | None = 10.0
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
@@ -45,7 +47,8 @@ class TrainCfg:
     val_tile: int = 572
     val_thresholds: Literal["fixed", "best"] = "best"  # 0.5, or the best of 0.1 ... 0.9
     val_warping: bool = False  # warping error each epoch is slow; always computed by eval
-    monitor: ScoreName = "v_rand"  # the validation metric that picks the best checkpoint
+    # the validation metric that picks the best checkpoint; instance data replaces an ISBI metric by dsb_ap
+    monitor: Literal[ScoreName, InstanceName] = "v_rand"
     device: str = "auto"
 
     def __post_init__(self) -> None:

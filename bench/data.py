@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import re
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ import numpy as np
 from scipy import ndimage
 
 from bench.errors import UserError
+from bench.instances import instances_to_mask
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 
@@ -29,12 +31,15 @@ class DataError(UserError):
 
 @dataclass
 class Sample:
-    """One image: ``image`` float32 in [0, 1]; ``mask`` uint8, 1 = interior, 0 = membrane."""
+    """One image: ``image`` float32, (H, W) grey in [0, 1], or (C, H, W) / per-image normalised
+    for instance data; ``mask`` uint8, 1 = interior, 0 = membrane; ``instances`` 0 = background,
+    1..N objects; ``kind`` (size and modality) is what stratified splits balance."""
 
     name: str
     image: np.ndarray
     mask: np.ndarray
     instances: np.ndarray | None = None
+    kind: str = ""
 
 
 @dataclass
@@ -48,6 +53,24 @@ class Dataset:
 
     def __len__(self) -> int:
         return len(self.samples)
+
+    @property
+    def instance_task(self) -> bool:
+        """True for instance-labelled data (trained with instance targets, scored as instances)."""
+        return self.meta.get("task") == "instances"
+
+    @property
+    def channels(self) -> int:
+        """Input channels of the images (1 for grey)."""
+        image = self.samples[0].image
+        return 1 if image.ndim == 2 else int(image.shape[0])
+
+    def instance_labels(self) -> list[np.ndarray]:
+        """Every sample's instance labels (instance data has them all)."""
+        labels = [s.instances for s in self.samples if s.instances is not None]
+        if len(labels) != len(self.samples):
+            raise DataError(f"{self.source}: not every image has instance labels")
+        return labels
 
     def subset(self, indices: Sequence[int], suffix: str) -> Dataset:
         return Dataset(f"{self.name}:{suffix}", [self.samples[i] for i in indices], self.source, dict(self.meta))
@@ -140,10 +163,20 @@ def make_sample(name: str, image: np.ndarray, label: np.ndarray, image_path: Pat
 
 def load_folder(root: Path) -> Dataset:
     """``root/images/*`` with ``root/labels/*`` of the same names, or ``train-volume.tif`` +
-    ``train-labels.tif`` (the challenge's stacks, one section per page)."""
+    ``train-labels.tif`` (the challenge's stacks, one section per page). Labels of more than 8
+    bits are instance labels (``load_instance_folder``)."""
     root = Path(root)
     if (root / "train-volume.tif").exists():
         return load_tiff_stacks(root / "train-volume.tif", root / "train-labels.tif")
+    pairs = matched_files(root)
+    if is_instance_label(pairs[0][2]):
+        return load_instance_folder(root, pairs)
+    samples = [make_sample(stem, read_image(image), read_image(label), image, label) for stem, image, label in pairs]
+    return Dataset(root.name, samples, str(root))
+
+
+def matched_files(root: Path) -> list[tuple[str, Path, Path]]:
+    """(name, image, label) of ``root/images`` and ``root/labels``, by name; mismatches are named."""
     images_dir, labels_dir = root / "images", root / "labels"
     if not images_dir.is_dir() or not labels_dir.is_dir():
         raise DataError(f"{root}: expected images/ and labels/ folders (or train-volume.tif + train-labels.tif)")
@@ -157,11 +190,7 @@ def load_folder(root: Path) -> Dataset:
         raise DataError(
             f"{root}: images/ and labels/ do not match: no label for {missing or 'none'}, no image for {extra or 'none'}"
         )
-    samples = [
-        make_sample(stem, read_image(images[stem]), read_image(labels[stem]), images[stem], labels[stem])
-        for stem in sorted(images)
-    ]
-    return Dataset(root.name, samples, str(root))
+    return [(stem, images[stem], labels[stem]) for stem in sorted(images)]
 
 
 def load_tiff_stacks(volume: Path, labels: Path) -> Dataset:
@@ -181,12 +210,100 @@ def load_tiff_stacks(volume: Path, labels: Path) -> Dataset:
     return Dataset(volume.parent.name, samples, str(volume.parent))
 
 
-def instances_to_mask(instances: np.ndarray) -> np.ndarray:
-    """Interior mask of an instance image with a one-pixel boundary between touching objects."""
-    grown = ndimage.grey_dilation(instances, size=(3, 3))
-    shrunk = -ndimage.grey_dilation(-instances, size=(3, 3))
-    touching = (grown != shrunk) & (instances > 0) & (shrunk > 0)
-    return ((instances > 0) & ~touching).astype(np.uint8)
+def is_instance_label(path: Path) -> bool:
+    """A label file of more than 8 bits per pixel (16-bit PNG or TIFF) holds instance labels;
+    only its header is read."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            with tifffile.TiffFile(path) as tif:
+                return bool(tif.pages[0].dtype.itemsize > 1)  # type: ignore[union-attr]
+        from PIL import Image
+
+        with Image.open(path) as im:
+            return im.mode.startswith("I")
+    except Exception:  # noqa: BLE001 - an unreadable label is reported by the reader that follows
+        return False
+
+
+def read_channels(path: Path) -> np.ndarray:
+    """(H, W) for a grey image (a colour file whose channels are all equal included), (H, W, 3)
+    for a colour one; alpha is dropped. Names the file on error."""
+    try:
+        if path.suffix.lower() in (".tif", ".tiff"):
+            import tifffile
+
+            array = np.asarray(tifffile.imread(path))
+        else:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                im.load()
+                array = np.asarray(im.convert("RGB") if im.mode in ("RGBA", "P", "LA", "CMYK") else im)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a corrupt or unreadable file
+        raise DataError(f"{path}: cannot read image ({type(exc).__name__}: {exc})") from None
+    if array.ndim == 3 and array.shape[-1] in (3, 4):
+        array = array[..., :3]
+        if (array == array[..., :1]).all():
+            array = array[..., 0]
+    if array.ndim not in (2, 3):
+        raise DataError(f"{path}: expected a grey or colour 2D image, got shape {array.shape}")
+    return array
+
+
+def normalise_intensity(image: np.ndarray, low: float = 1.0, high: float = 99.8) -> np.ndarray:
+    """Per-image normalisation: the ``low`` and ``high`` percentiles over all channels go to 0
+    and 1 (colour ratios kept), so dim and bright images, 8- and 16-bit, look alike to the net.
+    Integer images take the percentiles from their histogram and map through a lookup table."""
+    if image.dtype in (np.uint8, np.uint16):
+        cdf = np.cumsum(np.bincount(image.ravel())) / image.size
+        lo, hi = (float(np.searchsorted(cdf, q / 100)) for q in (low, high))
+        if hi <= lo:
+            return np.zeros(image.shape, np.float32)
+        return ((np.arange(cdf.size, dtype=np.float32) - lo) / (hi - lo))[image]
+    lo, hi = np.percentile(image, (low, high))
+    if hi <= lo:
+        return np.zeros(image.shape, np.float32)
+    return ((image.astype(np.float32) - lo) / (hi - lo)).astype(np.float32)
+
+
+def read_model_input(path: Path, channels: int, instance: bool) -> np.ndarray:
+    """An image file as a model trained on such data takes it: grey in [0, 1] for membrane data;
+    for instance data ``channels`` channels (grey replicated, colour averaged to grey), each
+    image normalised on its own (``normalise_intensity``)."""
+    if not instance:
+        return to_unit_float(read_image(path), path)
+    image = read_channels(path)
+    if channels == 1 and image.ndim == 3:
+        image = image.mean(axis=-1)
+    elif channels > 1:
+        image = np.moveaxis(image, -1, 0) if image.ndim == 3 else np.repeat(image[None], channels, axis=0)
+    return normalise_intensity(image)
+
+
+def load_instance_folder(root: Path, pairs: Sequence[tuple[str, Path, Path]]) -> Dataset:
+    """Images of any size, grey or colour, with instance labels (0 = background). A set with any
+    colour image is read as 3 channels (grey images replicated), else as 1; each image is
+    normalised on its own (``normalise_intensity``)."""
+    images = [read_channels(image) for _, image, _ in pairs]
+    colour = any(image.ndim == 3 for image in images)
+    samples = []
+    for (stem, image_path, label_path), image in zip(pairs, images, strict=True):
+        instances = read_image(label_path)
+        if not np.issubdtype(instances.dtype, np.integer):
+            raise DataError(f"{label_path}: instance labels must be integers, got {instances.dtype}")
+        if instances.shape != image.shape[:2]:
+            h, w = image.shape[:2]
+            raise DataError(
+                f"{label_path}: label is {instances.shape[1]}x{instances.shape[0]} but {image_path.name} is {w}x{h}"
+            )
+        kind = f"{image.shape[1]}x{image.shape[0]} {'colour' if image.ndim == 3 else 'grey'}"
+        if colour:
+            image = np.moveaxis(image, -1, 0) if image.ndim == 3 else np.repeat(image[None], 3, axis=0)
+        instances = instances.astype(np.int32)
+        samples.append(Sample(stem, normalise_intensity(image), instances_to_mask(instances), instances, kind))
+    return Dataset(root.name, samples, str(root), {"task": "instances"})
 
 
 def load_ctc(root: Path, sequence: str = "01") -> Dataset:
@@ -289,6 +406,33 @@ class DataSpec:
     def synthetic(self) -> bool:
         return self.source == "synthetic"
 
+    @property
+    def instance_task(self) -> bool:
+        """Whether the data holds instance labels (decided from one label file's header)."""
+        if self.synthetic:
+            return False
+        root = self.root()
+        labels = root / "labels"
+        first = (
+            min((p for p in labels.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES), default=None)
+            if labels.is_dir()
+            else None
+        )
+        return first is not None and is_instance_label(first)
+
+    def root(self) -> Path:
+        """The folder of a named data set or a folder source (a DataError when it is missing)."""
+        from bench.fetch import DATASETS, find_dataset
+
+        if self.source in DATASETS:  # a known data set by name, e.g. "isbi2012"
+            found = find_dataset(self.source)
+            if found is None:
+                raise DataError(f"data set {self.source!r} is not on this machine; {DATASETS[self.source].how_to_get}")
+            return found.resolve()
+        if not Path(self.source).exists():
+            raise DataError(f"{self.source}: no such data folder (use 'synthetic' for the built-in data)")
+        return Path(self.source)
+
     def __str__(self) -> str:
         if self.synthetic:
             return f"synthetic:count={self.count},size={self.size},seed={self.seed}"
@@ -298,15 +442,7 @@ class DataSpec:
         """The images: generated, or read from the named data set's or the folder's files."""
         if self.synthetic:
             return synthetic_em(self.count, self.size, self.seed)
-        from bench.fetch import DATASETS, find_dataset
-
-        root = Path(self.source)
-        if self.source in DATASETS:  # a known data set by name, e.g. "isbi2012"
-            found = find_dataset(self.source)
-            if found is None:
-                raise DataError(f"data set {self.source!r} is not on this machine; run `unet-bench data fetch {self}`")
-            root = found.resolve()
-        return load_root(root)
+        return load_root(self.root())
 
 
 def load_data(spec: str | Path) -> Dataset:
@@ -378,6 +514,33 @@ def default_val_sections(count: int, exclude: Sequence[int] = ()) -> list[int]:
     pool = [i for i in range(count) if i not in held_out]
     held = max(1, len(pool) // 6)
     return pool[len(pool) - held :]
+
+
+VAL_FRACTION, TEST_FRACTION = 0.05, 0.1  # of each kind, for instance data's default split
+
+
+def stratified_split(
+    kinds: Sequence[str], val_fraction: float = VAL_FRACTION, test_fraction: float = TEST_FRACTION
+) -> tuple[list[int], list[int]]:
+    """Validation and test indices holding each kind (image size and modality) in proportion:
+    of every kind with at least 3 images, a fixed pseudo-random choice of ``val_fraction`` and
+    ``test_fraction`` of them (at least one each), the rest trains; rarer kinds only train. The
+    draw of a kind depends on its name and members only, so the split is the same on every
+    machine and for any order of the kinds."""
+    by_kind: dict[str, list[int]] = {}
+    for index, kind in enumerate(kinds):
+        by_kind.setdefault(kind, []).append(index)
+    val: list[int] = []
+    test: list[int] = []
+    for kind, members in by_kind.items():
+        if len(members) < 3:
+            continue
+        order = np.random.default_rng(zlib.crc32(kind.encode())).permutation(members).tolist()
+        n_val = max(1, round(len(members) * val_fraction))
+        n_test = max(1, round(len(members) * test_fraction))
+        val += order[:n_val]
+        test += order[n_val : n_val + n_test]
+    return sorted(val), sorted(test)
 
 
 def kfold_indices(n: int, k: int, fold: int) -> list[int]:

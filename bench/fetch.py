@@ -25,11 +25,19 @@ class FetchError(UserError):
 
 @dataclass(frozen=True)
 class RemoteDataset:
+    """A data set known by name. One without ``default_url`` is found on the machine only
+    (``find_dataset``); ``fetch_dataset`` refuses it with ``how_to_get``."""
+
     name: str
-    manifest: str  # file in bench/datasets/
-    default_url: str
+    manifest: str  # file in bench/datasets/ ("" when there is nothing to fetch)
+    default_url: str | None
     remote_path: Callable[[str], str]  # our relative path -> path under default_url
     licence: str
+    get_hint: str = ""  # how to put it on the machine, when it cannot be fetched
+
+    @property
+    def how_to_get(self) -> str:
+        return self.get_hint or f"run `unet-bench data fetch {self.name}`"
 
 
 def _zhixuhao_layout(path: str) -> str:
@@ -49,7 +57,17 @@ DATASETS = {
         remote_path=_zhixuhao_layout,
         licence="ISBI 2012 challenge data: non-commercial research use; cite Cardona et al. 2010 and "
         "Arganda-Carreras et al. 2015",
-    )
+    ),
+    "dsb2018": RemoteDataset(
+        name="dsb2018",
+        manifest="",
+        default_url=None,
+        remote_path=str,
+        licence="Data Science Bowl 2018 stage 1 training set (BBBC038) with the community fixes: CC0; cite "
+        "Caicedo et al. 2019",
+        get_hint="it is not downloaded: put its train/ folder (images/ + 16-bit labels/) at "
+        "../shared/data/dsb2018/train beside the checkout or at $UNETBENCH_DATA/dsb2018/train",
+    ),
 }
 
 
@@ -84,6 +102,8 @@ def fetch_dataset(
     if name not in DATASETS:
         raise FetchError(f"unknown data set {name!r}; known: {', '.join(DATASETS)}")
     dataset = DATASETS[name]
+    if dataset.default_url is None:
+        raise FetchError(f"{name} cannot be fetched; {dataset.how_to_get}")
     dest = Path(dest) if dest else default_data_dir(name)
     manifest = read_manifest(dataset)
     fetched = skipped = 0

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from variants.registry import ModelConfig
+from variants.sizes import InvalidInputSize
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,28 @@ def plan_tiles(config: ModelConfig, tile: int, margin: int | None = None) -> Til
     return TilePlan(input_tile, output_tile, input_tile - 2 * margin, margin)
 
 
+def plan_for_image(config: ModelConfig, tile: int, height: int, width: int, margin: int | None = None) -> TilePlan:
+    """``plan_tiles(config, tile, margin)``, or when one kept window of it covers the whole image
+    the smallest plan that still does (with the default margin): a 256x256 image is not run
+    through a 572x572 tile of mirrored context. Images of any size, smaller than a tile too,
+    are covered; only the work changes."""
+    plan = plan_tiles(config, tile, margin)
+    side = max(height, width)
+    if margin is not None or plan.keep < side:
+        return plan
+    near = plan.input_tile
+    while near > 8:
+        near -= 4
+        try:
+            smaller = plan_tiles(config, near)
+        except (ValueError, InvalidInputSize):  # no accepted size or margin left below
+            break
+        if smaller.keep < side:
+            break
+        plan = min(plan, smaller, key=lambda p: p.input_tile)
+    return plan
+
+
 def mirror_pad(image: np.ndarray, before: int, after_y: int, after_x: int) -> np.ndarray:
     """Mirror an (..., H, W) array by ``before`` px top/left and ``after_*`` px bottom/right."""
     pad = [(0, 0)] * (image.ndim - 2) + [(before, after_y), (before, after_x)]
@@ -74,9 +97,9 @@ def predict_tiled(
     device: torch.device | str = "cpu",
 ) -> np.ndarray:
     """Class probabilities (num_classes, H, W) of an (H, W) or (C, H, W) image, tile by tile."""
-    plan = plan_tiles(config, tile, margin)
     image = image[None] if image.ndim == 2 else image
     _, height, width = image.shape
+    plan = plan_for_image(config, tile, height, width, margin)
     # enough mirrored context on every side, and enough at the end to fill the last tile
     rows = -(-height // plan.keep)
     cols = -(-width // plan.keep)
@@ -98,5 +121,5 @@ def predict_tiled(
 
 
 def predict_foreground(model: nn.Module, image: np.ndarray, config: ModelConfig, **kwargs: object) -> np.ndarray:
-    """P(interior) of an (H, W) image: class 1 of ``predict_tiled``."""
+    """P(interior) of an (H, W) or (C, H, W) image: class 1 of ``predict_tiled``."""
     return predict_tiled(model, image, config, **kwargs)[1]  # type: ignore[arg-type]

@@ -14,20 +14,32 @@ import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import torch
 
 from bench.checkpoint import CheckpointError, load_checkpoint
 from bench.config import TrainCfg, split_settings
-from bench.data import DataError, Dataset, DataSpec, default_val_sections, format_sections, kfold_split, split_by_index
+from bench.data import (
+    DataError,
+    Dataset,
+    DataSpec,
+    default_val_sections,
+    format_sections,
+    kfold_split,
+    split_by_index,
+    stratified_split,
+)  # fmt: skip
 from bench.device import resolve_device
+from bench.instances import NUM_CLASSES
+from bench.metrics import InstanceName
 from bench.schema import config_hash
 from bench.suite import SuiteCfg
 from bench.suite_file import suite_key_error
 from bench.train import Callback, Evaluation, FitResult, evaluate_images, fit
 from bench.verdict import trivial_scores, why_not_trained
 from variants import resolve_config
+from variants.overrides import ConfigError
 from variants.registry import ModelConfig
 
 
@@ -42,6 +54,37 @@ class TrainJob:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     val_sections: tuple[int, ...] | None = None
     test_sections: tuple[int, ...] = ()
+
+    def __post_init__(self) -> None:
+        """Instance data sets what the data decides: the input channels, the number of classes of
+        the target, an instance monitor (dsb_ap unless one is chosen), and by default the
+        stratified validation and test split (``stratified_split``)."""
+        instance_monitor = self.train.monitor in get_args(InstanceName)
+        try:
+            instance_task = self.data.instance_task
+        except DataError:  # not on this machine: a checkpoint's job already holds what its data decided
+            return
+        if not instance_task:
+            if self.train.instance_target != "binary" or instance_monitor:
+                key = "monitor" if instance_monitor else "instance_target"
+                raise ConfigError(f"{key} {getattr(self.train, key)!r} needs instance-labelled data; {self.data} "
+                                  "has binary labels", key=key)  # fmt: skip
+            return
+        if not instance_monitor:
+            object.__setattr__(self, "train", replace(self.train, monitor="dsb_ap"))
+        if {"in_channels", "num_classes"} <= self.overrides.keys() and self.val_sections is not None:
+            return  # resolved before (a checkpoint's job); run_job checks the channels against the data
+        data = load_dataset(self.data)
+        derived = {"in_channels": data.channels, "num_classes": NUM_CLASSES[self.train.instance_target]}
+        for key, value in derived.items():
+            if self.overrides.get(key, value) != value:
+                raise ConfigError(f"model.{key} = {self.overrides[key]} but {self.data} with instance_target "
+                                  f"{self.train.instance_target!r} needs {value}", key=key)  # fmt: skip
+        object.__setattr__(self, "overrides", {**self.overrides, **derived})
+        if self.val_sections is None and not self.test_sections:
+            val, test = stratified_split([s.kind for s in data.samples])
+            object.__setattr__(self, "val_sections", tuple(val))
+            object.__setattr__(self, "test_sections", tuple(test))
 
     def model_config(self) -> ModelConfig:
         return resolve_config(self.variant, **self.overrides)
@@ -155,6 +198,8 @@ def run_job(
     ``evaluate_checkpoint`` will: on the test sections when it has them, else on validation."""
     config = job.model_config()
     data = load_dataset(job.data)
+    if config.in_channels != data.channels:
+        raise DataError(f"{job.data} has {data.channels}-channel images but the model takes {config.in_channels}")
     train_data, val_data, val = job_split(job)
     torch.manual_seed(job.train.seed)
     model = config.build()

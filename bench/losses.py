@@ -68,13 +68,18 @@ def border_weight_map(
     """
     mask = instances > 0 if class_mask is None else class_mask.astype(bool)
     weights = class_balance_weights(mask).astype(np.float64)
+    weights += np.where(instances == 0, border_term(instances, w0, sigma), 0.0)
+    return weights.astype(np.float32)
+
+
+def border_term(instances: np.ndarray, w0: float, sigma: float) -> np.ndarray:
+    """w0 * exp(-(d1 + d2)^2 / (2 sigma^2)) at every pixel (float64; 0 far from two cells)."""
     # beyond this d1 + d2 the border term is below 1e-8 * w0
     cutoff = sigma * math.sqrt(2 * math.log(1e8))
     d1, d2 = two_nearest_cell_distances(instances, cutoff)
     border = w0 * np.exp(-((d1 + d2) ** 2) / (2 * sigma**2))
     border[~np.isfinite(border)] = 0.0
-    weights += np.where(instances == 0, border, 0.0)
-    return weights.astype(np.float32)
+    return border
 
 
 _WEIGHT_MAPS: OrderedDict[tuple[bytes, tuple[int, ...], float, float], np.ndarray] = OrderedDict()

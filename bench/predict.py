@@ -15,8 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.data import IMAGE_SUFFIXES, DataError, read_image, to_unit_float
+from bench.data import IMAGE_SUFFIXES, DataError, read_model_input
 from bench.errors import UsageError
+from bench.metrics import INSTANCE_METRICS
 from bench.owned import check_whole_folder, claim
 
 MANIFEST = ".unet-bench-predict"  # the files `predict` wrote in its output folder, one per line
@@ -66,16 +67,17 @@ def predict_folder(
         raise UsageError(f"--threshold {threshold}: a probability, between 0 and 1")
     job, model, device = load_trained(checkpoint)
     config = job.model_config()
+    instance = job.train.monitor in INSTANCE_METRICS  # an instance job always monitors an instance metric
     paths = input_images(images)
     for path in paths:  # a bad image fails now, not after an hour of predicting the others
-        to_unit_float(read_image(path), path)
+        read_model_input(path, config.in_channels, instance)
     check_whole_folder(out_dir, MANIFEST, "choose another output folder (-o)")
     out_dir.mkdir(parents=True, exist_ok=True)
     written = []
     for number, path in enumerate(paths, 1):
-        image = to_unit_float(read_image(path), path)
+        image = read_model_input(path, config.in_channels, instance)
         probability = predict_foreground(model, image, config, tile=tile or job.train.val_tile, device=device)
         written.append(write_outputs(out_dir, path.stem, probability, threshold))
         interior = float((probability > threshold).mean())
-        log(f"[{number}/{len(paths)}] {path.name}: {image.shape[1]}x{image.shape[0]}, {interior:.1%} interior")
+        log(f"[{number}/{len(paths)}] {path.name}: {image.shape[-1]}x{image.shape[-2]}, {interior:.1%} interior")
     return written

@@ -23,7 +23,7 @@ from bench.atomic import atomic_write_bytes
 from bench.curves import curve_rows, target_rows
 from bench.data import format_sections
 from bench.job import JobResult, TrainJob, fold_sections, job_split, run_job, suite_job
-from bench.metrics import ROW_METRICS
+from bench.metrics import INSTANCE_METRICS, ROW_METRICS
 from bench.profile import ProfileCfg, measure
 from bench.progress import SuiteProgress, format_duration
 from bench.rows import RowFactory
@@ -180,7 +180,9 @@ def eval_rows(base: RowFactory, job: TrainJob, result: JobResult, best_trial: di
     curve and each test image's scores."""
     factory = base.for_job(job, "eval", result.split)
     extra = make_extra(train_seconds=result.fit.train_seconds, overrides=job.overrides, best_trial=best_trial)
-    rows = [factory.row(m, result.final[m], extra=extra) for m in ROW_METRICS if m in result.final]
+    rows = [
+        factory.row(m, result.final[m], extra=extra) for m in (*ROW_METRICS, *INSTANCE_METRICS) if m in result.final
+    ]
     rows.append(trained_row(factory, result))
     rows += target_rows(factory, result.fit.history, job.train)
     rows += curve_rows(factory, result.fit.history, job.train.monitor, format_sections(result.val_sections))
@@ -215,7 +217,7 @@ def image_rows(factory: RowFactory, job: TrainJob, result: JobResult) -> list[Re
     rows = []
     for section, scores in result.per_image.items():
         image = factory.for_job(job, "eval-image", f"{prefix}{section}")
-        rows += [image.row(m, scores[m]) for m in ROW_METRICS if m in scores]
+        rows += [image.row(m, scores[m]) for m in (*ROW_METRICS, *INSTANCE_METRICS) if m in scores]
     return rows
 
 

@@ -22,10 +22,11 @@ from torch import nn
 from bench.augment import augment_batch
 from bench.checkpoint import load_checkpoint, save_checkpoint
 from bench.config import TrainCfg
-from bench.data import Dataset
+from bench.data import Dataset, Sample
 from bench.device import resolve_device
 from bench.errors import UserError
-from bench.infer import mirror_pad, predict_foreground
+from bench.infer import predict_tiled
+from bench.instances import TargetName, decode_instances, instance_target
 from bench.losses import segmentation_loss, weight_map_for_mask
 from bench.metrics import CHALLENGE_THRESHOLDS, HIGHER_IS_BETTER, score_stack_images
 from variants.registry import ModelConfig
@@ -67,33 +68,55 @@ class FitResult:
 
 
 class TileSampler:
-    """Random training tiles. Images, masks and weight maps are mirror-padded once, so a tile
-    anywhere in the image, border included, has the context the network needs."""
+    """Random training tiles of images of any size. Each tile is cut with mirrored indices (the
+    same pixels as a mirror-padded image, without storing one), so a tile anywhere in the image,
+    border included, has the context the network needs; images smaller than the output tile are
+    mirrored to fill it."""
 
-    def __init__(self, data: Dataset, input_tile: int, output_tile: int, w0: float, sigma: float):
+    def __init__(
+        self, data: Dataset, input_tile: int, output_tile: int, w0: float, sigma: float, target: TargetName = "binary"
+    ):
         if not len(data):
             raise ValueError("no training images")
         self.input_tile, self.output_tile = input_tile, output_tile
-        border = (input_tile - output_tile) // 2
+        self.border = (input_tile - output_tile) // 2
         self.entries = []
         for sample in data.samples:
-            h, w = sample.mask.shape
-            extra_y, extra_x = max(0, output_tile - h), max(0, output_tile - w)
-            weights = weight_map_for_mask(sample.mask, w0=w0, sigma=sigma)
-            stack = np.stack([sample.image, sample.mask.astype(np.float32), weights])
-            padded = mirror_pad(stack, border, border + extra_y, border + extra_x)
-            self.entries.append((torch.from_numpy(np.ascontiguousarray(padded)), h + extra_y, w + extra_x))
+            labels, weights = training_target(sample, data.instance_task, target, w0, sigma)
+            image = sample.image if sample.image.ndim == 3 else sample.image[None]
+            stack = np.concatenate([image, labels[None].astype(np.float32), weights[None]])
+            self.entries.append(torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32)))
 
     def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
-        """(B, 3, T, T): image, mask and weight map of ``batch`` random input tiles."""
+        """(B, C + 2, T, T): image channels, labels and weight map of ``batch`` random input tiles."""
         tiles = []
         for _ in range(batch):
             index = int(torch.randint(len(self.entries), (1,), generator=generator))
-            padded, h, w = self.entries[index]
-            y = int(torch.randint(h - self.output_tile + 1, (1,), generator=generator))
-            x = int(torch.randint(w - self.output_tile + 1, (1,), generator=generator))
-            tiles.append(padded[:, y : y + self.input_tile, x : x + self.input_tile])
+            stack = self.entries[index]
+            h, w = stack.shape[-2:]
+            y = int(torch.randint(max(h, self.output_tile) - self.output_tile + 1, (1,), generator=generator))
+            x = int(torch.randint(max(w, self.output_tile) - self.output_tile + 1, (1,), generator=generator))
+            rows = mirror_indices(y - self.border, self.input_tile, h)
+            cols = mirror_indices(x - self.border, self.input_tile, w)
+            tiles.append(stack[:, rows][:, :, cols])
         return torch.stack(tiles)
+
+
+def mirror_indices(start: int, length: int, size: int) -> torch.Tensor:
+    """Indices ``start .. start + length - 1`` of an axis of ``size`` pixels mirrored at both
+    ends (numpy's ``symmetric`` padding, repeated as often as needed)."""
+    index = torch.arange(start, start + length) % (2 * size)
+    return torch.where(index >= size, 2 * size - 1 - index, index)
+
+
+def training_target(
+    sample: Sample, instance_task: bool, target: TargetName, w0: float, sigma: float
+) -> tuple[np.ndarray, np.ndarray]:
+    """Class labels and loss weights of a sample: the membrane mask with its weight map, or for
+    instance data the chosen instance target (``bench.instances.instance_target``)."""
+    if instance_task and sample.instances is not None:
+        return instance_target(sample.instances, target, w0, sigma)
+    return sample.mask, weight_map_for_mask(sample.mask, w0=w0, sigma=sigma)
 
 
 def make_optimizer(model: nn.Module, cfg: TrainCfg) -> torch.optim.Optimizer:
@@ -141,11 +164,31 @@ def evaluate(
 def evaluate_images(
     model: nn.Module, config: ModelConfig, data: Dataset, cfg: TrainCfg, device: torch.device, warping: bool
 ) -> Evaluation:
-    """``evaluate``, with each image's scores at the thresholds the stack chose beside it."""
+    """``evaluate``, with each image's scores at the thresholds the stack chose beside it;
+    instance data is scored as instances (``evaluate_instances``)."""
+    if data.instance_task:
+        return evaluate_instances(model, config, data, cfg, device)
     thresholds = CHALLENGE_THRESHOLDS if cfg.val_thresholds == "best" else (0.5,)
-    probs = [predict_foreground(model, s.image, config, tile=cfg.val_tile, device=device) for s in data.samples]
+    probs = [predict_tiled(model, s.image, config, tile=cfg.val_tile, device=device)[1] for s in data.samples]
     scores, per_image = score_stack_images(probs, [s.mask for s in data.samples], thresholds, warping)
     return Evaluation({**scores, "prediction_std": float(np.mean([p.std() for p in probs]))}, per_image)
+
+
+def evaluate_instances(
+    model: nn.Module, config: ModelConfig, data: Dataset, cfg: TrainCfg, device: torch.device
+) -> Evaluation:
+    """Each image's instances, decoded from its overlap-tile prediction (``decode_instances``),
+    scored against its labels by ``score_instances``; the scores are the means over images, as
+    the DSB 2018 score is. ``prediction_std``: how much P(background) varies within an image."""
+    from bench.instance_metrics import score_instance_stack
+
+    decoded, spread = [], []
+    for sample in data.samples:
+        probs = predict_tiled(model, sample.image, config, tile=cfg.val_tile, device=device)
+        spread.append(float(probs[0].std()))
+        decoded.append(decode_instances(probs))
+    scores, per_image = score_instance_stack(decoded, data.instance_labels())
+    return Evaluation({**scores, "prediction_std": float(np.mean(spread))}, per_image)
 
 
 def is_better(metric: str, new: float, old: float | None) -> bool:
@@ -217,7 +260,7 @@ class Trainer:
         model.to(self.device)
         self.input_tile = config.valid_input_size(cfg.tile)
         output_tile = config.output_size(self.input_tile)
-        self.sampler = TileSampler(train_data, self.input_tile, output_tile, cfg.w0, cfg.sigma)
+        self.sampler = TileSampler(train_data, self.input_tile, output_tile, cfg.w0, cfg.sigma, cfg.instance_target)
         self.optimizer = make_optimizer(model, cfg)
         torch.manual_seed(cfg.seed)  # dropout draws from the global generator
         self.generator = torch.Generator().manual_seed(cfg.seed)
@@ -243,7 +286,9 @@ class Trainer:
         """One optimizer step on a fresh batch of augmented tiles; returns its loss."""
         cfg, crop, end = self.cfg, self.crop, self.input_tile - self.crop
         tiles = self.sampler.sample(cfg.batch_size, self.generator).to(self.device)
-        images, labels, weights = augment_batch(tiles[:, :1], tiles[:, 1], tiles[:, 2], cfg.augment, self.aug_generator)
+        images, labels, weights = augment_batch(
+            tiles[:, :-2], tiles[:, -2], tiles[:, -1], cfg.augment, self.aug_generator
+        )
         assert weights is not None  # weights in, weights out
         labels, weights = labels[:, crop:end, crop:end].round().long(), weights[:, crop:end, crop:end]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):

@@ -20,7 +20,14 @@ FLAT_LOSS = 0.98  # a last epoch's loss above this fraction of the first's went 
 
 def trivial_scores(data: Dataset) -> dict[str, dict[str, float]]:
     """The scores of each trivial prediction on ``data``. A constant prediction is the same mask
-    at every threshold between 0 and 1, so one threshold scores it as the challenge's nine would."""
+    at every threshold between 0 and 1, so one threshold scores it as the challenge's nine would;
+    instance data scores its instances."""
+    if data.instance_task:  # all interior: one object covering the image; all membrane: no object
+        from bench.instance_metrics import score_instance_stack
+
+        truths = data.instance_labels()
+        return {name: score_instance_stack([np.full(t.shape, int(value), np.int32) for t in truths], truths)[0]
+                for name, value in TRIVIAL.items()}  # fmt: skip
     masks = [s.mask for s in data.samples]
     return {
         name: score_stack([np.full(m.shape, value, np.float32) for m in masks], masks, (0.5,), warping=False)
