@@ -297,6 +297,10 @@ def cmd_search(args: argparse.Namespace) -> int:
     from bench.suite import load_suite
 
     suite = load_suite(args.suite)
+    if args.variant:
+        from variants import get_variant
+
+        get_variant(args.variant)  # an unknown name is refused as one, before it names a study
     variants = [args.variant] if args.variant else list(suite.searched_variants())
     if args.study and len(variants) > 1:
         raise UsageError(f"--study names one study, and {suite.name} tunes {len(variants)} variants: add --variant")

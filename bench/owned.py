@@ -56,3 +56,14 @@ def check_whole_folder(folder: Path, manifest: str, advice: str) -> None:
     owns the whole folder it writes to."""
     files = sorted(p for p in folder.rglob("*") if p.name != manifest) if folder.is_dir() else []
     check_owned(folder, manifest, files, advice)
+
+
+def drop_stale(folder: Path, manifest: str, written: Iterable[str], what: str) -> None:
+    """Delete the files the manifest lists that this run did not write (a figure an earlier
+    report drew and this one does not), and list only ``written``: a regenerated folder holds
+    what its page shows and nothing stale. Only manifest-listed files are touched."""
+    keep = set(written)
+    for name in sorted(claimed(folder, manifest) - keep):
+        (folder / name).unlink(missing_ok=True)
+    header = f"# files unet-bench wrote in this folder; {what} replaces these and no others"
+    atomic_write_bytes(folder / manifest, "\n".join([header, *sorted(keep)]).encode() + b"\n")

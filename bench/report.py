@@ -25,7 +25,7 @@ import pandas as pd
 from bench import aggregate, reference, stats, tuning
 from bench import report_measured as opening
 from bench.metrics import HIGHER_IS_BETTER, METRICS, RANKED_METRICS, RESULT_METRICS
-from bench.owned import ForeignFileError, check_owned
+from bench.owned import ForeignFileError, check_owned, drop_stale
 from bench.owned import claim as claim_files
 from bench.schema import ENVIRONMENT_COLUMNS, MODEL_MEMORY_METRICS
 from bench.store import ResultsError, read_configs, read_results
@@ -389,7 +389,7 @@ def run_budget(train: dict[str, Any]) -> str:
     epochs, steps = int(train["epochs"]), int(train["steps_per_epoch"])
     optimiser = {"adamw": "AdamW", "sgd": "SGD"}.get(train["optimizer"], train["optimizer"])
     schedule = "" if train.get("schedule", "constant") == "constant" else f", {train['schedule']} schedule"
-    words = (f"{epochs} epochs x {steps} steps of batch {train['batch_size']} at {train['tile']} px tiles "
+    words = (f"{epochs} epoch{'s' if epochs != 1 else ''} x {steps} steps of batch {train['batch_size']} at {train['tile']} px tiles "
              f"({epochs * steps} steps), {optimiser}{schedule}; budget: ")  # fmt: skip
     minutes, budget = train.get("max_minutes"), train.get("budget", "steps")
     if budget == "seconds":
@@ -816,6 +816,8 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     claim(out_dir, "report.md", "report.html")
     (out_dir / "report.md").write_text(to_markdown(report))
     (out_dir / "report.html").write_text(to_html(report))
+    drawn = [f"fig/{stem}.{kind}" for stem in figures.png for kind in ("png", "svg")]
+    drop_stale(out_dir, MANIFEST, ["report.md", "report.html", *drawn], "a report")
     return report
 
 

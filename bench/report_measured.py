@@ -57,7 +57,8 @@ def model_table(frame: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]) -
     for key, settings in sorted(configs.items()):
         if key in set(evals["config_hash"]):
             variant = str(settings["variant"])
-            rows[variant] = {"variant": variant, "model settings": model_settings(settings.get("overrides", {}))}
+            rows[variant] = {"variant": variant, "model settings": model_settings(settings.get("overrides", {})),
+                             "training tile → output": tile_text(settings)}  # fmt: skip
     profiled = frame[(frame["stage"] == "profile") & frame["metric"].isin(["params", "gflops_per_image"])]
     for (variant, metric), group in profiled.groupby(["variant", "metric"]):
         row = rows.setdefault(str(variant), {"variant": variant})
@@ -69,6 +70,37 @@ def model_table(frame: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]) -
     for variant, n in evals.groupby("variant")["seed"].nunique().items():
         rows.setdefault(str(variant), {"variant": variant})["seeds"] = int(n)
     return pd.DataFrame(list(rows.values()))
+
+
+def trained_sides(settings: Mapping[str, Any]) -> tuple[int, int] | None:
+    """The tile side a job trained on (the nearest its network accepts) and its output side;
+    None where the variant is no longer registered or the settings lack a tile."""
+    from variants import resolve_config
+
+    try:
+        config = resolve_config(str(settings["variant"]), **settings.get("overrides", {}))
+        tile = config.valid_input_size(int(settings["train_cfg"]["tile"]))
+        return tile, config.output_size(tile)
+    except (KeyError, UserError):
+        return None
+
+
+def tile_text(settings: Mapping[str, Any]) -> str:
+    sides = trained_sides(settings)
+    return f"{sides[0]} → {sides[1]} px" if sides else "–"
+
+
+def area_note(settings: list[Mapping[str, Any]]) -> str:
+    """Said when the variants' training outputs differ in size: equal steps are then not equal
+    supervised pixels, and a reader must weigh the comparison with that."""
+    outputs = {s for s in (trained_sides(c) for c in settings) if s is not None}
+    sides = sorted({output for _, output in outputs})
+    if len(sides) < 2:
+        return ""
+    ratio = (sides[-1] / sides[0]) ** 2
+    return (f"The variants' training tiles give outputs of {sides[0]} to {sides[-1]} px a side: at equal steps the "
+            f"largest sees {ratio:.1f}x the supervised pixels of the smallest (valid convolutions lose a border), "
+            "so the budget is equal in steps, not in pixels.")  # fmt: skip
 
 
 def machine_text(frame: pd.DataFrame) -> str:
@@ -88,8 +120,9 @@ def measured_text(frame: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]],
         parts.append(f"Data: {', '.join(describe_data(d) for d in data)}; {split_text(settings[0])}.")
     if budget:
         parts.append(budget)
+    parts.append(area_note(settings))
     parts.append(f"Machine: {machine_text(frame)}.")
-    return " ".join(parts)
+    return " ".join(p for p in parts if p)
 
 
 def ranked_summary(summary: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -233,10 +233,16 @@ def test_figures_show_something_and_no_legend_covers_the_data(tmp_path: Path) ->
     from bench.report import legends_beside_the_data
 
     quick = max(p for p in (REPO / "results" / "quick").iterdir() if p.is_dir())
-    report = build_report(quick, tmp_path / "quick")
+    build_report(GOLDEN, tmp_path / "quick")  # batch sweeps: lines against batch size
+    assert (tmp_path / "quick" / "fig" / "throughput_vs_batch.png").exists()
+    (tmp_path / "quick" / "notes.txt").write_text("the user's")
+    report = build_report(quick, tmp_path / "quick")  # the same folder, rebuilt from one batch size
     assert {"throughput", "memory"} <= set(report.figures) and not {"throughput_vs_batch", "memory_vs_batch"} & set(
         report.figures
     )
+    left = sorted(p.name for p in (tmp_path / "quick" / "fig").iterdir())
+    assert left == sorted(f"{stem}.{kind}" for stem in report.figures for kind in ("png", "svg")), "no stale figure"
+    assert (tmp_path / "quick" / "notes.txt").read_text() == "the user's"
     assert "Takeaway: best mean V_rand" in next(s.text for s in report.sections if s.title == "Summary")
     fig, ax = plt.subplots()
     sns.lineplot(x=[0, 1, 2], y=[2, 1, 0], hue=["a", "b", "b"], ax=ax)  # seaborn puts its legend inside
@@ -245,3 +251,15 @@ def test_figures_show_something_and_no_legend_covers_the_data(tmp_path: Path) ->
     legend, axes = ax.get_legend().get_window_extent(), ax.get_window_extent()
     assert legend.x0 >= axes.x1, "the legend starts right of the axes"
     plt.close(fig)
+
+
+def test_the_opening_says_when_equal_steps_are_not_equal_pixels() -> None:
+    """A valid-padded net on a 380 px tile is scored on 196 x 196 pixels, a same-padded one on all
+    of 384: the report must say the budget is equal in steps only."""
+    from bench.report_measured import area_note, tile_text
+
+    valid = {"variant": "unet-original", "overrides": {"base_width": 4}, "train_cfg": {"tile": 384}}
+    same = {"variant": "monai-basicunet", "overrides": {}, "train_cfg": {"tile": 384}}
+    assert tile_text(valid) == "380 → 196 px" and tile_text(same) == "384 → 384 px"
+    assert "196 to 384 px" in area_note([valid, same]) and f"{(384 / 196) ** 2:.1f}x" in area_note([valid, same])
+    assert area_note([valid, valid]) == ""
