@@ -56,6 +56,9 @@ def test_report_opens_in_chromium_with_images_loaded_and_no_errors(tmp_path: Pat
     loaded, total, errors = map(int, match.groups())
     assert total == len(report.figures) and loaded == total and errors == 0
     assert "CONSOLE" not in dom.stderr or not re.search(r"CONSOLE.*(Error|error)", dom.stderr)
+    # as rendered: the page opens with what was measured, then the ranked summary and its takeaway
+    assert re.findall(r"<h2>(.*?)</h2>", dom.stdout)[:2] == ["What was measured", "Summary"]
+    assert "<p>Takeaway: best mean V_rand: unet-gelu" in dom.stdout and "<th>rank</th>" in dom.stdout
 
     shot = tmp_path / "shot.png"
     chromium(f"--screenshot={shot}", "--window-size=1200,1600", page.as_uri(), profile=tmp_path / "p2")
