@@ -28,10 +28,19 @@ def measurement_row(m: Measurement) -> dict[str, Any]:
         "MPix/s": values["throughput_mpix"][0],
         "p50 ms": values["latency_p50"][0], "p90 ms": values["latency_p90"][0], "p99 ms": values["latency_p99"][0],
         "GFLOP/img": values["gflops_per_image"][0], "TFLOP/s": values["tflops_achieved"][0],
-        "peak MiB": max(v[0] for k, v in values.items() if k.startswith("peak_memory")),
+        "peak MiB": model_memory(values),
         "MFU": f"{values['mfu'][0]:.1%}" if "mfu" in values else "n/a",
     })  # fmt: skip
     return row
+
+
+def model_memory(values: dict[str, Any]) -> float | str:
+    """The memory the model needed, as the report's "peak MiB" reads it (``MODEL_MEMORY_METRICS``
+    in order: allocated on a GPU, the RSS increase on a CPU), so one column name means one thing."""
+    from bench.schema import MODEL_MEMORY_METRICS
+
+    name = next((m for m in MODEL_MEMORY_METRICS if m in values), None)
+    return values[name][0] if name else "n/a"
 
 
 def profile_table_lines(measurements: Sequence[Measurement]) -> list[str]:
