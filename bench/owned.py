@@ -31,8 +31,12 @@ def claim(folder: Path, manifest: str, names: Iterable[str], what: str) -> None:
     """List ``names`` in ``folder``'s manifest before they are written (``what`` wrote them)."""
     listed = claimed(folder, manifest)
     if not set(names) <= listed:
-        header = f"# files unet-bench wrote in this folder; {what} replaces these and no others"
-        atomic_write_bytes(folder / manifest, "\n".join([header, *sorted(listed | set(names))]).encode() + b"\n")
+        write_manifest(folder, manifest, listed | set(names), what)
+
+
+def write_manifest(folder: Path, manifest: str, names: Iterable[str], what: str) -> None:
+    header = f"# files unet-bench wrote in this folder; {what} replaces these and no others"
+    atomic_write_bytes(folder / manifest, "\n".join([header, *sorted(names)]).encode() + b"\n")
 
 
 def check_owned(
@@ -65,5 +69,4 @@ def drop_stale(folder: Path, manifest: str, written: Iterable[str], what: str) -
     keep = set(written)
     for name in sorted(claimed(folder, manifest) - keep):
         (folder / name).unlink(missing_ok=True)
-    header = f"# files unet-bench wrote in this folder; {what} replaces these and no others"
-    atomic_write_bytes(folder / manifest, "\n".join([header, *sorted(keep)]).encode() + b"\n")
+    write_manifest(folder, manifest, keep, what)

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 
 from bench.cli import main
-from tests.conftest import run_cli, run_cli_many
+from tests.conftest import REPO, run_cli, run_cli_many
 
 
 def test_list_json_has_every_variant_with_the_documented_keys() -> None:
@@ -154,3 +154,13 @@ def test_run_writes_under_the_output_root_unless_asked_for_the_reference() -> No
     assert run_roots(parser.parse_args(["run", "quick", "--out", "/tmp/x"])) == (Path("/tmp/x/results"), Path("/tmp/x/reports"))
     assert run_roots(parser.parse_args(["run", "quick", "--reference"])) == (Path("results"), Path("reports"))
     assert run_roots(parser.parse_args(["run", "quick", "-o", "r", "--reports", "p"])) == (Path("r"), Path("p"))
+
+
+def test_an_out_root_that_is_a_file_is_one_line(tmp_path: Path) -> None:
+    from tests.conftest import assert_user_error
+
+    blocker = tmp_path / "afile"
+    blocker.write_text("the user's")
+    result = run_cli("report", str(REPO / "tests" / "data" / "golden"), "--out", str(blocker / "sub"))
+    assert_user_error(result, "is a file, not a folder")
+    assert blocker.read_text() == "the user's" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
