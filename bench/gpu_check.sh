@@ -43,13 +43,13 @@ pack() {  # with $OUT set: results/gpu and reports/gpu into one archive there, r
 cuda=$(python3 -c 'import torch; print(int(torch.cuda.is_available()))')
 if [ "$cuda" = 1 ]; then
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
-  step 90 python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_profile.py
+  step 90 python3 -m pytest -q -p no:cacheprovider -o addopts= -m gpu tests/test_profile.py
 fi
 step "${PROFILE_SECONDS:-430}" python3 -m bench profile --suite "${SUITE:-gpu}" --results "$results" \
   ${MINUTES:+--minutes "$MINUTES"}
 pack
 if [ "$cuda" = 1 ]; then
-  step 50 python3 -m pytest -q -p no:cacheprovider bench/benchmarks/test_micro.py -k model_step \
+  step 50 python3 -m pytest -q -p no:cacheprovider -o addopts= bench/benchmarks/test_micro.py -k model_step \
     --benchmark-max-time 0.5 --benchmark-json "$work/micro-gpu.json" \
     && step 30 python3 -m bench ingest "$work/micro-gpu.json" --results "$results"
 fi

@@ -27,10 +27,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-def run_cli(*args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, str] | None = None):
-    """Run ``unet-bench ARGS`` as a user would: a fresh process, its exit code and output."""
+def run_cli(
+    *args: str, cwd: Path = REPO, timeout: float = 300, env: dict[str, str] | None = None, fresh: bool = False
+) -> subprocess.CompletedProcess[str]:
+    """Run ``unet-bench ARGS`` in ``cwd`` with ``env``: its exit code and output.
+
+    By default through ``bench.cli.main`` in this process: the command's own parser, code and
+    error handling, without the 4 s of a fresh interpreter importing torch (it was most of the
+    suite's time). ``fresh=True`` starts a new process, as a user's shell does: for what only a
+    process shows (start-up, signals, memory measured by the OS, torch reading the environment).
+    """
     import sys
 
+    if not fresh:
+        return run_cli_in_process(*args, cwd=cwd, env=env)
     return subprocess.run(
         [sys.executable, "-m", "bench", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout, env=env
     )
@@ -50,7 +60,7 @@ def cli_trained(tmp_path_factory: pytest.TempPathFactory) -> tuple[subprocess.Co
     test that checks its output (test_cli) or needs a checkpoint made by the CLI (test_predict)."""
     user = tmp_path_factory.mktemp("cli-train")  # a user's folder, no -o: the default output root
     out = user / "unetbench-out" / "checkpoints" / f"train-{TINY_TRAIN[TINY_TRAIN.index('--variant') + 1]}"
-    return run_cli("train", *TINY_TRAIN, "--json", cwd=user), out
+    return run_cli("train", *TINY_TRAIN, "--json", cwd=user, fresh=True), out
 
 
 def assert_user_error(result, *needles: str) -> str:
@@ -64,40 +74,35 @@ def assert_user_error(result, *needles: str) -> str:
     return message
 
 
-def run_cli_many(commands: dict[str, list[str]], workers: int = 4) -> dict[str, subprocess.CompletedProcess[str]]:
-    """Run independent ``unet-bench`` commands side by side (each is mostly interpreter and
-    torch start-up, so a few at once use both cores) and return each one's result by key."""
-    from concurrent.futures import ThreadPoolExecutor
-
-    with ThreadPoolExecutor(workers) as pool:
-        futures = {key: pool.submit(run_cli, *args) for key, args in commands.items()}
-        return {key: future.result() for key, future in futures.items()}
+def run_cli_many(commands: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess[str]]:
+    """Run independent ``unet-bench`` commands (``run_cli``, one after another) and return each
+    one's result by key."""
+    return {key: run_cli(*args) for key, args in commands.items()}
 
 
-def run_cli_in_process(*args: str) -> subprocess.CompletedProcess[str]:
-    """``unet-bench ARGS`` through ``bench.cli.main`` in this process: the command's own parser and
-    error handling, without a fresh interpreter's start-up (seconds each, and they add up)."""
-    from contextlib import redirect_stderr, redirect_stdout
+def run_cli_in_process(
+    *args: str, cwd: Path = REPO, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``unet-bench ARGS`` through ``bench.cli.main`` in this process, in ``cwd`` and with ``env``
+    (both restored after): the command's own parser and error handling, without a fresh
+    interpreter's start-up (seconds each, and they add up)."""
+    from contextlib import chdir, redirect_stderr, redirect_stdout
     from io import StringIO
 
     from bench.cli import main
 
+    saved_env = dict(os.environ)
     out, err = StringIO(), StringIO()
-    with redirect_stdout(out), redirect_stderr(err):
-        try:
-            code = main(list(args))
-        except SystemExit as exc:  # argparse's own errors
-            code = exc.code if isinstance(exc.code, int) else 1
+    try:
+        if env is not None:
+            os.environ.clear()
+            os.environ.update(env)
+        with chdir(cwd), redirect_stdout(out), redirect_stderr(err):
+            try:
+                code = main(list(args))
+            except SystemExit as exc:  # argparse's own errors
+                code = exc.code if isinstance(exc.code, int) else 1
+    finally:
+        os.environ.clear()
+        os.environ.update(saved_env)
     return subprocess.CompletedProcess(["unet-bench", *args], code, out.getvalue(), err.getvalue())
-
-
-def run_cli_cases(commands: dict[str, list[str]]) -> dict[str, subprocess.CompletedProcess[str]]:
-    """Many cases of a few commands: each command's first case as a user runs it (a fresh
-    process), every further case of it in-process, through the same ``main``."""
-    first: dict[str, list[str]] = {}
-    for key, args in commands.items():
-        if args[0] not in {a[0] for a in first.values()}:
-            first[key] = args
-    results = run_cli_many(first)
-    results.update({key: run_cli_in_process(*args) for key, args in commands.items() if key not in first})
-    return results

@@ -9,21 +9,8 @@ from bench.cli import main
 from tests.conftest import REPO, run_cli, run_cli_many
 
 
-def test_list_json_has_every_variant_with_the_documented_keys() -> None:
-    result = run_cli("list", "--json")
-    assert result.returncode == 0, result.stderr
-    rows = json.loads(result.stdout)
-    assert len(rows) >= 15
-    for row in rows:
-        assert {"name", "family", "source", "citation", "params", "gflops", "input_size", "output_size"} <= row.keys()
-    original = next(r for r in rows if r["name"] == "unet-original")
-    assert (original["source"], original["citation"]) == ("ours", "Ronneberger et al. 2015")
-    assert (original["params"], original["input_size"], original["output_size"]) == (31_030_658, 572, 388)
-    assert abs(original["gflops"] - 300.9) < 1.0
-
-
 def test_list_filters_by_pattern(capsys) -> None:
-    assert main(["list", "unet-*"]) == 0  # in-process: the --json test above starts the real command
+    assert main(["list", "unet-*"]) == 0  # test_catalog runs list --json
     lines = capsys.readouterr().out.splitlines()
     assert any(line.startswith("unet-original ") for line in lines)
     assert not any(line.startswith(("resunet", "smp-", "inception")) for line in lines)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -11,13 +12,19 @@ from bench.store import read_results
 from tests.conftest import REPO
 
 
+def not_an_xdist_worker() -> dict[str, str]:
+    """This process's environment without the variables that mark an xdist worker."""
+    return {key: value for key, value in os.environ.items() if not key.startswith("PYTEST_XDIST")}
+
+
 def test_micro_benchmarks_run_and_are_ingested(tmp_path: Path) -> None:
     out = tmp_path / "micro.json"
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "bench/benchmarks/test_micro.py",
+        # one process, not an xdist worker (pytest-benchmark measures and writes nothing under xdist)
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-o", "addopts=", "bench/benchmarks/test_micro.py",
          "-k", "unet-original or elastic or v_rand", "--benchmark-min-rounds=2", "--benchmark-max-time=0.05",
          "--benchmark-warmup=off", f"--benchmark-json={out}"],
-        cwd=REPO, capture_output=True, text=True, timeout=300,
+        cwd=REPO, capture_output=True, text=True, timeout=300, env=not_an_xdist_worker(),
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     names = {b["name"] for b in json.loads(out.read_text())["benchmarks"]}

@@ -121,7 +121,7 @@ def test_the_prepared_gpu_check_runs_end_to_end(tmp_path: Path) -> None:
     env = {
         **os.environ,
         "SUITE": "cpu-smoke",
-        "MINUTES": "0.3",
+        "MINUTES": "0.15",
         "OUT": str(out),
         "WORK": str(work),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import TINY_SEARCH, assert_user_error, run_cli, run_cli_cases
+from tests.conftest import TINY_SEARCH, assert_user_error, run_cli, run_cli_many
 
 # suite texts with one mistake each, the command that reads them, and what the error must name
 SUITES = {
@@ -57,7 +57,7 @@ def suite_runs(
         path.write_text(text)
         flag = "--results" if command == "profile --suite" else "-o"
         commands[case], places[case] = [*command.split(), str(path), flag, str(out)], (path, out)
-    results = run_cli_cases(commands)
+    results = run_cli_many(commands)
     return {case: (*places[case], results[case]) for case in SUITES}
 
 
@@ -70,7 +70,7 @@ def test_a_broken_suite_file_is_named_with_its_line_and_key(suite_runs, case: st
 
 @pytest.fixture(scope="module")
 def command_line_runs() -> dict[str, subprocess.CompletedProcess[str]]:
-    return run_cli_cases({case: args for case, (args, _) in COMMAND_LINES.items()})
+    return run_cli_many({case: args for case, (args, _) in COMMAND_LINES.items()})
 
 
 @pytest.mark.parametrize("case", sorted(COMMAND_LINES))

@@ -136,7 +136,7 @@ def test_out_of_memory_in_a_sweep_is_a_row_and_the_sweep_goes_on() -> None:
     finishes, and the batch sizes that fitted are measured."""
     result = run_cli(
         "profile", "--variant", "unet-32", "--mode", "train", "--input", "188", "--batch", "auto", "--max-batch", "64",
-        "--memory-cap-mib", "300", "--max-seconds", "0.2", "--json",
+        "--memory-cap-mib", "300", "--max-seconds", "0.2", "--json", fresh=True,
     )  # fmt: skip
     assert result.returncode == 0, result.stderr[-2000:]
     rows = json.loads(result.stdout)
@@ -150,7 +150,7 @@ def test_a_cap_below_one_sample_is_an_oom_row_that_names_the_cap() -> None:
     configuration is a row saying it did not fit. A fresh process, because the cap is counted
     from the address space the process holds, and memory freed earlier in it could be reused."""
     result = run_cli(
-        "profile", "--variant", "unet-32", "--mode", "train", "--input", "188", "--memory-cap-mib", "60", "--json"
+        "profile", "--variant", "unet-32", "--mode", "train", "--input", "188", "--memory-cap-mib", "60", "--json", fresh=True
     )
     assert result.returncode == 0, result.stderr[-2000:]
     (oom,) = [r for r in json.loads(result.stdout) if r["metric"] == "oom" and r["mode"] == "train"]

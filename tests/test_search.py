@@ -47,18 +47,12 @@ def test_same_seed_same_sequence_of_parameters(tmp_path: Path, searched: tuple[P
 
 
 def test_bad_storage_fails_in_one_line_without_the_password() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "bench", "search", str(TINY_SEARCH), "--storage", "postgresql://bench:s3cret@127.0.0.1:1/nodb"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )
+    result = run_cli("search", str(TINY_SEARCH), "--storage", "postgresql://bench:s3cret@127.0.0.1:1/nodb")
     assert result.returncode == 2
     assert "s3cret" not in result.stderr + result.stdout and "***" in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1 and "cannot open storage" in result.stderr
     assert "trials" not in result.stderr, "nothing may train before the storage works"
-    malformed = subprocess.run(
-        [sys.executable, "-m", "bench", "search", str(TINY_SEARCH), "--storage", "notadb://x:pw@"],
-        cwd=REPO, capture_output=True, text=True, timeout=120,
-    )
+    malformed = run_cli("search", str(TINY_SEARCH), "--storage", "notadb://x:pw@")
     assert malformed.returncode == 2 and "pw" not in malformed.stderr and "cannot open storage" in malformed.stderr
 
 

@@ -35,9 +35,10 @@ def _cells(row: dict[str, object]) -> list[str]:
     ]
 
 
-def catalog_markdown() -> str:
-    """The whole of ``docs/variants.md``."""
-    rows = [summarize_variant(name) for name in list_variants()]
+def catalog_markdown(rows: list[dict[str, object]] | None = None) -> str:
+    """The whole of ``docs/variants.md``, from ``unet-bench list --json``'s rows (by default
+    summarized here, one per registered variant)."""
+    rows = rows if rows is not None else [summarize_variant(name) for name in list_variants()]
     lines = ["| " + " | ".join(COLUMNS) + " |", "|" + "---|" * len(COLUMNS)]
     lines += ["| " + " | ".join(_cells(row)) + " |" for row in rows]
     return f"{HEADER}\n{len(rows)} variants.\n\n" + "\n".join(lines) + "\n"
