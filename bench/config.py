@@ -40,6 +40,9 @@ class TrainCfg:
     w0: float = PAPER_W0  # border weight of the paper's weight map; 0 = class weights only
     sigma: float = PAPER_SIGMA
     instance_target: TargetName = "binary"  # instance data only: foreground + border weights, or three classes
+    # instance data only: decoded objects under this many pixels are dropped (specks are false
+    # positives at every IoU); None = half the smallest object of the training labels (TrainJob)
+    min_size: int | None = None
     augment: AugmentCfg = field(default_factory=AugmentCfg)
     grad_clip: float | None = 10.0
     amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
@@ -59,6 +62,8 @@ class TrainCfg:
         ]
         if self.max_minutes is not None and self.max_minutes <= 0:
             bad.append("max_minutes")
+        if self.min_size is not None and self.min_size < 0:
+            raise ConfigError(f"min_size must be 0 or more pixels, got {self.min_size}", key="min_size")
         if bad:
             problems = "; ".join(f"{name} must be positive, got {getattr(self, name)}" for name in bad)
             raise ConfigError(problems, key=bad[0])

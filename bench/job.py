@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, get_args
 
+import numpy as np
 import torch
 
 from bench.checkpoint import CheckpointError, load_checkpoint
@@ -58,7 +59,8 @@ class TrainJob:
     def __post_init__(self) -> None:
         """Instance data sets what the data decides: the input channels, the number of classes of
         the target, an instance monitor (dsb_ap unless one is chosen), and by default the
-        stratified validation and test split (``stratified_split``)."""
+        stratified validation and test split (``stratified_split``) and the decoding's
+        ``min_size`` (half the smallest object of the training labels)."""
         instance_monitor = self.train.monitor in get_args(InstanceName)
         try:
             instance_task = self.data.instance_task
@@ -72,7 +74,8 @@ class TrainJob:
             return
         if not instance_monitor:
             object.__setattr__(self, "train", replace(self.train, monitor="dsb_ap"))
-        if {"in_channels", "num_classes"} <= self.overrides.keys() and self.val_sections is not None:
+        resolved = {"in_channels", "num_classes"} <= self.overrides.keys() and self.train.min_size is not None
+        if resolved and self.val_sections is not None:
             return  # resolved before (a checkpoint's job); run_job checks the channels against the data
         data = load_dataset(self.data)
         derived = {"in_channels": data.channels, "num_classes": NUM_CLASSES[self.train.instance_target]}
@@ -85,6 +88,10 @@ class TrainJob:
             val, test = stratified_split([s.kind for s in data.samples])
             object.__setattr__(self, "val_sections", tuple(val))
             object.__setattr__(self, "test_sections", tuple(test))
+        if self.train.min_size is None:
+            held_out = set(self.val_sections or ()) | set(self.test_sections)
+            training = [s.instances for i, s in enumerate(data.samples) if i not in held_out]
+            object.__setattr__(self, "train", replace(self.train, min_size=smallest_object(training) // 2))
 
     def model_config(self) -> ModelConfig:
         return resolve_config(self.variant, **self.overrides)
@@ -134,6 +141,12 @@ class JobResult:
     trivial: dict[str, dict[str, float]] = field(default_factory=dict)  # trivial predictions' scores
     # each scored image's metrics at the thresholds ``final`` chose, by section index
     per_image: dict[int, dict[str, float]] = field(default_factory=dict)
+
+
+def smallest_object(labels: Sequence[np.ndarray | None]) -> int:
+    """Pixels of the smallest object in instance label images (0 when there is none)."""
+    sizes = [counts[counts > 0].min() for a in labels if a is not None and (counts := np.bincount(a.ravel())[1:]).any()]
+    return int(min(sizes, default=0))
 
 
 @functools.lru_cache(maxsize=2)

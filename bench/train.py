@@ -177,8 +177,8 @@ def evaluate_images(
 def evaluate_instances(
     model: nn.Module, config: ModelConfig, data: Dataset, cfg: TrainCfg, device: torch.device
 ) -> Evaluation:
-    """Each image's instances, decoded from its overlap-tile prediction (``decode_instances``),
-    scored against its labels by ``score_instances``; the scores are the means over images, as
+    """Each image's instances, decoded from its overlap-tile prediction (``decode_instances``,
+    objects under ``cfg.min_size`` pixels dropped), scored against its labels by ``score_instances``; the scores are the means over images, as
     the DSB 2018 score is. ``prediction_std``: how much P(background) varies within an image."""
     from bench.instance_metrics import score_instance_stack
 
@@ -186,7 +186,7 @@ def evaluate_instances(
     for sample in data.samples:
         probs = predict_tiled(model, sample.image, config, tile=cfg.val_tile, device=device)
         spread.append(float(probs[0].std()))
-        decoded.append(decode_instances(probs))
+        decoded.append(decode_instances(probs, min_size=cfg.min_size or 0))
     scores, per_image = score_instance_stack(decoded, data.instance_labels())
     return Evaluation({**scores, "prediction_std": float(np.mean(spread))}, per_image)
 

@@ -110,6 +110,26 @@ def test_three_class_target_marks_the_pixels_between_two_touching_nuclei_as_boun
     assert bordered[far] == pytest.approx(plain[far], abs=1e-3) and (bordered >= plain).all()
 
 
+def test_the_decodings_min_size_is_half_the_smallest_training_object_and_drops_specks(tmp_path: Path) -> None:
+    """Specks are false positives at every IoU threshold; the size below which a decoded object
+    is one comes from the training labels only (never the held-out ones), or from the user."""
+    names = dsb_names({(256, 256, False): 3, (256, 320, True): 3})
+    spec = data.DataSpec.parse(copy_dsb(tmp_path, names))
+    job = TrainJob("unet-16", spec, TrainCfg())
+    held_out = set(job.val_sections or ()) | set(job.test_sections)
+    labels = [s.instances for i, s in enumerate(data.load_data(tmp_path).samples) if i not in held_out]
+    smallest = min(int(np.bincount(a.ravel())[1:][np.bincount(a.ravel())[1:] > 0].min()) for a in labels)
+    assert job.train.min_size == smallest // 2 > 0
+    assert TrainJob("unet-16", spec, TrainCfg(min_size=0)).train.min_size == 0, "the user's choice stands"
+    assert TrainJob.from_meta(job.to_meta(job.val_sections or ())).train.min_size == job.train.min_size
+    probs = np.zeros((2, 40, 40), np.float32)
+    probs[0] = 1
+    probs[:, 5:15, 5:15] = [[[0.0]], [[1.0]]]  # a 100-pixel object
+    probs[:, 30:32, 30:32] = [[[0.0]], [[1.0]]]  # a 4-pixel speck
+    assert len(np.unique(decode_instances(probs))) == 3
+    assert np.unique(decode_instances(probs, min_size=5)).tolist() == [0, 1]
+
+
 @needs_dsb
 def test_decoding_a_perfect_three_class_prediction_recovers_the_real_nuclei() -> None:
     from bench.instance_metrics import score_instances
