@@ -428,8 +428,11 @@ def storage_loss_as_error(url: str, run_dir: Path) -> Iterator[None]:
         threading.excepthook = previous
 
 
-def optimize(study: optuna.Study, suite: SuiteCfg, run_dir: Path, url: str, variant: str) -> None:
-    """Run trials in this process until the study holds the suite's number of finished ones."""
+def optimize(
+    study: optuna.Study, suite: SuiteCfg, run_dir: Path, url: str, variant: str, limit: int | None = None
+) -> None:
+    """Run trials in this process until the study holds the suite's number of finished ones (or
+    ``limit`` trials have run)."""
     total = suite.search.trials  # type: ignore[union-attr]
     # a trial whose worker died still shows RUNNING until its heartbeat is found stale: fail
     # (and so re-queue) such trials first, or they would be counted as in progress
@@ -437,6 +440,8 @@ def optimize(study: optuna.Study, suite: SuiteCfg, run_dir: Path, url: str, vari
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
     remaining = remaining_trials(study, total)
+    if limit is not None:
+        remaining = min(remaining, limit)
     if remaining <= 0:
         return
     callbacks: list[Callable[[optuna.Study, optuna.trial.FrozenTrial], None]] = [
@@ -580,6 +585,10 @@ def run_search(suite: SuiteCfg, run_dir: Path, storage_url: str | None = None, s
     if workers <= 1:
         optimize(study, suite, run_dir, url, variant)
     else:
+        if url.startswith("sqlite"):  # Optuna issue #4002: SQLite cannot lock a queued trial's row,
+            # so two workers could both take the untuned one and both tell it; it runs here first
+            waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
+            optimize(study, suite, run_dir, url, variant, limit=len(waiting))
         run_workers(url, name, suite, run_dir, variant, workers, gpus)
     study = optuna.load_study(study_name=name, storage=storage)
     if search.multi_objective and study.best_trials:
