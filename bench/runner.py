@@ -42,8 +42,20 @@ def size_notice(config: ModelConfig, requested: int, what: str) -> str | None:
 
 
 def _prediction_map(path: Path) -> np.ndarray:
-    """A probability map (8/16-bit or float) or mask, as P(interior) in [0, 1]."""
-    return to_unit_float(read_image(path), path)
+    """P(interior) in [0, 1] from a mask (0/1 or 0/255), an 8/16-bit map or a float map. What
+    the values say decides: a 0/1 integer image is a mask (not a nearly black map), and float
+    values outside [0, 1] are refused (logits are not probabilities; rescaling them would score
+    a number that means nothing)."""
+    array = read_image(path)
+    if np.issubdtype(array.dtype, np.integer):
+        if array.min(initial=0) < 0:
+            raise DataError(f"{path}: prediction has negative values; expected a mask or a map of P(interior)")
+        if array.max(initial=0) <= 1:
+            return array.astype(np.float32)
+    elif array.size and np.isfinite(array).all() and (array.min() < 0 or array.max() > 1):
+        raise DataError(f"{path}: prediction values run from {array.min():.3g} to {array.max():.3g}; a "
+                        "probability map lies in [0, 1] (logits? apply a sigmoid or softmax first)")  # fmt: skip
+    return to_unit_float(array, path)
 
 
 def _image_files(folder: Path, what: str) -> dict[str, Path]:

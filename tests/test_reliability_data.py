@@ -4,6 +4,7 @@ that can be converted (16-bit, RGB, constant) are accepted."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 from pathlib import Path
 from typing import Callable
@@ -13,7 +14,7 @@ import pytest
 import tifffile
 from PIL import Image
 
-from tests.conftest import assert_user_error, run_cli, run_cli_many
+from tests.conftest import SHARED_DATA, assert_user_error, run_cli, run_cli_many
 from tests.test_data import write_folder
 
 
@@ -109,3 +110,25 @@ def test_16_bit_rgb_and_constant_images_are_converted_not_refused(tmp_path: Path
     result = run_cli("data", "check", str(root))
     assert result.returncode == 0, result.stderr
     assert "3 images (32x32), binary labels" in result.stdout
+
+
+ISBI_LABELS = SHARED_DATA / "isbi2012" / "train" / "labels"
+
+
+@pytest.mark.skipif(not ISBI_LABELS.is_dir(), reason="ISBI 2012 not in ../shared/data")
+def test_score_reads_what_the_values_say_and_refuses_logits(tmp_path: Path) -> None:
+    """Masks stored as 0/1 are masks (they once scored the exact truth as pixel error 0.78,
+    V_rand 0); float maps outside [0, 1] are refused in one line instead of rescaled."""
+    truth = (np.asarray(Image.open(ISBI_LABELS / "00.png")) > 127).astype(np.uint8)
+    for folder, values in {"truth": truth, "zero-one": truth, "zero-255": truth * 255}.items():
+        (tmp_path / folder).mkdir()
+        Image.fromarray(values).save(tmp_path / folder / "00.png")
+    for folder in ("zero-one", "zero-255"):
+        result = run_cli("score", "--pred", str(tmp_path / folder), "--truth", str(tmp_path / "truth"), "--json")
+        assert result.returncode == 0, result.stderr
+        scores = json.loads(result.stdout)
+        assert (scores["pixel_error"], scores["v_rand"], scores["iou"]) == (0.0, 1.0, 1.0), (folder, scores)
+    (tmp_path / "logits").mkdir()
+    tifffile.imwrite(tmp_path / "logits" / "00.tif", (truth.astype(np.float32) - 0.5) * 8)
+    result = run_cli("score", "--pred", str(tmp_path / "logits"), "--truth", str(tmp_path / "truth"))
+    assert_user_error(result, "00.tif", "from -4 to 4", "[0, 1]")
