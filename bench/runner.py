@@ -3,6 +3,7 @@ of any tool's prediction files against labels."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -84,14 +85,21 @@ def _same_shape(pred: np.ndarray, truth: np.ndarray, pred_path: Path, truth_path
 def score_folders(
     pred_dir: Path, truth_dir: Path, thresholds: Sequence[float] = CHALLENGE_THRESHOLDS
 ) -> dict[str, float]:
-    """Score any tool's predictions (bright = interior) against labels with the same file names."""
-    probs, masks = [], []
+    """Score any tool's predictions (bright = interior) against labels with the same file names.
+    A label without interior pixels is named on stderr: the foreground-restricted V_rand and
+    V_info have nothing to count there and score 1.0 whatever the prediction."""
+    probs, masks, empty = [], [], []
     for pred_path, truth_path in _paired_files(pred_dir, truth_dir):
         prob = _prediction_map(pred_path)
         mask = binary_mask(read_image(truth_path), truth_path)
         _same_shape(prob, mask, pred_path, truth_path)
         probs.append(prob)
         masks.append(mask)
+        if not mask.any():
+            empty.append(truth_path.name)
+    if empty:
+        print(f"warning: {len(empty)} of {len(masks)} labels have no interior pixel ({', '.join(empty[:5])}): V_rand "
+              "and V_info count them as 1.0 whatever the prediction", file=sys.stderr)  # fmt: skip
     return score_stack(probs, masks, thresholds, warping=True)
 
 

@@ -132,3 +132,13 @@ def test_score_reads_what_the_values_say_and_refuses_logits(tmp_path: Path) -> N
     tifffile.imwrite(tmp_path / "logits" / "00.tif", (truth.astype(np.float32) - 0.5) * 8)
     result = run_cli("score", "--pred", str(tmp_path / "logits"), "--truth", str(tmp_path / "truth"))
     assert_user_error(result, "00.tif", "from -4 to 4", "[0, 1]")
+
+
+def test_score_names_labels_without_interior_where_v_rand_means_nothing(tmp_path: Path) -> None:
+    for folder, value in {"truth": 0, "pred": 255}.items():
+        (tmp_path / folder).mkdir()
+        Image.fromarray(np.full((32, 32), value, np.uint8)).save(tmp_path / folder / "00.png")
+    result = run_cli("score", "--pred", str(tmp_path / "pred"), "--truth", str(tmp_path / "truth"), "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["pixel_error"] == 1.0
+    assert "1 of 1 labels have no interior pixel (00.png)" in result.stderr and "V_rand" in result.stderr
