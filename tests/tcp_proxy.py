@@ -3,17 +3,30 @@ ones (a database server gone, or the network to it), ``start()`` serves again on
 
 from __future__ import annotations
 
+import random
 import socket
 import threading
+from pathlib import Path
+
+
+def free_port_outside_the_ephemeral_range() -> int:
+    """A free port below the range the kernel hands to outgoing connections: while the proxy is
+    stopped, another process's connection (a parallel test's) cannot take it as its own port."""
+    low = int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    for port in random.sample(range(max(1024, low - 8000), low), 200):
+        with socket.socket() as probe:
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError(f"no free port below {low}")
 
 
 class TcpProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
-        probe = socket.socket()
-        probe.bind(("127.0.0.1", 0))
-        self.port = probe.getsockname()[1]
-        probe.close()
+        self.port = free_port_outside_the_ephemeral_range()
         self._listener: socket.socket | None = None
         self._open: list[socket.socket] = []
         self._lock = threading.Lock()
