@@ -145,8 +145,8 @@ class JobResult:
 
 def smallest_object(labels: Sequence[np.ndarray | None]) -> int:
     """Pixels of the smallest object in instance label images (0 when there is none)."""
-    sizes = [counts[counts > 0].min() for a in labels if a is not None and (counts := np.bincount(a.ravel())[1:]).any()]
-    return int(min(sizes, default=0))
+    counts = [np.bincount(a.ravel())[1:] for a in labels if a is not None]
+    return int(min((c[c > 0].min() for c in counts if c.any()), default=0))
 
 
 @functools.lru_cache(maxsize=2)

@@ -178,8 +178,9 @@ def evaluate_instances(
     model: nn.Module, config: ModelConfig, data: Dataset, cfg: TrainCfg, device: torch.device
 ) -> Evaluation:
     """Each image's instances, decoded from its overlap-tile prediction (``decode_instances``,
-    objects under ``cfg.min_size`` pixels dropped), scored against its labels by ``score_instances``; the scores are the means over images, as
-    the DSB 2018 score is. ``prediction_std``: how much P(background) varies within an image."""
+    objects under ``cfg.min_size`` pixels dropped), scored against its labels by
+    ``score_instances``; the scores are the means over images, as the DSB 2018 score is.
+    ``prediction_std``: how much P(background) varies within an image."""
     from bench.instance_metrics import score_instance_stack
 
     decoded, spread = [], []
