@@ -65,7 +65,7 @@ def parse_assignments(items: Sequence[str]) -> dict[str, object]:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from bench.config import RECIPES, split_settings
+    from bench.config import RECIPES, default_recipe, split_settings
     from bench.curves import target_line
     from bench.data import DataSpec, parse_indices
     from bench.job import TrainJob, run_job
@@ -79,13 +79,16 @@ def cmd_train(args: argparse.Namespace) -> int:
         train_overrides["max_minutes"] = args.minutes
         train_overrides.setdefault("epochs", 10_000)  # the clock decides
         train_overrides.setdefault("budget", "seconds")
+    data = DataSpec.parse(args.data)
+    recipe = args.recipe or default_recipe(data.instance_task)
     job = TrainJob(
-        variant=args.variant, data=DataSpec.parse(args.data),
-        train=RECIPES[args.recipe].with_overrides(train_overrides, owner="--set"), overrides=model_overrides,
+        variant=args.variant, data=data,
+        train=RECIPES[recipe].with_overrides(train_overrides, owner="--set"), overrides=model_overrides,
         val_sections=tuple(parse_indices(args.val_sections)) if args.val_sections else None,
         test_sections=tuple(parse_indices(args.test_sections)) if args.test_sections else (),
     )  # fmt: skip
     config = job.model_config()
+    print(f"recipe: {recipe}" + ("" if args.recipe else f" (the default for {data})"), file=sys.stderr)
     for what, size in (("tile", job.train.tile), ("val_tile", job.train.val_tile)):
         if notice := size_notice(config, size, what):
             print(notice, file=sys.stderr)
@@ -95,12 +98,20 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(json.dumps({"checkpoint": str(run.checkpoint), "metrics": run.final, "history": run.fit.history}))
     else:
         print(f"best checkpoint: {run.checkpoint}")
-        print(f"held-out sections {run.split}: {format_metrics(run.final)}")
+        print(f"held-out {held_out_label(run.split, len(run.per_image))}: {format_metrics(run.final)}")
         if job.train.budget == "target":
             print(target_line(run.fit.history, job.train))
     if run.untrained:
         print(f"warning: this run did not train: {run.untrained}", file=sys.stderr)
     return 0
+
+
+def held_out_label(split: str, images: int) -> str:
+    """'sections test 25-29 (5 images)'; a split too scattered to read (DSB's stratified test
+    images) is named by its kind and size only: the checkpoint keeps the indices."""
+    if len(split) > 40:
+        split = "test split" if split.startswith("test ") else "validation split"
+    return f"sections {split} ({images} images)"
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
@@ -133,6 +144,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
     written = predict_folder(Path(args.checkpoint), Path(args.images), out_dir, args.threshold, args.tile, log)
     print(f"{len(written)} probability maps -> {out_dir / 'probabilities'} (float32 TIFF, P(interior) in [0, 1])")
     print(f"{len(written)} masks -> {out_dir / 'masks'} (PNG, 255 = interior, threshold {args.threshold:g})")
+    if (out_dir / "instances").is_dir():
+        print(f"{len(written)} instance label images -> {out_dir / 'instances'} (16-bit PNG, 0 = background)")
     return 0
 
 
@@ -418,8 +431,9 @@ def add_train(sub: Commands) -> None:
     p.add_argument("--minutes", type=float, help="wall-clock budget, validation included (default: none)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="training (lr=1e-3, optimizer=adamw) or model (model.base_width=8) settings; repeatable")  # fmt: skip
-    p.add_argument("--recipe", choices=["paper", "adamw"], default="adamw",
-                   help="starting settings: the paper's SGD (momentum 0.99) or AdamW (fast on CPUs)")  # fmt: skip
+    p.add_argument("--recipe", choices=["paper", "adamw", "instances"],
+                   help="starting settings: the paper's SGD (momentum 0.99), AdamW (fast on CPUs), or AdamW "
+                   "for instance data (default: instances for instance labels, else adamw)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue from the last checkpoint in -o")
     add_out_argument(p)
     p.add_argument("-o", "--output", help="checkpoint folder (default: OUT/checkpoints/train-VARIANT)")

@@ -268,10 +268,24 @@ def normalise_intensity(image: np.ndarray, low: float = 1.0, high: float = 99.8)
     return ((image.astype(np.float32) - lo) / (hi - lo)).astype(np.float32)
 
 
+def objects_bright(image: np.ndarray) -> np.ndarray:
+    """A normalised image whose background is bright (median above the middle: brightfield and
+    H&E, where nuclei are dark) inverted, so that objects are bright on dark in every image, as
+    in fluorescence. On DSB 2018 the medians part cleanly: 0.52-0.94 for the 98 brightfield and
+    H&E images, at most 0.19 for the fluorescence ones."""
+    return (1.0 - image).astype(np.float32) if np.median(image) > 0.5 else image
+
+
+def instance_input(image: np.ndarray) -> np.ndarray:
+    """What a network trained on instance data sees of an image: ``normalise_intensity``, then
+    ``objects_bright``."""
+    return objects_bright(normalise_intensity(image))
+
+
 def read_model_input(path: Path, channels: int, instance: bool) -> np.ndarray:
     """An image file as a model trained on such data takes it: grey in [0, 1] for membrane data;
     for instance data ``channels`` channels (grey replicated, colour averaged to grey), each
-    image normalised on its own (``normalise_intensity``)."""
+    image normalised on its own (``instance_input``)."""
     if not instance:
         return to_unit_float(read_image(path), path)
     image = read_channels(path)
@@ -279,13 +293,13 @@ def read_model_input(path: Path, channels: int, instance: bool) -> np.ndarray:
         image = image.mean(axis=-1)
     elif channels > 1:
         image = np.moveaxis(image, -1, 0) if image.ndim == 3 else np.repeat(image[None], channels, axis=0)
-    return normalise_intensity(image)
+    return instance_input(image)
 
 
 def load_instance_folder(root: Path, pairs: Sequence[tuple[str, Path, Path]]) -> Dataset:
     """Images of any size, grey or colour, with instance labels (0 = background). A set with any
     colour image is read as 3 channels (grey images replicated), else as 1; each image is
-    normalised on its own (``normalise_intensity``)."""
+    normalised on its own, objects bright (``instance_input``)."""
     images = [read_channels(image) for _, image, _ in pairs]
     colour = any(image.ndim == 3 for image in images)
     samples = []
@@ -302,7 +316,7 @@ def load_instance_folder(root: Path, pairs: Sequence[tuple[str, Path, Path]]) ->
         if colour:
             image = np.moveaxis(image, -1, 0) if image.ndim == 3 else np.repeat(image[None], 3, axis=0)
         instances = instances.astype(np.int32)
-        samples.append(Sample(stem, normalise_intensity(image), instances_to_mask(instances), instances, kind))
+        samples.append(Sample(stem, instance_input(image), instances_to_mask(instances), instances, kind))
     return Dataset(root.name, samples, str(root), {"task": "instances"})
 
 

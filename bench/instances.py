@@ -25,13 +25,20 @@ from bench.losses import border_term
 TargetName = Literal["binary", "three_class"]
 NUM_CLASSES: dict[str, int] = {"binary": 2, "three_class": 3}
 BACKGROUND, INTERIOR, BOUNDARY = 0, 1, 2
+# the decoding thresholds validation chooses from (TrainCfg.decode_threshold); decoding is
+# milliseconds per image, so trying them all costs nothing next to the prediction
+DECODE_THRESHOLDS = (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 
 
 def instances_to_mask(instances: np.ndarray) -> np.ndarray:
-    """Interior mask of an instance image with a one-pixel boundary between touching objects."""
-    grown = ndimage.grey_dilation(instances, size=(3, 3))
-    shrunk = -ndimage.grey_dilation(-instances, size=(3, 3))
-    touching = (grown != shrunk) & (instances > 0) & (shrunk > 0)
+    """Interior mask of an instance image with background between touching objects: every
+    object pixel with another object among its 8 neighbours is dropped, so the two sides of a
+    contact leave a line that parts them even where it meets the background (the connected
+    components of the mask are the objects again)."""
+    grown = ndimage.grey_dilation(instances, size=(3, 3))  # the largest label around
+    objects_only = np.where(instances > 0, instances, np.iinfo(np.int32).max).astype(np.int32)
+    shrunk = ndimage.grey_erosion(objects_only, size=(3, 3))  # the smallest object label around
+    touching = (instances > 0) & ((grown != instances) | (shrunk != instances))
     return ((instances > 0) & ~touching).astype(np.uint8)
 
 

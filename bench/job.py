@@ -37,7 +37,7 @@ from bench.metrics import InstanceName
 from bench.schema import config_hash
 from bench.suite import SuiteCfg
 from bench.suite_file import suite_key_error
-from bench.train import Callback, Evaluation, FitResult, evaluate_images, fit
+from bench.train import Callback, Evaluation, FitResult, evaluate_images, fit, with_chosen_decoding
 from bench.verdict import trivial_scores, why_not_trained
 from variants import resolve_config
 from variants.overrides import ConfigError
@@ -230,7 +230,8 @@ def run_job(
     else:  # no checkpoint folder: the best epoch's weights, kept in memory
         if result.fit.best_state is not None:
             model.load_state_dict(result.fit.best_state)
-        evaluation = evaluate_images(model, config, scored, job.train, result.device, warping=True)
+        decoding = with_chosen_decoding(job.train, result.fit.best_metrics)
+        evaluation = evaluate_images(model, config, scored, decoding, result.device, warping=True)
     result.final = evaluation.scores
     result.per_image = dict(zip(test or sorted(set(val)), evaluation.per_image, strict=True))
     result.trivial = trivial_scores(scored)
@@ -255,6 +256,7 @@ def load_trained(path: Path) -> tuple[TrainJob, torch.nn.Module, torch.device]:
     if not meta:
         raise CheckpointError(f"{path}: no run metadata; it was not written by `unet-bench train`")
     job = TrainJob.from_meta(meta)
+    job = replace(job, train=with_chosen_decoding(job.train, state.get("best") or {}))
     model = job.model_config().build()
     model.load_state_dict(state["model"])
     device = resolve_device(job.train.device)

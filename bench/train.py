@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, get_args
 
 import numpy as np
 import torch
@@ -26,9 +26,9 @@ from bench.data import Dataset, Sample
 from bench.device import resolve_device
 from bench.errors import UserError
 from bench.infer import predict_tiled
-from bench.instances import TargetName, decode_instances, instance_target
+from bench.instances import DECODE_THRESHOLDS, TargetName, decode_instances, instance_target
 from bench.losses import segmentation_loss, weight_map_for_mask
-from bench.metrics import CHALLENGE_THRESHOLDS, HIGHER_IS_BETTER, score_stack_images
+from bench.metrics import CHALLENGE_THRESHOLDS, HIGHER_IS_BETTER, InstanceName, score_stack_images
 from variants.registry import ModelConfig
 
 
@@ -180,16 +180,42 @@ def evaluate_instances(
     """Each image's instances, decoded from its overlap-tile prediction (``decode_instances``,
     objects under ``cfg.min_size`` pixels dropped), scored against its labels by
     ``score_instances``; the scores are the means over images, as the DSB 2018 score is.
-    ``prediction_std``: how much P(background) varies within an image."""
+    Decoded at ``cfg.decode_threshold``, or when that is None at the one of DECODE_THRESHOLDS
+    that scores ``cfg.monitor`` best (``threshold_dsb_ap``): validation chooses it, and
+    ``with_chosen_decoding`` fixes it for the test images. ``prediction_std``: how much
+    P(background) varies within an image."""
+    probs = [predict_tiled(model, s.image, config, tile=cfg.val_tile, device=device) for s in data.samples]
+    scores, per_image = decode_and_score(probs, data.instance_labels(), cfg)
+    spread = float(np.mean([p[0].std() for p in probs]))
+    return Evaluation({**scores, "prediction_std": spread}, per_image)
+
+
+def decode_and_score(
+    probs: list[np.ndarray], truths: list[np.ndarray], cfg: TrainCfg
+) -> tuple[dict[str, float], list[dict[str, float]]]:
+    """The instance scores of the images' class probabilities at ``cfg.decode_threshold``, or at
+    the one of DECODE_THRESHOLDS that scores the monitor best (named by ``threshold_dsb_ap``),
+    with each image's scores there."""
     from bench.instance_metrics import score_instance_stack
 
-    decoded, spread = [], []
-    for sample in data.samples:
-        probs = predict_tiled(model, sample.image, config, tile=cfg.val_tile, device=device)
-        spread.append(float(probs[0].std()))
-        decoded.append(decode_instances(probs, min_size=cfg.min_size or 0))
-    scores, per_image = score_instance_stack(decoded, data.instance_labels())
-    return Evaluation({**scores, "prediction_std": float(np.mean(spread))}, per_image)
+    key = cfg.monitor if cfg.monitor in get_args(InstanceName) else "dsb_ap"
+    best: tuple[dict[str, float], list[dict[str, float]]] | None = None
+    for threshold in (cfg.decode_threshold,) if cfg.decode_threshold is not None else DECODE_THRESHOLDS:
+        decoded = [decode_instances(p, threshold=threshold, min_size=cfg.min_size or 0) for p in probs]
+        scores, per_image = score_instance_stack(decoded, truths)
+        if best is None or scores[key] > best[0][key]:
+            best = ({**scores, "threshold_dsb_ap": threshold}, per_image)
+    assert best is not None
+    return best
+
+
+def with_chosen_decoding(cfg: TrainCfg, best: dict[str, float]) -> TrainCfg:
+    """``cfg`` with the decoding threshold that validation chose at the best epoch (``best``:
+    its metrics) made fixed, so that test images and ``predict`` decode as validation did. Where
+    none was recorded it is 0.5: a threshold is never chosen on the images it then scores."""
+    if cfg.decode_threshold is not None or cfg.monitor not in get_args(InstanceName):
+        return cfg
+    return replace(cfg, decode_threshold=best.get("threshold_dsb_ap", 0.5))
 
 
 def is_better(metric: str, new: float, old: float | None) -> bool:
@@ -335,7 +361,7 @@ class Trainer:
         if metrics and is_better(cfg.monitor, metrics[cfg.monitor], progress.best.get(cfg.monitor)):
             progress.best = dict(metrics)
             if self.checkpoint_dir is not None:
-                best = {"model": model.state_dict(), "meta": self.meta, "epoch": epoch}
+                best = {"model": model.state_dict(), "meta": self.meta, "epoch": epoch, "best": progress.best}
                 save_checkpoint(self.checkpoint_dir / "best.pt", best)
             else:
                 progress.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}

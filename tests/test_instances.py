@@ -64,8 +64,13 @@ def test_dsb_folder_reads_rgba_as_rgb_keeps_16_bit_labels_and_normalises_each_im
     assert rgba.shape[-1] == 4 and by_name[COLOUR].image.shape == (3, *rgba.shape[:2])
     rgb = rgba[..., :3].astype(np.float64)
     lo, hi = np.percentile(rgb, 1), np.percentile(rgb, 99.8)
-    assert np.allclose(by_name[COLOUR].image, np.moveaxis((rgb - lo) / (hi - lo), -1, 0), atol=0.02)
+    normalised = np.moveaxis((rgb - lo) / (hi - lo), -1, 0)
+    assert np.median(normalised) > 0.5, "H&E: dark nuclei on a bright background"
+    assert np.allclose(by_name[COLOUR].image, 1 - normalised, atol=0.02), "inverted: nuclei bright, as in fluorescence"
     grey = by_name[GREY].image
+    assert np.median(grey) < 0.5 and grey.max() > 0.9, "fluorescence is kept as it is"
+    predicted_input = data.read_model_input(DSB / "images" / f"{COLOUR}.png", 3, instance=True)
+    assert np.array_equal(predicted_input, by_name[COLOUR].image), "predict sees what training saw"
     assert np.array_equal(grey[0], grey[1]) and np.array_equal(grey[1], grey[2]), "a grey image is replicated"
     truth = np.asarray(Image.open(DSB / "labels" / f"{CROWDED}.png")).astype(np.int64)
     assert truth.max() == 313 and np.array_equal(by_name[CROWDED].instances, truth), "16-bit labels intact"
@@ -101,6 +106,7 @@ def test_three_class_target_marks_the_pixels_between_two_touching_nuclei_as_boun
     assert np.allclose(weights, expected), "w0 = 0: the class weights alone"
     binary, binary_weights = instance_target(instances, "binary", w0=0.0, sigma=5.0)
     assert binary[4, 5] == 0 and binary[4, 6] == 0 and binary[4, 4] == 1, "a background line parts them"
+    assert ndimage.label(binary)[1] == 2, "also where the contact meets the background"
     assert np.allclose(binary_weights, class_weights(binary, 2))
     spaced = np.pad(instances, 20)  # room for pixels far from both nuclei
     spaced_binary, bordered = instance_target(spaced, "binary", w0=10.0, sigma=5.0)
@@ -128,6 +134,27 @@ def test_the_decodings_min_size_is_half_the_smallest_training_object_and_drops_s
     probs[:, 30:32, 30:32] = [[[0.0]], [[1.0]]]  # a 4-pixel speck
     assert len(np.unique(decode_instances(probs))) == 3
     assert np.unique(decode_instances(probs, min_size=5)).tolist() == [0, 1]
+
+
+@needs_dsb
+def test_validation_chooses_the_decoding_threshold_that_parts_touching_nuclei() -> None:
+    """A prediction that is a little less sure on the lines between touching nuclei merges them
+    at 0.5; choosing the threshold on the scores parts them, and a fixed threshold is kept."""
+    from bench.train import decode_and_score, with_chosen_decoding
+
+    truth = np.asarray(Image.open(DSB / "labels" / f"{CROWDED}.png")).astype(np.int32)
+    interior = instance_target(truth, "binary", 0.0, 1.0)[0] == 1
+    foreground = np.select([interior, truth > 0], [0.65, 0.55], 0.1).astype(np.float32)
+    probs = [np.stack([1 - foreground, foreground])]
+    chosen, _ = decode_and_score(probs, [truth], TrainCfg(monitor="dsb_ap"))
+    fixed, _ = decode_and_score(probs, [truth], TrainCfg(monitor="dsb_ap", decode_threshold=0.5))
+    assert chosen["threshold_dsb_ap"] == 0.6 and fixed["threshold_dsb_ap"] == 0.5
+    assert chosen["dsb_ap"] > 0.9 > fixed["dsb_ap"], (chosen["dsb_ap"], fixed["dsb_ap"])
+    instance_cfg = TrainCfg(monitor="dsb_ap")
+    assert with_chosen_decoding(instance_cfg, chosen).decode_threshold == 0.6
+    assert with_chosen_decoding(instance_cfg, {}).decode_threshold == 0.5, "none recorded: never chosen on test"
+    assert with_chosen_decoding(TrainCfg(monitor="dsb_ap", decode_threshold=0.4), chosen).decode_threshold == 0.4
+    assert with_chosen_decoding(TrainCfg(), chosen) == TrainCfg(), "membrane jobs decode nothing"
 
 
 @needs_dsb
@@ -212,9 +239,20 @@ def test_train_then_eval_print_the_same_dsb_scores(tmp_path: Path) -> None:
     assert held_out.split(": ", 1)[1] == evaluated.stdout.strip()
     as_json = json.loads(run_cli("eval", str(tmp_path / "run" / "best.pt"), "--json").stdout)
     assert {"dsb_ap", "precision_50", "recall_50", "f1_50", "seg", "aji"} <= as_json.keys()
+    chosen = torch.load(tmp_path / "run" / "best.pt", weights_only=True)["best"]["threshold_dsb_ap"]
+    assert as_json["threshold_dsb_ap"] == chosen, "test images are decoded at validation's threshold"
+    assert f"(t={chosen:.1f})" in held_out
     predicted = run_cli("predict", str(tmp_path / "run" / "best.pt"), str(root / "images"), "-o", str(tmp_path / "p"))
     assert predicted.returncode == 0, predicted.stderr
     assert len(list((tmp_path / "p" / "probabilities").glob("*.tif"))) == 6, "colour and grey images alike"
+    for label_path in sorted((root / "labels").iterdir()):
+        decoded = np.asarray(Image.open(tmp_path / "p" / "instances" / label_path.name))
+        assert decoded.dtype == np.uint16 and decoded.shape == np.asarray(Image.open(label_path)).shape
+        assert set(np.unique(decoded)) | {0} == set(range(int(decoded.max()) + 1)), "ids numbered 1..N"
+    scored = run_cli("score", "--instances", "--pred", str(tmp_path / "p" / "instances"), "--truth",
+                     str(root / "labels"), "--json")  # fmt: skip
+    assert scored.returncode == 0, scored.stderr
+    assert 0.0 <= json.loads(scored.stdout)["dsb_ap"] <= 1.0
 
 
 def test_a_suite_sets_the_instance_target_and_the_weight_map(tmp_path: Path) -> None:
