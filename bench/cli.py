@@ -654,8 +654,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UserError as exc:
         print(f"unet-bench: error: {exc}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print("unet-bench: interrupted", file=sys.stderr)
+    except KeyboardInterrupt:  # what is saved stays saved (atomic writes); a command that resumes says how
+        hint = "; rerun the same command with --resume to continue" if hasattr(args, "resume") else ""
+        print(f"unet-bench: interrupted{hint}", file=sys.stderr)
         return 130
     except Exception:  # noqa: BLE001 - anything else is a bug: its traceback, then a request to report it
         traceback.print_exc()

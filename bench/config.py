@@ -4,6 +4,8 @@ machinery as model configs: an unknown key or a wrong type names the key and wha
 from __future__ import annotations
 
 import dataclasses
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -15,6 +17,27 @@ from variants.overrides import ConfigError, apply_overrides
 
 # validation skips the slow warping error unless asked, so it cannot pick checkpoints or trials
 WARPING_UNSCORED = "{name} 'warping_error' is scored each epoch only with val_warping = true"
+
+
+# TrainCfg's numbers: the test each must pass and what it allows. None (where a field allows it)
+# is not tested; NaN and infinities never pass. A negative grad_clip would turn each step into ascent.
+RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
+    "lr": (lambda v: v > 0, "a positive number"),
+    "momentum": (lambda v: 0 <= v < 1, "in [0, 1)"),
+    "weight_decay": (lambda v: v >= 0, "0 or more"),
+    "epochs": (lambda v: v > 0, "positive"),
+    "steps_per_epoch": (lambda v: v > 0, "positive"),
+    "max_minutes": (lambda v: v > 0, "a positive number of minutes"),
+    "target": (lambda v: True, "a finite number"),
+    "batch_size": (lambda v: v > 0, "positive"),
+    "tile": (lambda v: v > 0, "positive"),
+    "val_tile": (lambda v: v > 0, "positive"),
+    "w0": (lambda v: v >= 0, "0 or more (0 = class weights only)"),
+    "sigma": (lambda v: v > 0, "a positive number of pixels"),
+    "min_size": (lambda v: v >= 0, "0 or more pixels"),
+    "decode_threshold": (lambda v: 0 < v < 1, "between 0 and 1"),
+    "grad_clip": (lambda v: v >= 0, "0 or more (a gradient norm; 0 or none turns clipping off)"),
+}
 
 
 @dataclass(frozen=True)
@@ -59,21 +82,10 @@ class TrainCfg:
     device: str = "auto"
 
     def __post_init__(self) -> None:
-        bad = [
-            name
-            for name in ("epochs", "steps_per_epoch", "batch_size", "tile", "val_tile", "lr")
-            if getattr(self, name) <= 0
-        ]
-        if self.max_minutes is not None and self.max_minutes <= 0:
-            bad.append("max_minutes")
-        if self.min_size is not None and self.min_size < 0:
-            raise ConfigError(f"min_size must be 0 or more pixels, got {self.min_size}", key="min_size")
-        if self.decode_threshold is not None and not 0 < self.decode_threshold < 1:
-            raise ConfigError(f"decode_threshold must lie between 0 and 1, got {self.decode_threshold}",
-                              key="decode_threshold")  # fmt: skip
-        if bad:
-            problems = "; ".join(f"{name} must be positive, got {getattr(self, name)}" for name in bad)
-            raise ConfigError(problems, key=bad[0])
+        for name, (allowed, what) in RANGES.items():
+            value = getattr(self, name)
+            if value is not None and not (math.isfinite(value) and allowed(value)):
+                raise ConfigError(f"{name} must be {what}, got {value}", key=name)
         if self.monitor == "warping_error" and not self.val_warping:
             raise ConfigError(WARPING_UNSCORED.format(name="monitor"), key="monitor")
         self._check_budget()

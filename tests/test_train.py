@@ -124,8 +124,10 @@ def test_a_pickle_payload_checkpoint_is_refused(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
-def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> None:
-    """SIGKILL a real `unet-bench train`, then `--resume`: no finished epoch is redone."""
+@pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
+def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, signum: int) -> None:
+    """SIGKILL (or Ctrl-C) a real `unet-bench train`, then `--resume`: no finished epoch is redone.
+    Ctrl-C ends with one line that says how to go on, and exit 130."""
     out = tmp_path / "run"
     args = [
         sys.executable,
@@ -164,8 +166,11 @@ def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path) -> Non
         assert time.monotonic() < deadline, "no checkpoint was written"
         time.sleep(0.2)
     time.sleep(0.5)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    if signum == signal.SIGINT:
+        assert proc.returncode == 130, stderr
+        assert stderr.strip().splitlines()[-1] == "unet-bench: interrupted; rerun the same command with --resume to continue"
     done_before = load_checkpoint(out / "last.pt")["epoch"]
     assert done_before < 3, "the kill came too late to test anything"
 
