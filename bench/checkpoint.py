@@ -43,3 +43,30 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
         ) from None
     except Exception as exc:  # noqa: BLE001 - any other failure to decode (EOF, KeyError, ...) is a damaged file
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+
+
+# training settings a resumed run may change: how long it goes on, and where it runs
+RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "budget", "target", "device"})
+
+
+def resume_mismatch(saved: dict[str, Any], asked: dict[str, Any]) -> list[str]:
+    """What a checkpoint's job (``saved``: its ``meta``) and the job a resume asks for
+    (``asked``) disagree on, one 'key: saved -> asked' each; the run's length and device may
+    change, nothing else (another variant, data, split or setting is another run)."""
+    differences = []
+    for key in sorted(saved.keys() | asked.keys()):
+        old, new = saved.get(key), asked.get(key)
+        if key == "train_cfg" and isinstance(old, dict) and isinstance(new, dict):
+            differences += [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(old.keys() | new.keys())
+                            if k not in RESUMABLE_CHANGES and old.get(k) != new.get(k)]  # fmt: skip
+        elif old != new:
+            differences.append(f"{key}: {old!r} -> {new!r}")
+    return differences
+
+
+def check_resumable(path: Path, saved: dict[str, Any], asked: dict[str, Any]) -> None:
+    """A CheckpointError naming every difference when ``path`` (its job: ``saved``) is not the
+    run a resume asks for (``asked``)."""
+    if differences := resume_mismatch(saved, asked):
+        raise CheckpointError(f"{path} was trained with other settings; a resume must ask for the same run "
+                              f"({'; '.join(differences)}): drop --resume or choose another -o")  # fmt: skip

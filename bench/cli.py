@@ -68,7 +68,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.config import RECIPES, default_recipe, split_settings
     from bench.curves import target_line
     from bench.data import DataSpec, parse_indices
-    from bench.job import TrainJob, run_job
+    from bench.job import TrainJob, check_run_folder, run_job
     from bench.progress import EpochPrinter
     from bench.runner import format_metrics, size_notice
 
@@ -88,11 +88,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         test_sections=tuple(parse_indices(args.test_sections)) if args.test_sections else (),
     )  # fmt: skip
     config = job.model_config()
+    out_dir = Path(args.output) if args.output else output_root(args).checkpoints(args.variant)
+    check_run_folder(out_dir, job, args.resume)
     print(f"recipe: {recipe}" + ("" if args.recipe else f" (the default for {data})"), file=sys.stderr)
     for what, size in (("tile", job.train.tile), ("val_tile", job.train.val_tile)):
         if notice := size_notice(config, size, what):
             print(notice, file=sys.stderr)
-    out_dir = Path(args.output) if args.output else output_root(args).checkpoints(args.variant)
     run = run_job(job, out_dir, resume=args.resume, callbacks=(EpochPrinter(job.train.epochs),))
     if args.json:
         print(json.dumps({"checkpoint": str(run.checkpoint), "metrics": run.final, "history": run.fit.history}))

@@ -19,7 +19,7 @@ from typing import Any, get_args
 import numpy as np
 import torch
 
-from bench.checkpoint import CheckpointError, load_checkpoint
+from bench.checkpoint import CheckpointError, check_resumable, load_checkpoint
 from bench.config import TrainCfg, split_settings
 from bench.data import (
     DataError,
@@ -32,6 +32,7 @@ from bench.data import (
     stratified_split,
 )  # fmt: skip
 from bench.device import resolve_device
+from bench.errors import UsageError
 from bench.instances import NUM_CLASSES
 from bench.metrics import InstanceName
 from bench.schema import config_hash
@@ -160,6 +161,19 @@ def validation_sections(job: TrainJob) -> list[int]:
     if job.val_sections is not None:
         return list(job.val_sections)
     return default_val_sections(len(load_dataset(job.data)), exclude=job.test_sections)
+
+
+def check_run_folder(out_dir: Path, job: TrainJob, resume: bool) -> None:
+    """Before anything is trained or printed: a folder that holds an earlier run is continued only
+    by ``resume`` of the same job (a new run would replace its checkpoints, or, taking no step,
+    report their scores as its own)."""
+    earlier = [name for name in ("last.pt", "best.pt") if (out_dir / name).exists()]
+    if earlier and not resume:
+        raise UsageError(f"{out_dir} already holds a training run ({', '.join(earlier)}): add --resume to "
+                         "continue it, or choose another folder with -o")  # fmt: skip
+    if resume and (out_dir / "last.pt").exists():
+        saved = load_checkpoint(out_dir / "last.pt").get("meta") or {}
+        check_resumable(out_dir / "last.pt", saved, job.to_meta(validation_sections(job)))
 
 
 def job_split(job: TrainJob) -> tuple[Dataset, Dataset, list[int]]:

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from bench.augment import augment_batch
-from bench.checkpoint import load_checkpoint, save_checkpoint
+from bench.checkpoint import check_resumable, load_checkpoint, save_checkpoint
 from bench.config import TrainCfg
 from bench.data import Dataset, Sample
 from bench.device import resolve_device
@@ -299,6 +299,7 @@ class Trainer:
         """Restore model, optimizer and every random generator from ``last.pt``: the run goes on
         exactly as if it had never stopped."""
         state = load_checkpoint(path)
+        check_resumable(path, state.get("meta") or {}, self.meta)
         self.model.load_state_dict(state["model"])
         self.optimizer.load_state_dict(state["optimizer"])
         self.generator.set_state(state["generator"])

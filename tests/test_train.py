@@ -124,6 +124,28 @@ def test_a_pickle_payload_checkpoint_is_refused(tmp_path: Path) -> None:
         load_checkpoint(path)
 
 
+def test_a_run_folder_is_resumed_only_by_the_same_run(tmp_path: Path) -> None:
+    """An earlier run's folder is never overwritten (nor its scores reported as a new run's), and
+    --resume continues only the run it holds: another setting is named, a longer run is fine."""
+    from tests.conftest import assert_user_error, run_cli
+
+    out = tmp_path / "run"
+    args = ["train", "--variant", "unet-original", "--data", "synthetic", "--val-sections", "10-11",
+            "--epochs", "1", "-o", str(out), "--set", "model.base_width=4", "--set", "model.depth=2",
+            "--set", "tile=92", "--set", "val_tile=92", "--set", "steps_per_epoch=2"]  # fmt: skip
+    first = run_cli(*args)
+    assert first.returncode == 0, first.stderr
+    saved = {name: (out / name).read_bytes() for name in ("last.pt", "best.pt")}
+    again = run_cli(*args)
+    assert_user_error(again, f"{out} already holds a training run (last.pt, best.pt)", "--resume", "-o")
+    other = run_cli(*args, "--resume", "--set", "lr=0.002", "--set", "model.base_width=8")
+    assert_user_error(other, "trained with other settings", "lr: 0.001 -> 0.002", "'base_width': 4", "'base_width': 8")
+    assert {name: (out / name).read_bytes() for name in saved} == saved, "the earlier run is untouched"
+    longer = run_cli(*[a if a != "1" else "2" for a in args], "--resume")
+    assert longer.returncode == 0, longer.stderr
+    assert load_checkpoint(out / "last.pt")["epoch"] == 1, "one more epoch, after the first"
+
+
 @pytest.mark.parametrize("signum", [signal.SIGKILL, signal.SIGINT], ids=["killed", "ctrl-c"])
 def test_killed_training_resumes_from_its_last_checkpoint(tmp_path: Path, signum: int) -> None:
     """SIGKILL (or Ctrl-C) a real `unet-bench train`, then `--resume`: no finished epoch is redone.
