@@ -477,6 +477,9 @@ def load_root(root: Path) -> Dataset:
 # --- splits ------------------------------------------------------------------------------------
 
 
+MAX_SECTIONS = 1_000_000  # more images than any data set this harness reads
+
+
 def parse_indices(text: str) -> list[int]:
     """``"25-29"`` or ``"0,3,5-7"`` -> sorted indices."""
     indices: set[int] = set()
@@ -487,6 +490,8 @@ def parse_indices(text: str) -> list[int]:
         low, high = int(match.group(1)), int(match.group(2) or match.group(1))
         if high < low:
             raise DataError(f"section range {part!r} runs backwards")
+        if high >= MAX_SECTIONS:  # checked before the range is built: '0-99999999999' must not fill memory
+            raise DataError(f"section {high} in {part!r} is past any data set (sections run 0..{MAX_SECTIONS - 1:,})")
         indices.update(range(low, high + 1))
     return sorted(indices)
 

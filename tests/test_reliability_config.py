@@ -44,6 +44,7 @@ COMMAND_LINES = {
     "model_value_without_sense": (["train", "--variant", "unet-16", "--set", "model.kernel_size=4"], ["kernel_size must be odd and positive, got 4"]),
     "set_without_value": (["train", "--variant", "unet-16", "--set", "lr"], ["--set expects key=value, got 'lr'"]),
     "backwards_sections": (["train", "--variant", "unet-16", "--val-sections", "5-3"], ["section range '5-3' runs backwards"]),
+    "huge_sections": (["train", "--variant", "unet-16", "--test-sections", "0-99999999999999"], ["section 99999999999999 in '0-99999999999999' is past any data set"]),
     "profile_without_variant": (["profile"], ["profile needs --variant NAME (or --suite NAME)"]),
     "eval_missing_checkpoint": (["eval", "/nonexistent/best.pt"], ["/nonexistent/best.pt: not a readable checkpoint"]),
     "score_missing_folders": (["score", "--pred", "/nonexistent/pred", "--truth", "/nonexistent/truth"], ["/nonexistent/truth: no such label folder"]),
