@@ -325,14 +325,14 @@ METRICS: dict[str, Metric] = {m.name: m for m in (  # in the order printed lines
     Metric("info_merge", True, "information merge"),
     Metric("vi_split", False, "VI split", "bit"),
     Metric("vi_merge", False, "VI merge", "bit"),
-    # instance metrics (bench.instance_metrics), not part of score_stack: shown by result lines
-    # after the binary ones when a result has them (INSTANCE_METRICS)
-    Metric("dsb_ap", True, "DSB AP"),  # mean over IoU 0.5 ... 0.95 of TP / (TP + FP + FN)
-    Metric("precision_50", True, "precision@0.5"),
-    Metric("recall_50", True, "recall@0.5"),
-    Metric("f1_50", True, "F1@0.5"),
-    Metric("seg", True, "SEG"),  # Cell Tracking Challenge
-    Metric("aji", True, "AJI"),  # aggregated Jaccard index
+    # instance metrics (bench.instance_metrics), not part of score_stack: an instance result has
+    # these instead of the membrane ones, shown in the same places (DSB AP and F1 ranked)
+    Metric("dsb_ap", True, "DSB AP", shown=Shown.RANKED),  # mean over IoU 0.5 ... 0.95 of TP / (TP + FP + FN)
+    Metric("precision_50", True, "precision@0.5", shown=Shown.RESULT),
+    Metric("recall_50", True, "recall@0.5", shown=Shown.RESULT),
+    Metric("f1_50", True, "F1@0.5", shown=Shown.RANKED),
+    Metric("seg", True, "SEG", shown=Shown.RESULT),  # Cell Tracking Challenge
+    Metric("aji", True, "AJI", shown=Shown.RESULT),  # aggregated Jaccard index
     Metric("latency_ms", False, "latency", "ms"),
     Metric("params", False, "parameters"),
     Metric("gflops", False, "forward GFLOP", "GFLOP"),

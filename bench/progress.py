@@ -24,7 +24,7 @@ class EpochPrinter:
     def __call__(self, state: EpochState) -> None:
         total = f"/{self.epochs}" if self.epochs < 10_000 else ""
         parts = [f"epoch {state.epoch + 1}{total}", f"step {state.step}", f"loss {state.train_loss:.4f}"]
-        for key in (*RANKED_METRICS, "dsb_ap"):  # dsb_ap: the headline of instance data
+        for key in RANKED_METRICS:
             if key in state.metrics:
                 parts.append(f"{METRICS[key].label} {state.metrics[key]:.4f}")
         parts.append(f"{format_duration(state.elapsed_s)} ({format_duration(state.train_s)} training)")

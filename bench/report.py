@@ -270,8 +270,10 @@ def untrained_table(inputs: ReportInputs) -> pd.DataFrame:
 
 
 def headline_metric(quality: pd.DataFrame) -> str:
-    """The quality metric that figures and deltas use: V_rand where measured."""
-    return "v_rand" if (quality["metric"] == "v_rand").any() else str(min(quality["metric"]))
+    """The quality metric that figures, deltas and the ranking use: the first ranked metric
+    measured (V_rand for membranes, DSB AP for instances), else the first by name."""
+    measured = set(quality["metric"])
+    return next((m for m in RANKED_METRICS if m in measured and m in HIGHER_IS_BETTER), str(min(measured)))
 
 
 def quality_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
@@ -941,7 +943,7 @@ def time_share_table(measured: pd.DataFrame) -> pd.DataFrame:
 
 def pareto_table(quality: pd.DataFrame, throughput: pd.DataFrame) -> pd.DataFrame:
     """Best throughput of each variant against its main quality metric, with front membership."""
-    main = "v_rand" if (quality["metric"] == "v_rand").any() else quality["metric"].iloc[0]
+    main = headline_metric(quality)
     q = quality[quality["metric"] == main].set_index("variant")["mean"].rename("quality")
     t = throughput.groupby("variant")["mean"].max().rename("img/s")
     table = pd.concat([q, t], axis=1).dropna().reset_index()

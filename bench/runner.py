@@ -11,7 +11,7 @@ import numpy as np
 
 from bench.data import IMAGE_SUFFIXES, DataError, binary_mask, read_image, to_unit_float
 from bench.instance_metrics import score_instance_stack
-from bench.metrics import CHALLENGE_THRESHOLDS, INSTANCE_METRICS, METRICS, RESULT_METRICS, score_stack
+from bench.metrics import CHALLENGE_THRESHOLDS, METRICS, RESULT_METRICS, score_stack
 from variants.registry import ModelConfig
 from variants.sizes import InvalidInputSize
 
@@ -20,7 +20,7 @@ def format_metrics(metrics: dict[str, float]) -> str:
     """One line with the headline metrics and the thresholds they were taken at, then the
     instance metrics where the result has them."""
     parts = []
-    for key in RESULT_METRICS + INSTANCE_METRICS:
+    for key in RESULT_METRICS:
         if key in metrics:
             threshold = metrics.get(f"threshold_{key}")
             at = f" (t={threshold:.1f})" if threshold is not None else ""

@@ -4,6 +4,7 @@ targets and their decoding, overlap-tile prediction of any size, and train + eva
 from __future__ import annotations
 
 import json
+import re
 import shutil
 from collections import Counter
 from pathlib import Path
@@ -253,6 +254,22 @@ def test_train_then_eval_print_the_same_dsb_scores(tmp_path: Path) -> None:
                      str(root / "labels"), "--json")  # fmt: skip
     assert scored.returncode == 0, scored.stderr
     assert 0.0 <= json.loads(scored.stdout)["dsb_ap"] <= 1.0
+
+
+@needs_dsb
+def test_a_suite_on_instance_data_ranks_its_variants_by_dsb_ap(tmp_path: Path) -> None:
+    """`unet-bench run` on DSB images: instance rows, a log line with DSB AP (it read V_rand and
+    crashed), and a report ranked by DSB AP with F1 beside it."""
+    root = copy_dsb(tmp_path / "dsb", dsb_names({(256, 256, False): 4, (256, 320, True): 3}))
+    suite = tmp_path / "nuclei.toml"
+    suite.write_text(f'[suite]\nname = "nuclei"\n[data]\nsource = "{root}"\n[train]\nepochs = 1\n'
+                     'steps_per_epoch = 2\ntile = 96\nval_tile = 96\n[model]\nwidth_scale = 0.25\n'
+                     '[variants]\nnames = ["unet-same"]\nseeds = 1\n')  # fmt: skip
+    result = run_cli("run", str(suite), "-o", str(tmp_path / "out"), "--reports", str(tmp_path / "reports"))
+    assert result.returncode == 0, result.stderr
+    assert re.search(r"unet-same seed 0: DSB AP \d\.\d{4}, F1@0\.5 \d\.\d{4}", result.stderr), result.stderr
+    report = (tmp_path / "reports" / "nuclei" / "report.md").read_text()
+    assert "Ranked by mean DSB AP" in report and "F1@0.5" in report
 
 
 def test_a_suite_sets_the_instance_target_and_the_weight_map(tmp_path: Path) -> None:
