@@ -174,3 +174,22 @@ def test_every_committed_row_names_its_run_code_and_machine() -> None:
         frame = read_results(run)
         assert set(frame["run_id"]) == {run.name}, (run, set(frame["run_id"]))
         assert (frame["git_sha"] != "").all() and (frame["host"] != "").all(), run
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ('{"benchmarks": [', "not a pytest-benchmark JSON file"),
+        ('{"benchmarks": [{"name": 3}]}', "benchmark 0 is not a pytest-benchmark entry"),
+        ('{"benchmarks": "x"}', "benchmark 0 is not a pytest-benchmark entry"),
+    ],
+    ids=["truncated", "entry-without-stats", "not-a-list"],
+)
+def test_a_malformed_benchmark_json_is_one_line_and_writes_nothing(tmp_path: Path, text: str, expected: str) -> None:
+    from tests.conftest import assert_user_error, run_cli
+
+    path = tmp_path / "bench.json"
+    path.write_text(text)
+    result = run_cli("ingest", str(path), "--results", str(tmp_path / "results"))
+    assert_user_error(result, str(path), expected)
+    assert not (tmp_path / "results").exists(), "nothing written"
