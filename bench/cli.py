@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import textwrap
 import traceback
@@ -233,9 +234,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     from bench.paths import safe_part
     from bench.report import build_report
 
-    results = Path(args.results)
+    results = Path(args.run_folder)
     # the folder's own name (`report ..` names the parent folder), never a path that leaves reports/
-    name = safe_part(results.resolve().name, f"the name of results folder {args.results!r}")
+    name = safe_part(results.resolve().name, f"the name of results folder {args.run_folder!r}")
     out_dir = Path(args.output) if args.output else output_root(args).reports / name
     report = build_report(results, out_dir, baseline=args.baseline)
     print(f"{len(report.sections)} sections, {len(report.figures)} figures -> {out_dir / 'report.html'}")
@@ -556,7 +557,7 @@ def add_report(sub: Commands) -> None:
     p = command(sub, "report", "Markdown + self-contained HTML report from a results tree",
                 "unet-bench report results/quick/RUN", "unet-bench report results/paper -o reports/paper-all",
                 "unet-bench report results/ablation-normalisation/RUN --baseline unet-original")  # fmt: skip
-    p.add_argument("results", help="a run folder or a tree of them (results/...)")
+    p.add_argument("run_folder", metavar="results", help="a run folder or a tree of them (results/...)")
     add_out_argument(p)
     p.add_argument("-o", "--output", help="report folder (default: OUT/reports/<name of RESULTS>)")
     p.add_argument("--baseline", help="variant the ablation deltas compare against (default: unet-original)")
@@ -646,11 +647,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+# the arguments that name folders a command writes into, by their flag
+OUTPUT_FOLDERS = {"output": "-o", "reports": "--reports", "results": "--results", "out": "--out"}
+
+
+def check_output_folders(args: argparse.Namespace) -> None:
+    """Before a command starts: a file where one of its output folders (or a folder above it)
+    should be, or a folder it cannot write in (read-only, no permission), is a one-line error,
+    not a traceback after the training it would have saved."""
+    for attr, flag in OUTPUT_FOLDERS.items():
+        if (value := getattr(args, attr, None)) is None:
+            continue
+        folder = Path(value)
+        for place in (folder, *folder.parents):
+            if place.exists() and not place.is_dir():
+                raise UsageError(f"{flag} {folder}: {place} is a file, not a folder; nothing was written")
+        existing = next((place for place in (folder, *folder.parents) if place.exists()), Path("."))
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag} {folder}: {existing} cannot be written (read-only or no permission); "
+                             "nothing was written: choose another folder")  # fmt: skip
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. A user error is one line and exit 2; an interrupt exit 130; anything else
     is a bug in unet-bench: its traceback, a line asking for a report, and exit 1."""
     args = build_parser().parse_args(argv)
     try:
+        check_output_folders(args)
         return int(args.func(args))
     except UserError as exc:
         print(f"unet-bench: error: {exc}", file=sys.stderr)

@@ -47,12 +47,7 @@ def add_out_argument(p: argparse.ArgumentParser) -> None:
 
 
 def output_root(args: argparse.Namespace) -> OutputRoot:
-    """The root ``--out`` names; a file in its place is refused before anything is written."""
-    from bench.errors import UsageError
-
-    for folder in (args.out, *args.out.parents):
-        if folder.exists() and not folder.is_dir():
-            raise UsageError(f"--out {args.out}: {folder} is a file, not a folder; nothing was written")
+    """The root ``--out`` names (``cli.check_output_folders`` has refused a file in its place)."""
     return OutputRoot(args.out)
 
 

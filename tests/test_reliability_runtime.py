@@ -155,3 +155,16 @@ def test_a_cap_below_one_sample_is_an_oom_row_that_names_the_cap() -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     (oom,) = [r for r in json.loads(result.stdout) if r["metric"] == "oom" and r["mode"] == "train"]
     assert "under the 60 MiB memory cap" in json.loads(oom["extra"])["oom"]
+
+
+def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path: Path) -> None:
+    """A folder the command cannot write in is named in one line at the start, not after the
+    training whose checkpoint it could not save (a read-only tmpfs: root may write anywhere else)."""
+    err = tmp_path / "err"
+    train = (f'"{sys.executable}" -m bench train --variant unet-16 --epochs 1 --set steps_per_epoch=1 '
+             f'--set tile=188 --set val_tile=188 -o "$SMALL/run" 2>"{err}"')  # fmt: skip
+    result = in_small_tmpfs(f'mount -o remount,ro "$SMALL" && {train}; echo "exit $?"')
+    assert "exit 2" in result.stdout, (result.stdout, result.stderr)
+    message = err.read_text().strip()
+    assert len(message.splitlines()) == 1 and "cannot be written (read-only or no permission)" in message, message
+    assert "-o " in message and "recipe:" not in message, "refused before the command printed anything"
