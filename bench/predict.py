@@ -88,13 +88,15 @@ def predict_folder(
         read_model_input(path, config.in_channels, instance)
     check_whole_folder(out_dir, MANIFEST, "choose another output folder (-o)")
     out_dir.mkdir(parents=True, exist_ok=True)
-    written, decoding = [], job.train.decode_threshold or 0.5  # None only in checkpoints older than the choice
+    written = []
     for number, path in enumerate(paths, 1):
         image = read_model_input(path, config.in_channels, instance)
         probs = predict_tiled(model, image, config, tile=tile or job.train.val_tile, device=device)
         instances = None
         if instance:  # numbered 1..N: the ids of dropped specks leave no gaps
-            instances = relabel_sequential(decode_instances(probs, decoding, min_size=job.train.min_size or 0))[0]
+            assert job.train.decode_threshold is not None  # load_trained fixed validation's choice (or 0.5)
+            decoded = decode_instances(probs, job.train.decode_threshold, min_size=job.train.min_size or 0)
+            instances = relabel_sequential(decoded)[0]
         written.append(write_outputs(out_dir, path.stem, probs[1], threshold, instances))
         objects = f", {int(instances.max())} objects" if instances is not None else ""
         interior = float((probs[1] > threshold).mean())

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, get_args
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from bench.errors import UserError
 from bench.infer import predict_tiled
 from bench.instances import DECODE_THRESHOLDS, TargetName, decode_instances, instance_target
 from bench.losses import segmentation_loss, weight_map_for_mask
-from bench.metrics import CHALLENGE_THRESHOLDS, HIGHER_IS_BETTER, InstanceName, score_stack_images
+from bench.metrics import CHALLENGE_THRESHOLDS, HIGHER_IS_BETTER, INSTANCE_METRICS, score_stack_images
 from variants.registry import ModelConfig
 
 
@@ -198,7 +198,7 @@ def decode_and_score(
     with each image's scores there."""
     from bench.instance_metrics import score_instance_stack
 
-    key = cfg.monitor if cfg.monitor in get_args(InstanceName) else "dsb_ap"
+    key = cfg.monitor if cfg.monitor in INSTANCE_METRICS else "dsb_ap"
     best: tuple[dict[str, float], list[dict[str, float]]] | None = None
     for threshold in (cfg.decode_threshold,) if cfg.decode_threshold is not None else DECODE_THRESHOLDS:
         decoded = [decode_instances(p, threshold=threshold, min_size=cfg.min_size or 0) for p in probs]
@@ -213,7 +213,7 @@ def with_chosen_decoding(cfg: TrainCfg, best: dict[str, float]) -> TrainCfg:
     """``cfg`` with the decoding threshold that validation chose at the best epoch (``best``:
     its metrics) made fixed, so that test images and ``predict`` decode as validation did. Where
     none was recorded it is 0.5: a threshold is never chosen on the images it then scores."""
-    if cfg.decode_threshold is not None or cfg.monitor not in get_args(InstanceName):
+    if cfg.decode_threshold is not None or cfg.monitor not in INSTANCE_METRICS:
         return cfg
     return replace(cfg, decode_threshold=best.get("threshold_dsb_ap", 0.5))
 
