@@ -56,6 +56,12 @@ class TrainJob:
     overrides: Mapping[str, Any] = field(default_factory=dict)
     val_sections: tuple[int, ...] | None = None
     test_sections: tuple[int, ...] = ()
+    label: str = ""  # a suite arm's name: what results call the job instead of the variant
+
+    @property
+    def shown_as(self) -> str:
+        """The job's name in result rows and reports: its arm's, else its variant's."""
+        return self.label or self.variant
 
     def __post_init__(self) -> None:
         """Instance data sets what the data decides: the input channels, the number of classes of
@@ -111,7 +117,7 @@ class TrainJob:
             "data": str(self.data),
             "val_sections": list(val_sections),
             "test_sections": list(self.test_sections),
-        }
+        } | ({"label": self.label} if self.label else {})
 
     def settings(self, val_sections: Sequence[int]) -> dict[str, Any]:
         """What ``key()`` stands for, as plain data: ``to_meta`` without the seed. A run stores
@@ -126,7 +132,7 @@ class TrainJob:
         return cls(
             variant=meta["variant"], data=DataSpec.parse(meta["data"]), train=TrainCfg.from_dict(meta["train_cfg"]),
             overrides=dict(meta["overrides"]), val_sections=tuple(meta["val_sections"]),
-            test_sections=tuple(meta.get("test_sections", ())),
+            test_sections=tuple(meta.get("test_sections", ())), label=str(meta.get("label", "")),
         )  # fmt: skip
 
 
@@ -202,15 +208,17 @@ def fold_sections(suite: SuiteCfg, fold: int) -> tuple[tuple[int, ...], tuple[in
 def suite_job(
     suite: SuiteCfg, variant: str, settings: Mapping[str, Any], seed: int, owner: str, fold: int = 0
 ) -> TrainJob:
-    """The job a suite runs for ``variant`` with searched ``settings`` (``model.x`` keys go to the
-    variant, the rest to the training config) and ``seed``; ``owner`` names the settings in errors.
-    Under ``[data] folds`` the job trains on ``fold`` (the search always on fold 0)."""
+    """The job a suite runs for ``variant`` (a compared name: a variant, or an [arms] arm) with
+    searched ``settings`` (``model.x`` keys go to the variant, the rest to the training config)
+    and ``seed``; ``owner`` names the settings in errors. Under ``[data] folds`` the job trains
+    on ``fold`` (the search always on fold 0)."""
     model, train = split_settings(dict(settings))
     val, test = fold_sections(suite, fold) if suite.folds else (suite.val_sections, suite.test_sections)
     return TrainJob(
-        variant=variant, data=suite.data,
-        train=suite.train.with_overrides({**train, "seed": seed}, owner=owner),
+        variant=suite.network(variant), data=suite.data,
+        train=suite.train_for(variant).with_overrides({**train, "seed": seed}, owner=owner),
         overrides={**suite.model_overrides(variant), **model}, val_sections=val, test_sections=test,
+        label=variant if variant in suite.arms else "",
     )  # fmt: skip
 
 

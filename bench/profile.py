@@ -155,7 +155,8 @@ class Measurement:
     def device_name(self) -> str:
         return row_identity(self.device)["device_name"]
 
-    def rows(self, run_id: str, suite: str = "adhoc") -> list[ResultRow]:
+    def rows(self, run_id: str, suite: str = "adhoc", shown_as: str = "") -> list[ResultRow]:
+        """The measurement's rows; ``shown_as`` names them instead of the variant (a suite's arm)."""
         device_name = self.device_name
         extra = make_extra(
             channels_last=self.cfg.channels_last,
@@ -169,7 +170,7 @@ class Measurement:
             env=row_environment(self.device),
         )
         factory = RowFactory(run_id, suite, self.device).bind(
-            variant=self.cfg.variant, config_hash=profile_key(self.cfg), stage="profile", mode=self.cfg.mode,
+            variant=shown_as or self.cfg.variant, config_hash=profile_key(self.cfg), stage="profile", mode=self.cfg.mode,
             setting=profile_setting(self.cfg.channels_last, self.cfg.compile), precision=self.cfg.precision, batch_size=self.cfg.batch_size,
             input_size=self.input_size, output_size=self.output_size, n=len(self.step_seconds), extra=extra,
         )  # fmt: skip

@@ -308,6 +308,13 @@ def fold_quality_table(inputs: ReportInputs) -> pd.DataFrame:
     return table[["variant", "fold", "metric", "mean", "ci_low", "ci_high", "std", "n"]].reset_index(drop=True)
 
 
+def stored_baseline(configs: dict[str, dict[str, Any]]) -> str | None:
+    """The baseline a suite named for its run (its [variants] baseline or first arm), kept in
+    the run's stored job settings; None when none or when the folder holds several runs' that differ."""
+    named = {str(settings["baseline"]) for settings in configs.values() if settings.get("baseline")}
+    return named.pop() if len(named) == 1 else None
+
+
 def ablation_baseline(inputs: ReportInputs) -> str | None:
     """The variant others are compared with: the given baseline, else unet-original; None when
     it has no quality rows or nothing to be compared with."""
@@ -808,7 +815,8 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     out_dir.mkdir(parents=True, exist_ok=True)
     _plt()  # the Agg backend before the theme and any figure
     sns.set_theme(style="whitegrid", context="notebook")
-    inputs = ReportInputs.of(frame, baseline, read_configs(results))
+    configs = read_configs(results)
+    inputs = ReportInputs.of(frame, baseline or stored_baseline(configs), configs)
     figures = FigureFolder(out_dir)
     sections = [section for build in SECTIONS if (section := build(inputs, figures)) is not None]
     suites = ", ".join(sorted(frame["suite"].unique()))

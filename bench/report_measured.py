@@ -56,9 +56,11 @@ def model_table(frame: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]) -
     evals = frame[frame["stage"] == "eval"]
     for key, settings in sorted(configs.items()):
         if key in set(evals["config_hash"]):
-            variant = str(settings["variant"])
+            variant = str(settings.get("label") or settings["variant"])  # a suite's arm by its name
             rows[variant] = {"variant": variant, "model settings": model_settings(settings.get("overrides", {})),
                              "training tile → output": tile_text(settings)}  # fmt: skip
+            if "arm_settings" in settings:
+                rows[variant]["arm"] = arm_text(settings)
     profiled = frame[(frame["stage"] == "profile") & frame["metric"].isin(["params", "gflops_per_image"])]
     for (variant, metric), group in profiled.groupby(["variant", "metric"]):
         row = rows.setdefault(str(variant), {"variant": variant})
@@ -70,6 +72,12 @@ def model_table(frame: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]) -
     for variant, n in evals.groupby("variant")["seed"].nunique().items():
         rows.setdefault(str(variant), {"variant": variant})["seeds"] = int(n)
     return pd.DataFrame(list(rows.values()))
+
+
+def arm_text(settings: Mapping[str, Any]) -> str:
+    """What a suite's arm changed ('w0=0.0 on unet-16'), or 'the suite's settings' for an empty arm."""
+    changed = ", ".join(f"{k}={v}" for k, v in sorted(settings["arm_settings"].items())) or "the suite's settings"
+    return f"{changed} on {settings['variant']}"
 
 
 def trained_sides(settings: Mapping[str, Any]) -> tuple[int, int] | None:

@@ -43,7 +43,7 @@ class RowFactory:
     def for_job(self, job: TrainJob, stage: str, split: str, **columns: Any) -> RowFactory:
         """The columns every row of a training job shares."""
         return self.bind(
-            variant=job.variant, config_hash=job.key(), seed=job.train.seed, stage=stage, dataset=str(job.data),
+            variant=job.shown_as, config_hash=job.key(), seed=job.train.seed, stage=stage, dataset=str(job.data),
             split=split, **columns,
         )  # fmt: skip
 

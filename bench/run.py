@@ -102,13 +102,13 @@ def run_stages(
 
     report_dir = reports / suite.name
     title = f"unetbench: {suite.name} suite" + (" (CPU: scaled-down schedule)" if scaled else "")
-    report = build_report(run_dir, report_dir, title=title)
+    report = build_report(run_dir, report_dir, title=title, baseline=suite.baseline)
     # the report's Summary as data, one row per variant, like timm's --results-file
     atomic_write_bytes(run_dir / SUMMARY_NAME, report.summary.to_csv(index=False).encode())
     log(f"[4/4 report] {report_dir / 'report.html'} ({format_duration(time.perf_counter() - started)} in all)")
     frame = read_results(run_dir)
     caveat = survivor_caveat(frame)
-    ranking = ranking_lines(ReportInputs.of(frame).ranked) + ([caveat] if caveat else [])
+    ranking = ranking_lines(ReportInputs.of(frame).ranked, suite.baseline) + ([caveat] if caveat else [])
     return SuiteRun(run_dir, report_dir, text_rows(report.summary), text_rows(report.untrained), ranking)
 
 
@@ -195,7 +195,9 @@ def eval_rows(base: RowFactory, job: TrainJob, result: JobResult, best_trial: di
 def job_settings(suite: SuiteCfg, job: TrainJob, val_sections: list[int]) -> dict[str, Any]:
     """What ``configs/KEY.json`` stores for the job. The folds of a configuration share its key, so
     under ``[data] folds`` it lists every fold's sections instead of one fold's."""
-    settings = job.settings(val_sections)
+    settings = job.settings(val_sections) | ({"baseline": suite.baseline} if suite.baseline else {})
+    if job.label:  # what the arm changed, for the report's model table
+        settings["arm_settings"] = suite.arms[job.label].settings
     if suite.folds:
         splits = [fold_sections(suite, fold) for fold in range(suite.folds)]
         settings.update(val_sections=None, test_sections=None,
@@ -235,9 +237,9 @@ def profile_stage(
             advance(1)
             continue
         job = suite_job(suite, variant, best.get(variant, {}), 0, owner="best trial")
-        m = measure(ProfileCfg(variant, input_size=job.train.tile, batch_size=job.train.batch_size, warmup=1,
+        m = measure(ProfileCfg(job.variant, input_size=job.train.tile, batch_size=job.train.batch_size, warmup=1,
                                min_reps=3, max_reps=20, max_seconds=3.0, overrides=dict(job.overrides)))  # fmt: skip
-        ResultWriter(run_dir).append(m.rows(run_dir.name, suite=suite.name), name=stage)
+        ResultWriter(run_dir).append(m.rows(run_dir.name, suite=suite.name, shown_as=job.shown_as), name=stage)
         advance(1)
         log(f"[3/4 profile {number}/{len(suite.variants)}] {variant}: {m.summary()['throughput'][0]:.1f} img/s")
 

@@ -534,11 +534,12 @@ def untuned_params(suite: SuiteCfg, variant: str) -> dict[str, Any] | None:
     them lies outside the space (then no trial can stand for "untuned")."""
     search = suite.search
     assert search is not None
-    config = resolve_config(variant, **suite.model_overrides(variant))
+    config = resolve_config(suite.network(variant), **suite.model_overrides(variant))
+    train = suite.train_for(variant)
     values: dict[str, Any] = {}
     for p in search.space:
         field = p.name.removeprefix("model.").removeprefix("train.")
-        value = getattr(config if p.name.startswith("model.") else suite.train, field, None)
+        value = getattr(config if p.name.startswith("model.") else train, field, None)
         inside = value in p.choices if p.kind == "categorical" else value is not None and p.low <= value <= p.high
         if not inside:
             return None

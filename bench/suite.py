@@ -1,7 +1,8 @@
 """Training suites: what to train, on which data, how, and what to search.
 
 A suite file has ``[suite]``, ``[data]``, ``[train]`` (fields of ``TrainCfg``), ``[model]``
-(overrides applied to every variant, and ``width_scale`` for CPU-sized runs), ``[variants]`` and
+(overrides applied to every variant, and ``width_scale`` for CPU-sized runs), ``[variants]``,
+``[arms]`` (named settings compared on the same network, for ablations of training settings) and
 ``[search]`` (fields of ``SearchCfg``) with a ``[search.space]``. Every section is validated on
 load, before any training, through the same typed overrides as model configs: errors name the
 file, the line and the key, and say what would be valid.
@@ -15,9 +16,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
-from bench.config import WARPING_UNSCORED, TrainCfg
-from bench.data import MIN_FOLDS, SYNTHETIC_OPTIONS, DataSpec, kfold_split, parse_indices
-from bench.metrics import METRICS, CostName, ScoreName
+from bench.config import WARPING_UNSCORED, TrainCfg, split_settings
+from bench.data import MIN_FOLDS, SYNTHETIC_OPTIONS, DataError, DataSpec, kfold_split, parse_indices
+from bench.metrics import METRICS, CostName, InstanceName, ScoreName
 from bench.paths import safe_part
 from bench.suite_file import SuiteError, load_toml, suite_key_error, suite_path
 from variants import ConfigError, UserError, resolve_config
@@ -26,7 +27,7 @@ from variants.overrides import apply_overrides
 Sampler = Literal["tpe", "random", "cmaes", "nsga2"]
 Pruner = Literal["median", "hyperband", "sha", "none"]
 COSTS = {name: METRICS[name].unit for name in get_args(CostName)}  # what a trial can cost, with its unit
-SECTIONS = {"suite", "data", "train", "cpu", "model", "variants", "search"}
+SECTIONS = {"suite", "data", "train", "cpu", "model", "variants", "arms", "search"}
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class SearchCfg:
     trials: int = 6
     sampler: Sampler = "tpe"
     pruner: Pruner = "median"
-    objective: ScoreName = "v_rand"  # direction from bench.metrics.METRICS
+    objective: Literal[ScoreName, InstanceName] = "v_rand"  # direction from bench.metrics.METRICS
     seed: int = 0
     # True: every [variants] name gets a study of its own, with the same trials, sampler seed and
     # pruner (an equal tuning budget); False: only ``variant`` is searched and its best settings
@@ -66,14 +67,27 @@ class SearchCfg:
 
 @dataclass(frozen=True)
 class Variants:
-    """[variants]: the variants trained, each with ``seeds`` seeds."""
+    """[variants]: the variants trained, each with ``seeds`` seeds, and the one the report's
+    deltas are taken against (default: unet-original where trained, else the first arm)."""
 
     names: tuple[str, ...] = ()
     seeds: int = 2
+    baseline: str | None = None
 
     def __post_init__(self) -> None:
         if self.seeds <= 0:
             raise ConfigError(f"seeds must be positive, got {self.seeds}", key="seeds")
+
+
+@dataclass(frozen=True)
+class Arm:
+    """One compared setting of an [arms] ablation: the registered variant it trains and what it
+    changes over [train] and [model] (``model.x`` keys go to the variant). Results and reports
+    name the arm, not the variant, so arms of one network are rows of their own."""
+
+    variant: str
+    settings: dict[str, Any]
+    name: str  # as written in [arms]; the compared name adds the variant when there are several
 
 
 @dataclass(frozen=True)
@@ -86,8 +100,10 @@ class SuiteCfg:
     train: TrainCfg = field(default_factory=TrainCfg)
     model: dict[str, Any] = field(default_factory=dict)  # [model]: config overrides for every variant
     width_scale: float | None = None  # [model] width_scale: each variant's own widths times this
-    variants: tuple[str, ...] = ()
+    variants: tuple[str, ...] = ()  # what is compared: variant names, or arm names with [arms]
     seeds: int = 2
+    arms: dict[str, Arm] = field(default_factory=dict)
+    baseline: str | None = None  # the report's reference for deltas (None: unet-original where present)
     search: SearchCfg | None = None
     cpu_train: TrainCfg | None = None  # [cpu]: the scaled-down schedule used without a GPU
     # [data] folds: K-fold cross-validation; each fold's validation and test sections are blocks of
@@ -109,16 +125,28 @@ class SuiteCfg:
             return self.variants
         return (self.search.variant,)
 
-    def model_overrides(self, variant: str) -> dict[str, Any]:
-        """[model] overrides for ``variant``. ``width_scale`` scales the variant's own widths
-        (so unet-16 and unet-32 stay different at CPU size, and every family shrinks, by its
-        config's ``scaled``, within its library's rules) instead of replacing them; a width
-        [model] names is kept as written."""
+    def network(self, name: str) -> str:
+        """The registered variant behind a compared name (an arm's, or the name itself)."""
+        return self.arms[name].variant if name in self.arms else name
+
+    def arm_settings(self, name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+        """An arm's model and training settings (both empty for a plain variant)."""
+        return split_settings(self.arms[name].settings) if name in self.arms else ({}, {})
+
+    def train_for(self, name: str) -> TrainCfg:
+        """[train] with the arm's training settings over it."""
+        return self.train.with_overrides(self.arm_settings(name)[1], owner=f"[arms] {name}")
+
+    def model_overrides(self, name: str) -> dict[str, Any]:
+        """[model] overrides for ``name``, then its arm's. ``width_scale`` scales the variant's
+        own widths (so unet-16 and unet-32 stay different at CPU size, and every family shrinks,
+        by its config's ``scaled``, within its library's rules) instead of replacing them; a
+        width [model] names is kept as written."""
         overrides = dict(self.model)
         if self.width_scale is not None:
-            scaled = resolve_config(variant, **self.model).scaled(self.width_scale)
+            scaled = resolve_config(self.network(name), **self.model).scaled(self.width_scale)
             overrides.update({key: value for key, value in scaled.items() if key not in self.model})
-        return overrides
+        return {**overrides, **self.arm_settings(name)[0]}
 
 
 @contextlib.contextmanager
@@ -164,17 +192,24 @@ def _params(space: Any, path: Path, text: str) -> tuple[Param, ...]:
     return tuple(params)
 
 
-def _check_space(params: tuple[Param, ...], variant: str, train: TrainCfg, path: Path, text: str) -> None:
-    """Every searched name must be a real field: try each value now, not in trial 5."""
+def _check_space(params: tuple[Param, ...], suite: SuiteCfg, variant: str, path: Path, text: str) -> None:
+    """Every searched name must be a real field: try each value now, not in trial 5. An arm
+    must not fix a searched name (the search would overrule the arm)."""
+    fixed = suite.arms[variant].settings if variant in suite.arms else {}
     for p in params:
+        if p.name in fixed or p.name.removeprefix("train.") in fixed:
+            raise suite_key_error(path, text, suite.arms[variant].name, f"[arms] {variant} sets {p.name}, which [search.space] "
+                                  "searches; search it or fix it in the arm, not both")  # fmt: skip
         samples = p.choices or (p.low, p.high)
         for value in samples:
             value = int(value) if p.kind == "int" else value
             try:
                 if p.name.startswith("model."):
-                    resolve_config(variant, **{p.name.removeprefix("model."): value})
+                    resolve_config(suite.network(variant), **{p.name.removeprefix("model."): value})
                 else:
-                    train.with_overrides({p.name.removeprefix("train."): value}, owner="search.space")
+                    suite.train_for(variant).with_overrides(
+                        {p.name.removeprefix("train."): value}, owner="search.space"
+                    )
             except UserError as exc:
                 raise suite_key_error(path, text, p.name, f"search.space.{p.name}: {exc}") from None
 
@@ -290,7 +325,60 @@ def _with_variants(suite: SuiteCfg, section: dict[str, Any], text: str) -> Suite
     for name in chosen.names:
         with named(suite.path, text, "names"):
             resolve_config(name, **suite.model_overrides(name))
-    return replace(suite, variants=chosen.names, seeds=chosen.seeds)
+    return replace(suite, variants=chosen.names, seeds=chosen.seeds, baseline=chosen.baseline)
+
+
+def _with_arms(suite: SuiteCfg, section: dict[str, Any], text: str) -> SuiteCfg:
+    """[arms]: each arm (``name = { w0 = 0.0 }``) trains every [variants] name with its settings
+    over [train] and [model]; what is compared becomes the arms (``VARIANT+ARM`` with several
+    variants). Each arm must build, train and differ from every other arm."""
+    path = suite.path
+    if not suite.variants:
+        raise SuiteError(f"{path}: [arms] needs [variants] names, the network(s) every arm trains")
+    arms: dict[str, Arm] = {}
+    for arm, settings in section.items():
+        if not isinstance(settings, dict):
+            raise suite_key_error(path, text, arm, "expected a table of settings, like { w0 = 0.0 }")
+    for variant in suite.variants:
+        for arm, settings in section.items():
+            with named(path, text, arm):
+                label = safe_part(arm if len(suite.variants) == 1 else f"{variant}+{arm}", "arm name")
+                arms[label] = Arm(variant, dict(settings), arm)
+    suite = replace(suite, arms=arms, variants=tuple(arms))
+    resolved: dict[str, str] = {}
+    for label, spec in arms.items():
+        try:
+            job = (suite.train_for(label), resolve_config(spec.variant, **suite.model_overrides(label)))
+        except UserError as exc:  # the arm's line, whatever key inside it is wrong
+            raise suite_key_error(path, text, spec.name, str(exc)) from None
+        same = resolved.setdefault(repr(job), label)
+        if same != label:
+            raise suite_key_error(path, text, spec.name, f"[arms] {label} trains the same settings as {same}")
+    return suite
+
+
+def _check_baseline(suite: SuiteCfg, text: str) -> SuiteCfg:
+    """The baseline must be one of the compared names; with arms it defaults to the first."""
+    if suite.baseline is None:
+        return replace(suite, baseline=next(iter(suite.arms), None))
+    if suite.baseline not in suite.variants:
+        raise suite_key_error(suite.path, text, "baseline",
+                              f"{suite.baseline!r} is not compared here; compared: {', '.join(suite.variants)}")  # fmt: skip
+    return suite
+
+
+def _check_objective_fits_data(search: SearchCfg, suite: SuiteCfg, text: str) -> None:
+    """An instance objective needs instance labels and a membrane one binary labels (data not on
+    this machine is checked when the suite runs, by the job)."""
+    try:
+        instances = suite.data.instance_task
+    except DataError:
+        return
+    if instances != (search.objective in get_args(InstanceName)):
+        wanted = "dsb_ap" if instances else "v_rand"
+        kind = "instance" if instances else "binary"
+        raise suite_key_error(suite.path, text, "objective", f"{search.objective!r} does not score {suite.data}'s "
+                              f"{kind} labels; use an objective like {wanted!r}")  # fmt: skip
 
 
 def _search(suite: SuiteCfg, section: dict[str, Any], text: str) -> SearchCfg:
@@ -302,6 +390,7 @@ def _search(suite: SuiteCfg, section: dict[str, Any], text: str) -> SearchCfg:
     with named(path, text, "search"):
         search = apply_overrides(SearchCfg(), {**section, "space": space}, owner="[search]")
     _check_multi_objective(search, "pruner" in section, path, text)
+    _check_objective_fits_data(search, suite, text)
     schedules = (suite.train, suite.cpu_train or suite.train)
     if search.objective == "warping_error" and not all(t.val_warping for t in schedules):
         raise suite_key_error(path, text, "objective", WARPING_UNSCORED.format(name="objective"))
@@ -312,8 +401,8 @@ def _search(suite: SuiteCfg, section: dict[str, Any], text: str) -> SearchCfg:
     searched = replace(suite, search=search).searched_variants()
     for variant in searched:
         with named(path, text, "variant" if variant == search.variant else "variants"):
-            resolve_config(variant, **suite.model_overrides(variant))
-        _check_space(space, variant, suite.train, path, text)
+            resolve_config(suite.network(variant), **suite.model_overrides(variant))
+        _check_space(space, suite, variant, path, text)
     return search
 
 
@@ -329,6 +418,9 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
     suite = _with_train(suite, tables, text)
     suite = _with_model(suite, tables.get("model", {}), text)
     suite = _with_variants(suite, tables.get("variants", {}), text)
+    if "arms" in tables:
+        suite = _with_arms(suite, tables["arms"], text)
+    suite = _check_baseline(suite, text)
     if "search" in tables:
         suite = replace(suite, search=_search(suite, tables["search"], text))
     return suite

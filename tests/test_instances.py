@@ -20,6 +20,7 @@ from bench.config import TrainCfg
 from bench.infer import mirror_pad, plan_for_image, predict_tiled
 from bench.instances import class_weights, decode_instances, instance_target, target_probabilities
 from bench.job import TrainJob
+from bench.store import read_configs, read_results
 from tests.conftest import SHARED_DATA, run_cli
 from variants import resolve_config
 
@@ -283,3 +284,32 @@ def test_a_suite_sets_the_instance_target_and_the_weight_map(tmp_path: Path) -> 
     path.write_text(path.read_text().replace('"three_class"', '"four_class"'))
     with pytest.raises(Exception, match="instance_target"):
         load_suite(path)
+
+
+@needs_dsb
+def test_suite_arms_compare_training_settings_on_one_network(tmp_path: Path) -> None:
+    """[arms]: each arm trains the same variant with its own settings; rows, the model table and
+    the deltas name the arms, and the first arm is the baseline a later `report` keeps."""
+    root = copy_dsb(tmp_path / "dsb", dsb_names({(256, 256, False): 4, (256, 320, True): 3}))
+    suite = tmp_path / "arms.toml"
+    suite.write_text(f'[suite]\nname = "arms"\n[data]\nsource = "{root}"\n[train]\nepochs = 1\n'
+                     'steps_per_epoch = 2\ntile = 96\nval_tile = 96\n[model]\nwidth_scale = 0.25\n'
+                     '[variants]\nnames = ["unet-same"]\nseeds = 1\n[arms]\nweight-map = {}\n'
+                     'no-weight-map = { w0 = 0.0 }\nthree-class = { instance_target = "three_class" }\n')  # fmt: skip
+    result = run_cli("run", str(suite), "-o", str(tmp_path / "out"), "--reports", str(tmp_path / "reports"))
+    assert result.returncode == 0, result.stderr
+    run_dir = next((tmp_path / "out" / "arms").iterdir())
+    frame = read_results(run_dir)
+    assert set(frame["variant"]) == {"weight-map", "no-weight-map", "three-class"}
+    evals = frame[(frame["stage"] == "eval") & (frame["metric"] == "dsb_ap")]
+    assert evals["config_hash"].nunique() == 3, "each arm is a configuration of its own"
+    configs = read_configs(run_dir)
+    trained = {c["label"]: c for c in configs.values()}
+    assert trained["no-weight-map"]["train_cfg"]["w0"] == 0.0 and trained["weight-map"]["train_cfg"]["w0"] == 10.0
+    assert trained["three-class"]["overrides"]["num_classes"] == 3, "the arm's target sets the network's classes"
+    report = (tmp_path / "reports" / "arms" / "report.md").read_text()
+    assert "| weight-map | " in report and "w0=0.0 on unet-same" in report
+    assert "Ablation deltas against weight-map" in report
+    again = run_cli("report", str(run_dir), "-o", str(tmp_path / "again"))
+    assert again.returncode == 0, again.stderr
+    assert "Ablation deltas against weight-map" in (tmp_path / "again" / "report.md").read_text()

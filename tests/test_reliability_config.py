@@ -17,7 +17,7 @@ SUITES = {
     "unknown_variant": ('[suite]\nname = "x"\n[variants]\nnames = ["unet-orignal"]\n', "run", [":4:", "'names'", "Did you mean 'unet-original'"]),
     "bad_toml": ('[suite]\nname = "x"\n[train\nlr = 0.1\n', "run", ["invalid TOML", "line 3"]),
     "bad_toml_profile_suite": ('[suite]\nname = "x"\n[train\nlr = 0.1\n', "profile --suite", ["invalid TOML", "line 3"]),
-    "unknown_section": ('[suite]\nname = "x"\n[modle]\nx = 1\n', "run", ["unknown section [modle]", "allowed: cpu, data, model"]),
+    "unknown_section": ('[suite]\nname = "x"\n[modle]\nx = 1\n', "run", ["unknown section [modle]", "allowed: arms, cpu, data, model"]),
     "key_outside_a_section": ('description = "x"\n[suite]\nname = "x"\n', "run", [":1:", "'description'", "outside any section", "[suite]"]),
     "unknown_key": ('[suite]\nname = "x"\n[train]\nlrr = 0.1\n', "run", [":4:", "'lrr'", "Did you mean 'lr'"]),
     "wrong_type": ('[suite]\nname = "x"\n[train]\nepochs = "many"\n', "run", [":4:", "'epochs'", "expected int"]),

@@ -24,6 +24,11 @@ TRAINING_SUITES = sorted(p.stem for p in SUITES_DIR.glob("*.toml") if p.stem not
 def test_training_suites_validate(name: str) -> None:
     suite = load_suite(name)
     assert suite.variants and suite.seeds >= 2
+    if str(suite.data) == "dsb2018":  # the stratified split holds out validation and test images
+        assert suite.seeds >= 3 and suite.search is not None and suite.searched_variants() == suite.variants
+        assert suite.search.objective == "dsb_ap" and not suite.test_sections
+        assert suite.baseline == ("weight-map" if suite.arms else None)
+        return
     if name.startswith("ablation-") or name == "quick":
         assert suite.seeds >= 3, "no interval from fewer than 3 seeds"
         assert suite.search is not None and suite.searched_variants() == suite.variants, "an equal tuning budget"
@@ -116,7 +121,7 @@ def test_a_misspelt_choice_fails_on_load_with_the_valid_choices(
         ('val_thresholds = "fixed"', 'val_thresholds = "fixed"\nmonitor = "warping_error"', "monitor", "only with val_warping = true"),
         ("depth = 2", "depth = 2\nwidth_scale = 0", "width_scale", "width_scale must be positive, got 0"),
         ("depth = 2", 'depth = 2\nwidth_scale = "half"', "width_scale", "expected float"),
-        ("seeds = 2", "seed = 2", "seed", "[variants]: unknown override 'seed'. Did you mean 'seeds'?"),
+        ("seeds = 2", "seed = 2", "seed", "[variants]: unknown override 'seed'. Did you mean 'seeds'"),
         ("depth = 2", 'depth = 2\nactivaton = "gelu"', "activaton", "Did you mean 'activation'?"),
     ],
 )  # fmt: skip
@@ -251,3 +256,46 @@ def test_width_scale_keeps_each_librarys_rules() -> None:
     assert bare.model_overrides("smp-resnet18-unet") == {"decoder_channels": (64, 32, 16, 8, 4)}
     kept = replace(bare, model={"feature_size": 24})
     assert kept.model_overrides("monai-swinunetr") == {"feature_size": 24}, "a width [model] names is kept"
+
+
+ARMS = '[arms]\nplain = {}\nno-dropout = { "model.dropout" = 0.0 }\nno-weight-map = { w0 = 0.0 }\n'
+
+
+def test_arms_become_what_is_compared_each_over_the_suites_settings(tmp_path: Path) -> None:
+    path = broken_suite(tmp_path, "[cpu]", ARMS.replace("\nplain = {}", "") + "[cpu]")
+    path.write_text(path.read_text().replace('"model.dropout" = { choices = [0.0, 0.5] }\n', ""))
+    suite = load_suite(path)
+    assert suite.variants == (
+        "unet-original+no-dropout", "unet-original+no-weight-map", "resunet+no-dropout", "resunet+no-weight-map"
+    )  # fmt: skip
+    assert suite.baseline == "unet-original+no-dropout", "the first arm, unless [variants] names a baseline"
+    assert suite.network("resunet+no-weight-map") == "resunet" and suite.train_for("resunet+no-weight-map").w0 == 0
+    assert suite.model_overrides("resunet+no-dropout")["dropout"] == 0.0
+    assert suite.searched_variants() == suite.variants, "every arm gets the same tuning budget"
+
+
+@pytest.mark.parametrize(
+    ("arms", "key", "problem"),
+    [
+        ("[arms]\nbad = { w0 = -1.0 }\n", "bad", "w0 must be 0 or more"),
+        ("[arms]\nbad = { sigmaa = 1.0 }\n", "bad", "Did you mean 'sigma'"),
+        ("[arms]\nbad = 3\n", "bad", "expected a table of settings"),
+        ("[arms]\nsame = { w0 = 10.0 }\nplain = {}\n", "plain", "trains the same settings as unet-original+same"),
+        ("[arms]\nfast = { lr = 0.01 }\n", "fast", "[search.space] searches"),
+        ("[arms]\nplain = {}\n", "baseline", "'unet-original' is not compared here"),
+    ],
+)
+def test_a_bad_arm_fails_on_load_naming_file_line_and_arm(tmp_path: Path, arms: str, key: str, problem: str) -> None:
+    extra = 'baseline = "unet-original"\n' if key == "baseline" else ""
+    path = broken_suite(tmp_path, "seeds = 2\n", f"seeds = 2\n{extra}" + arms)
+    assert problem in load_error(path, key)
+
+
+def test_an_objective_must_score_the_suites_labels(tmp_path: Path) -> None:
+    path = tmp_path / "nuclei.toml"
+    path.write_text(SUITES_DIR.joinpath("dsb2018.toml").read_text().replace('"dsb_ap"', '"v_rand"'))
+    assert "'v_rand' does not score dsb2018's instance labels; use an objective like 'dsb_ap'" in load_error(
+        path, "objective"
+    )
+    path = broken_suite(tmp_path, 'objective = "v_rand"', 'objective = "dsb_ap"')
+    assert "binary labels; use an objective like 'v_rand'" in load_error(path, "objective")
