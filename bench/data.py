@@ -21,6 +21,7 @@ from scipy import ndimage
 
 from bench.errors import UserError
 from bench.instances import instances_to_mask
+from variants.overrides import ConfigError
 
 IMAGE_SUFFIXES = (".png", ".tif", ".tiff")
 
@@ -391,10 +392,9 @@ class DataSpec:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        if self.count < 1 or self.size < 16 or self.seed < 0:
-            raise DataError(
-                f"synthetic data needs count >= 1, size >= 16 and seed >= 0, got {self.count}, {self.size}, {self.seed}"
-            )
+        for name, least in (("count", 1), ("size", 16), ("seed", 0)):
+            if getattr(self, name) < least:  # the key, so a suite's error names its line
+                raise ConfigError(f"synthetic data needs {name} >= {least}, got {getattr(self, name)}", key=name)
 
     @classmethod
     def parse(cls, text: str | Path, base: Path | None = None) -> DataSpec:

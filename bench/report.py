@@ -347,9 +347,21 @@ def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | N
         f"hierarchical bootstrap over {inputs.runs}, then the held-out images within each, where per-image scores were "
         f"stored (`paired_by` {paired}, image), else a bootstrap over {inputs.runs}. Fewer than 3 {inputs.runs} give no "
         f"interval (–); with few {inputs.runs} the p-value cannot be small. `verdict`: better or worse only when the "
-        "whole interval lies on one side of zero, else not resolved.",
+        "whole interval lies on one side of zero, else not resolved. " + deltas_in_words(deltas, baseline, main),
         deltas, "ablation",
     )  # fmt: skip
+
+
+def deltas_in_words(deltas: pd.DataFrame, baseline: str, metric: str) -> str:
+    """The verdicts as one sentence a reader can quote: 'Against weight-map: no-weight-map is
+    worse (DSB AP -0.031 [-0.052, -0.012]); sigma-10: not resolved (...).'"""
+    label = METRICS[metric].label if metric in METRICS else metric
+    parts = []
+    for row in deltas.itertuples():
+        interval = "" if math.isnan(row.ci_low) else f" [{row.ci_low:+.4f}, {row.ci_high:+.4f}]"
+        said = f"is {row.verdict}" if row.verdict in ("better", "worse") else row.verdict
+        parts.append(f"{row.variant} {said} ({label} {row.delta:+.4f}{interval})")
+    return f"In words, against {baseline}: {'; '.join(parts)}."
 
 
 def interval_verdict(low: float, high: float, metric: str) -> str:

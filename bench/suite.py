@@ -11,6 +11,7 @@ file, the line and the key, and say what would be valid.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -22,11 +23,12 @@ from bench.metrics import METRICS, CostName, InstanceName, ScoreName
 from bench.paths import safe_part
 from bench.suite_file import SuiteError, load_toml, suite_key_error, suite_path
 from variants import ConfigError, UserError, resolve_config
-from variants.overrides import apply_overrides
+from variants.overrides import apply_overrides, near_matches
 
 Sampler = Literal["tpe", "random", "cmaes", "nsga2"]
 Pruner = Literal["median", "hyperband", "sha", "none"]
 COSTS = {name: METRICS[name].unit for name in get_args(CostName)}  # what a trial can cost, with its unit
+SUITE_KEYS = {"name", "description"}
 SECTIONS = {"suite", "data", "train", "cpu", "model", "variants", "arms", "search"}
 
 
@@ -111,7 +113,7 @@ class SuiteCfg:
     folds: int | None = None
 
     def __post_init__(self) -> None:
-        if self.width_scale is not None and self.width_scale <= 0:
+        if self.width_scale is not None and not (math.isfinite(self.width_scale) and self.width_scale > 0):
             raise ConfigError(f"width_scale must be positive, got {self.width_scale}", key="width_scale")
         if self.folds is not None and self.folds < MIN_FOLDS:
             raise ConfigError(f"{self.folds} folds leave no image to train on (each fold tests one block and "
@@ -406,6 +408,14 @@ def _search(suite: SuiteCfg, section: dict[str, Any], text: str) -> SearchCfg:
     return search
 
 
+def _check_suite_keys(section: dict[str, Any], path: Path, text: str) -> None:
+    """[suite] holds the name and a description; anything else is a typo or a misplaced key."""
+    for key in sorted(set(section) - SUITE_KEYS):
+        close = near_matches(key, SUITE_KEYS)
+        hint = f" Did you mean {', '.join(repr(c) for c in close)}?" if close else ""
+        raise suite_key_error(path, text, key, f"unknown key in [suite]; allowed: name, description.{hint}")
+
+
 def load_suite(name_or_path: str | Path) -> SuiteCfg:
     """Read and validate a training suite, section by section, before any training."""
     path = suite_path(name_or_path)
@@ -413,6 +423,7 @@ def load_suite(name_or_path: str | Path) -> SuiteCfg:
     tables = _tables(data, path, text)
     with named(path, text, "name"):  # the name of its results and reports folders
         name = safe_part(str(tables.get("suite", {}).get("name", path.stem)), "suite name")
+    _check_suite_keys(tables.get("suite", {}), path, text)
     suite = SuiteCfg(name=name, path=path)
     suite = _with_data(suite, tables.get("data", {}), text)
     suite = _with_train(suite, tables, text)

@@ -309,7 +309,7 @@ def test_suite_arms_compare_training_settings_on_one_network(tmp_path: Path) -> 
     assert trained["three-class"]["overrides"]["num_classes"] == 3, "the arm's target sets the network's classes"
     report = (tmp_path / "reports" / "arms" / "report.md").read_text()
     assert "| weight-map | " in report and "w0=0.0 on unet-same" in report
-    assert "Ablation deltas against weight-map" in report
+    assert "Ablation deltas against weight-map" in report and "In words, against weight-map: no-weight-map " in report
     again = run_cli("report", str(run_dir), "-o", str(tmp_path / "again"))
     assert again.returncode == 0, again.stderr
     assert "Ablation deltas against weight-map" in (tmp_path / "again" / "report.md").read_text()

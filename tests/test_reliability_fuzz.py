@@ -24,7 +24,7 @@ from bench.suite_file import SUITES_DIR, SuiteError
 FUZZ = settings(max_examples=120, deadline=None, derandomize=True, database=None,
                 suppress_health_check=[HealthCheck.too_slow])  # fmt: skip
 
-TRAINING_SUITES = [(SUITES_DIR / f"{name}.toml").read_text() for name in ("quick", "paper", "ablation-blocks")]
+TRAINING_SUITES = [(SUITES_DIR / f"{name}.toml").read_text() for name in ("quick", "paper", "ablation-blocks", "ablation-weightmap")]
 PROFILE_SUITES = [(SUITES_DIR / f"{name}.toml").read_text() for name in ("gpu", "cpu-smoke")]
 # keys, values and headers that real suites use, so edits reach the validators, not only tomllib
 WORDS = ["lr", "epochs", "batch_size", "tile", "names", "variant", "trials", "sampler", "pruner", "costs", "source",
@@ -44,7 +44,7 @@ VALUES = [
     "inf",
 ]
 HEADERS = ["[suite]", "[data]", "[train]", "[cpu]", "[model]", "[variants]", "[search]", "[search.space]",
-           "[search.constraints]", "[[sweep]]", "[profile]", "[x]"]  # fmt: skip
+           "[search.constraints]", "[arms]", "[[sweep]]", "[profile]", "[x]"]  # fmt: skip
 
 
 @st.composite

@@ -66,6 +66,18 @@ def test_a_delta_is_called_better_or_worse_only_when_its_interval_excludes_zero(
     assert interval_verdict(float("nan"), float("nan"), "v_rand") == "no interval"
 
 
+def test_the_deltas_are_said_in_one_sentence_with_their_intervals() -> None:
+    from bench.report import deltas_in_words
+
+    deltas = pd.DataFrame({"variant": ["no-weight-map", "sigma-10", "three-class"], "delta": [-0.031, 0.004, 0.02],
+                           "ci_low": [-0.052, -0.01, float("nan")], "ci_high": [-0.012, 0.02, float("nan")],
+                           "verdict": ["worse", "not resolved", "no interval"]})  # fmt: skip
+    assert deltas_in_words(deltas, "weight-map", "dsb_ap") == (
+        "In words, against weight-map: no-weight-map is worse (DSB AP -0.0310 [-0.0520, -0.0120]); "
+        "sigma-10 not resolved (DSB AP +0.0040 [-0.0100, +0.0200]); three-class no interval (DSB AP +0.0200)."
+    )
+
+
 def test_pareto_membership() -> None:
     # best throughput (batch 4) of each golden variant: 3 x its batch-1 img/s
     table = pd.DataFrame({"variant": list(V_RAND), "quality": [np.mean(v) for v in V_RAND.values()],

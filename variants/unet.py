@@ -7,6 +7,7 @@ only in ``block``. The module ``__init__`` only assembles parts, as in segmentat
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,19 +62,20 @@ class UNetConfig:
     group_norm_groups: int = 8
 
     def __post_init__(self) -> None:
-        problems = []
+        problems = []  # (key, problem): the first key is the one a suite's error line names
         if self.kernel_size < 1 or self.kernel_size % 2 == 0:
-            problems.append(f"kernel_size must be odd and positive, got {self.kernel_size}")
+            problems.append(("kernel_size", f"kernel_size must be odd and positive, got {self.kernel_size}"))
         if self.depth < 1:
-            problems.append(f"depth must be at least 1, got {self.depth}")
-        if self.base_width < 1 or self.in_channels < 1 or self.num_classes < 1:
-            problems.append("base_width, in_channels and num_classes must be positive")
-        if self.width_multiplier <= 0:
-            problems.append(f"width_multiplier must be positive, got {self.width_multiplier}")
+            problems.append(("depth", f"depth must be at least 1, got {self.depth}"))
+        for name in ("base_width", "in_channels", "num_classes"):
+            if getattr(self, name) < 1:
+                problems.append((name, f"{name} must be positive, got {getattr(self, name)}"))
+        if not (math.isfinite(self.width_multiplier) and self.width_multiplier > 0):
+            problems.append(("width_multiplier", f"width_multiplier must be positive, got {self.width_multiplier}"))
         if not 0.0 <= self.dropout < 1.0:
-            problems.append(f"dropout must be in [0, 1), got {self.dropout}")
+            problems.append(("dropout", f"dropout must be in [0, 1), got {self.dropout}"))
         if problems:
-            raise ConfigError("; ".join(problems))
+            raise ConfigError("; ".join(problem for _, problem in problems), key=problems[0][0])
 
     @property
     def family(self) -> str:
