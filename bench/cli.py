@@ -71,6 +71,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from bench.data import DataSpec, parse_indices
     from bench.job import TrainJob, check_run_folder, run_job
     from bench.progress import EpochPrinter
+    from bench.runlock import run_lock
     from bench.runner import format_metrics, size_notice
 
     model_overrides, train_overrides = split_settings(parse_assignments(args.set or ()))
@@ -90,12 +91,13 @@ def cmd_train(args: argparse.Namespace) -> int:
     )  # fmt: skip
     config = job.model_config()
     out_dir = Path(args.output) if args.output else output_root(args).checkpoints(args.variant)
-    check_run_folder(out_dir, job, args.resume)
-    print(f"recipe: {recipe}" + ("" if args.recipe else f" (the default for {data})"), file=sys.stderr)
-    for what, size in (("tile", job.train.tile), ("val_tile", job.train.val_tile)):
-        if notice := size_notice(config, size, what):
-            print(notice, file=sys.stderr)
-    run = run_job(job, out_dir, resume=args.resume, callbacks=(EpochPrinter(job.train.epochs),))
+    with run_lock(out_dir):  # one process per run folder: a second --resume would train the same epochs
+        check_run_folder(out_dir, job, args.resume)
+        print(f"recipe: {recipe}" + ("" if args.recipe else f" (the default for {data})"), file=sys.stderr)
+        for what, size in (("tile", job.train.tile), ("val_tile", job.train.val_tile)):
+            if notice := size_notice(config, size, what):
+                print(notice, file=sys.stderr)
+        run = run_job(job, out_dir, resume=args.resume, callbacks=(EpochPrinter(job.train.epochs),))
     if args.json:
         print(json.dumps({"checkpoint": str(run.checkpoint), "metrics": run.final, "history": run.fit.history}))
     else:

@@ -27,6 +27,7 @@ from bench.metrics import METRICS, ROW_METRICS
 from bench.profile import ProfileCfg, measure
 from bench.progress import SuiteProgress, format_duration
 from bench.rows import RowFactory
+from bench.runlock import run_lock
 from bench.schema import ResultRow, make_extra
 from bench.search import chosen_trial, remember_storage, run_search, study_rows
 from bench.store import SUMMARY_NAME, ResultWriter, read_results, stage_done
@@ -85,7 +86,15 @@ def run_stages(
         run_dir = results / suite.name / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}"
     elif suite.search is not None:  # another storage than the run's is refused before anything is said or run
         remember_storage(run_dir / "search", storage, check_only=True)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    with run_lock(run_dir):  # a second `run --resume` of the folder stops here instead of training the same stages
+        return locked_stages(suite, run_dir, reports, seeds, storage, progress)
+
+
+def locked_stages(
+    suite: SuiteCfg, run_dir: Path, reports: Path, seeds: int | None, storage: str | None, progress: SuiteProgress
+) -> SuiteRun:
+    """Every stage of a run whose folder this process holds."""
+    log = progress.log
     scaled = suite.cpu_train is not None and not torch.cuda.is_available()
     if suite.cpu_train is not None and scaled:
         suite = replace(suite, train=suite.cpu_train)

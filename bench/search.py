@@ -40,6 +40,7 @@ from bench.job import TrainJob, job_split, run_job, suite_job, validation_sectio
 from bench.metrics import HIGHER_IS_BETTER
 from bench.paths import safe_part
 from bench.rows import RowFactory
+from bench.runlock import process_alive
 from bench.schema import MODEL_MEMORY_METRICS, ResultRow, make_extra
 from bench.store import ResultWriter
 from bench.suite import COSTS, SearchCfg, SuiteCfg
@@ -436,6 +437,7 @@ def optimize(
     total = suite.search.trials  # type: ignore[union-attr]
     # a trial whose worker died still shows RUNNING until its heartbeat is found stale: fail
     # (and so re-queue) such trials first, or they would be counted as in progress
+    fail_dead_owners(study)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
         optuna.storages.fail_stale_trials(study)
@@ -450,6 +452,31 @@ def optimize(
     ]
     with storage_loss_as_error(url, run_dir):
         study.optimize(Objective(suite, run_dir, variant), n_trials=remaining, callbacks=callbacks)
+
+
+def fail_dead_owners(study: optuna.Study) -> None:
+    """Fail, and re-queue with the same parameters, every RUNNING trial whose worker process on
+    this machine is gone (its ``worker`` attribute names host and PID). A search resumed seconds
+    after a kill would otherwise count the dead trial as in progress until its heartbeat went
+    stale (GRACE_S) and end with fewer finished trials than the suite asked for."""
+    host = socket.gethostname()
+    retry = next(iter(_retry_callback().values()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+            owner, _, pid = str(trial.user_attrs.get("worker", "")).rpartition("-")
+            if owner == host and pid.isdigit() and not process_alive(int(pid)):
+                study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
+                retry(study, study.trials[trial.number])
+
+
+def wait_for_running(study: optuna.Study, suite: SuiteCfg, run_dir: Path, url: str, variant: str) -> None:
+    """While other processes (another machine's workers) still run trials of the study, wait, and
+    run here any of theirs that die (failed by owner or heartbeat, then re-queued): the search
+    never hands on its best of fewer finished trials than the suite asked for."""
+    while study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
+        time.sleep(HEARTBEAT_S)
+        optimize(study, suite, run_dir, url, variant)
 
 
 def _worker(
@@ -591,6 +618,7 @@ def run_search(suite: SuiteCfg, run_dir: Path, storage_url: str | None = None, s
             waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
             optimize(study, suite, run_dir, url, variant, limit=len(waiting))
         run_workers(url, name, suite, run_dir, variant, workers, gpus)
+    wait_for_running(study, suite, run_dir, url, variant)
     study = optuna.load_study(study_name=name, storage=storage)
     if search.multi_objective and study.best_trials:
         rows = pareto_rows(study, suite, search_run_id(run_dir), variant)

@@ -344,6 +344,7 @@ def _with_arms(suite: SuiteCfg, section: dict[str, Any], text: str) -> SuiteCfg:
     for variant in suite.variants:
         for arm, settings in section.items():
             with named(path, text, arm):
+                safe_part(arm, "arm name")  # alone too: unet-16+.. is a safe part, '..' is not an arm name
                 label = safe_part(arm if len(suite.variants) == 1 else f"{variant}+{arm}", "arm name")
                 arms[label] = Arm(variant, dict(settings), arm)
     suite = replace(suite, arms=arms, variants=tuple(arms))

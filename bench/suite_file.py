@@ -3,6 +3,7 @@ evaluated as code), and errors that name the file, the line and the key."""
 
 from __future__ import annotations
 
+import json
 import re
 import tomllib
 from pathlib import Path
@@ -36,7 +37,8 @@ def suite_path(name_or_path: str | Path) -> Path:
 
 def line_of(text: str, key: str) -> int | None:
     """The 1-based line where ``key = ...`` is set in a TOML text (first match), if found."""
-    pattern = re.compile(rf"""^\s*["']?{re.escape(key)}["']?\s*=""")
+    spellings = {re.escape(key), re.escape(json.dumps(key)[1:-1])}  # as written, or escaped in a quoted key
+    pattern = re.compile(rf"""^\s*["']?(?:{"|".join(spellings)})["']?\s*=""")
     for number, line in enumerate(text.splitlines(), start=1):
         if pattern.match(line):
             return number

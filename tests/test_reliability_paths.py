@@ -91,6 +91,33 @@ def test_hostile_study_and_variant_names_are_refused(tmp_path: Path) -> None:
     assert tree(tmp_path) == before, "nothing may be written for a refused name"
 
 
+def test_hostile_names_inside_a_suite_write_nothing_anywhere(tmp_path: Path) -> None:
+    """The names a suite file gives that become paths besides its own (a variant of `names`, the
+    searched `variant`, an [arms] arm: each names rows parts, studies and checkpoints), with
+    every hostile kind: one line naming the file and the key's line, exit 2, nothing written."""
+    source = (TINY_SEARCH.parent / "tiny-suite.toml").read_text()
+    edits = {"names": lambda n: source.replace('names = ["unet-original", "resunet"]', f"names = [{json.dumps(n)}]"),
+             "variant": lambda n: source.replace("[search]\n", f"[search]\nper_variant = false\nvariant = {json.dumps(n)}\n"),
+             "arm": lambda n: source + f"\n[arms]\n{json.dumps(n)} = {{ w0 = 0.0 }}\n"}  # fmt: skip
+    commands, expected = {}, {}
+    for number, name in enumerate([*HOSTILE, str(tmp_path / "abs")]):
+        for key, edit in edits.items():
+            suite = tmp_path / "suites" / f"{key}{number}.toml"
+            suite.parent.mkdir(exist_ok=True)
+            text = edit(name)
+            assert text != source
+            suite.write_text(text)
+            out = tmp_path / "out" / f"{key}{number}"
+            commands[(key, name)] = ["run", str(suite), "-o", str(out), "--reports", str(out / "reports")]
+            line = next(i for i, t in enumerate(text.splitlines(), 1) if t.startswith(json.dumps(name) if key == "arm" else f"{key} ="))
+            expected[(key, name)] = f"{suite}:{line}: key "
+    before = tree(tmp_path)
+    results = run_cli_many(commands)
+    for case, result in results.items():
+        assert_user_error(result, expected[case], "arm name" if case[0] == "arm" else "unknown variant")
+    assert tree(tmp_path) == before, "a refused name writes nothing, anywhere"
+
+
 def test_report_of_the_parent_folder_stays_in_reports(tmp_path: Path) -> None:
     """`unet-bench report ..` from inside a folder once wrote reports/../report.html over the
     user's files: the default report folder is named after the results folder itself."""

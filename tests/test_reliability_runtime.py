@@ -9,9 +9,11 @@ The other runtime cases live beside the code they exercise: NaN loss and SIGKILL
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 import time
@@ -168,3 +170,66 @@ def test_a_read_only_output_folder_is_refused_before_anything_runs(tmp_path: Pat
     message = err.read_text().strip()
     assert len(message.splitlines()) == 1 and "cannot be written (read-only or no permission)" in message, message
     assert "-o " in message and "recipe:" not in message, "refused before the command printed anything"
+
+
+def test_a_run_folder_is_held_by_one_process_at_a_time(tmp_path: Path) -> None:
+    """A second `run --resume` of a folder a live process holds is one line naming that process,
+    and changes nothing; once the holder is killed its lock is stale and the next one takes it."""
+    from bench.runlock import LOCK_NAME, run_lock
+
+    out = ["-o", str(tmp_path / "results"), "--reports", str(tmp_path / "reports")]
+    suite = str(TINY_SEARCH.parent / "tiny-suite.toml")
+    first = subprocess.Popen([sys.executable, "-m", "bench", "run", suite, *out], cwd=REPO,
+                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    try:
+        deadline = time.monotonic() + 120
+        while not (locks := list((tmp_path / "results").glob(f"tiny-suite/*/{LOCK_NAME}"))):
+            assert first.poll() is None and time.monotonic() < deadline, "the first run never took its folder"
+            time.sleep(0.1)
+        second = run_cli("run", suite, "--resume", *out)
+        assert_user_error(second, f"{locks[0].parent} is in use by unet-bench process {first.pid} on ")
+        assert first.poll() is None, "the holder runs on"
+    finally:
+        first.kill()
+        first.wait()
+    assert locks[0].exists(), "a killed process leaves its lock behind"
+    with run_lock(locks[0].parent):  # stale: its process is gone, so it is taken over
+        assert json.loads(locks[0].read_text())["pid"] == os.getpid()
+    assert not locks[0].exists(), "released when the holder ends"
+
+
+def test_a_search_resumed_right_after_a_kill_retries_the_killed_trial(tmp_path: Path) -> None:
+    """`search` SIGKILLed mid-trial and rerun at once, long before the killed trial's heartbeat
+    could go stale (grace: an hour): the trial is failed by its dead owner (host and PID) and run
+    again with its parameters, and the study ends with every trial the suite asked for."""
+    env = {**os.environ, "UNETBENCH_HEARTBEAT_GRACE_S": "3600"}
+    args = ["search", str(TINY_SEARCH), "-o", str(tmp_path / "out")]
+    killed = subprocess.Popen([sys.executable, "-m", "bench", *args], cwd=REPO, env=env,
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)  # fmt: skip
+    deadline, victim = time.monotonic() + 120, None
+    while victim is None:
+        assert killed.poll() is None and time.monotonic() < deadline, "no trial started in time"
+        time.sleep(0.2)
+        victim = running_trial_with_owner(tmp_path / "out" / "study.db")
+    killed.kill()
+    killed.wait()
+    resumed = run_cli(*args, env=env, fresh=True)
+    assert resumed.returncode == 0, resumed.stderr
+    study = optuna.load_study(study_name=None, storage=f"sqlite:///{tmp_path / 'out' / 'study.db'}")
+    assert study.trials[victim].state == optuna.trial.TrialState.FAIL
+    retried = [t for t in study.trials if t.system_attrs.get("failed_trial") == victim]
+    assert len(retried) == 1 and retried[0].params == study.trials[victim].params
+    assert retried[0].state.is_finished()
+    assert sum(t.state in FINISHED for t in study.trials) == 5, "the suite's 5 trials, none lost to the kill"
+
+
+def running_trial_with_owner(db: Path) -> int | None:
+    """The number of a running trial (after the first) that has recorded its worker, read-only:
+    opening the study through Optuna while the search creates it would write to its tables."""
+    if not db.exists():
+        return None
+    with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
+        row = con.execute("SELECT t.number FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
+                          "WHERE t.state = 'RUNNING' AND a.key = 'worker' AND t.number >= 1").fetchone()  # fmt: skip
+        return None if row is None else int(row[0])
+    return None

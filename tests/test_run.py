@@ -74,8 +74,10 @@ def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: P
     finished_before = {p.name: p.stat().st_mtime_ns for p in run_dir.glob("rows-eval-*.csv")}
     trials_before = len(optuna.load_study(study_name="tiny-suite-unet-original", storage=f"sqlite:///{run_dir / 'search' / 'study.db'}").trials)
 
+    assert (run_dir / ".unet-bench.lock").exists(), "the killed run's lock, now stale"
     resumed = subprocess.run(run_cli(tmp_path, "--resume"), cwd=REPO, capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr
+    assert not (run_dir / ".unet-bench.lock").exists(), "the stale lock was taken over, then released"
     assert "done before, skipped" in resumed.stderr
     assert "ETA" not in resumed.stderr and "\r" not in resumed.stderr, "no bar when stderr is not a terminal"
     for name, mtime in finished_before.items():
