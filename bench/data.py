@@ -127,10 +127,9 @@ def read_image(path: Path) -> np.ndarray:
 
 
 def to_unit_float(array: np.ndarray, path: Path | str) -> np.ndarray:
-    """Scale 8-bit, 16-bit or float images to float32 in [0, 1]; refuse NaN and infinities."""
+    """Scale integer or float images to float32 in [0, 1]; refuse NaN and infinities."""
     if np.issubdtype(array.dtype, np.integer):
-        top = np.iinfo(array.dtype).max if array.max(initial=0) > 255 else 255
-        return (array.astype(np.float32) / top).clip(0, 1)
+        return array.astype(np.float32) / integer_full_scale(array, path)
     array = array.astype(np.float32)
     if not np.isfinite(array).all():
         raise DataError(f"{path}: image holds NaN or infinite values")
@@ -138,6 +137,23 @@ def to_unit_float(array: np.ndarray, path: Path | str) -> np.ndarray:
     if 0.0 <= low and high <= 1.0:
         return array
     return (array - low) / (high - low) if high > low else np.zeros_like(array)
+
+
+# the bit depths cameras and files use; an integer image's scale is the fewest that hold its values
+BIT_DEPTHS = (8, 10, 12, 14, 16)
+
+
+def integer_full_scale(array: np.ndarray, path: Path | str) -> float:
+    """The value that reads as 1.0 in an integer image: 2**bits - 1 for the fewest of
+    ``BIT_DEPTHS`` holding its largest value, so a 12-bit camera image in a 16-bit file spans
+    [0, 1] instead of [0, 0.06], and 8-bit data saved as 16 bits reads as 8-bit. Negative values
+    are refused: clipping them to 0 (as before) lost the image's dark half without a word."""
+    low, high = int(array.min(initial=0)), int(array.max(initial=0))
+    if low < 0:
+        raise DataError(f"{path}: image holds negative values ({array.dtype}, {low} to {high}); unet-bench reads "
+                        "unsigned integer or float images: convert it (e.g. shift it to unsigned) first")  # fmt: skip
+    bits = next((b for b in BIT_DEPTHS if high < 2**b), np.iinfo(array.dtype).bits)
+    return float(2**bits - 1)
 
 
 def binary_mask(label: np.ndarray, path: Path | str) -> np.ndarray:

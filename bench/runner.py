@@ -43,7 +43,7 @@ def size_notice(config: ModelConfig, requested: int, what: str) -> str | None:
 
 
 def _prediction_map(path: Path) -> np.ndarray:
-    """P(interior) in [0, 1] from a mask (0/1 or 0/255), an 8/16-bit map or a float map. What
+    """P(interior) in [0, 1] from a mask (0/1 or 0/255), an 8/16-bit map (by its type's range) or a float map. What
     the values say decides: a 0/1 integer image is a mask (not a nearly black map), and float
     values outside [0, 1] are refused (logits are not probabilities; rescaling them would score
     a number that means nothing)."""
@@ -53,6 +53,8 @@ def _prediction_map(path: Path) -> np.ndarray:
             raise DataError(f"{path}: prediction has negative values; expected a mask or a map of P(interior)")
         if array.max(initial=0) <= 1:
             return array.astype(np.float32)
+        # a map's type is its scale: a 16-bit map of low probabilities is not 8-bit or 12-bit data
+        return array.astype(np.float32) / np.iinfo(array.dtype).max
     elif array.size and np.isfinite(array).all() and (array.min() < 0 or array.max() > 1):
         raise DataError(f"{path}: prediction values run from {array.min():.3g} to {array.max():.3g}; a "
                         "probability map lies in [0, 1] (logits? apply a sigmoid or softmax first)")  # fmt: skip

@@ -112,6 +112,28 @@ def test_16_bit_rgb_and_constant_images_are_converted_not_refused(tmp_path: Path
     assert "3 images (32x32), binary labels" in result.stdout
 
 
+@pytest.mark.parametrize(
+    ("values", "scale"),
+    [(np.array([[0, 4095]], np.uint16), 4095), (np.array([[0, 200]], np.uint16), 255),
+     (np.array([[3, 65535]], np.uint16), 65535), (np.array([[0, 1000]], np.int16), 1023)],
+)  # fmt: skip
+def test_an_integer_image_is_read_by_the_bits_it_uses(values: np.ndarray, scale: int) -> None:
+    """A 12-bit camera image in a 16-bit file spans [0, 1] (it was read as [0, 0.06]); 8-bit
+    data saved as 16 bits reads as 8-bit; signed images without negative values are accepted."""
+    from bench.data import to_unit_float
+
+    assert to_unit_float(values, "x.png").tolist() == (values / scale).astype(np.float32).tolist()
+
+
+def test_a_signed_image_with_negative_values_is_one_line_not_clipped(tmp_path: Path) -> None:
+    root = tmp_path / "data"
+    write_folder(root)
+    tifffile.imwrite(root / "images" / "00.tif", np.array([[-512, 3000]] * 32 * 16, np.int16).reshape(32, 32))
+    (root / "images" / "00.png").unlink()
+    result = run_cli("data", "check", str(root))
+    assert_user_error(result, "00.tif: image holds negative values (int16, -512 to 3000)", "convert it")
+
+
 ISBI_LABELS = SHARED_DATA / "isbi2012" / "train" / "labels"
 
 
@@ -128,6 +150,12 @@ def test_score_reads_what_the_values_say_and_refuses_logits(tmp_path: Path) -> N
         assert result.returncode == 0, result.stderr
         scores = json.loads(result.stdout)
         assert (scores["pixel_error"], scores["v_rand"], scores["iou"]) == (0.0, 1.0, 1.0), (folder, scores)
+    # a 16-bit map of low probabilities (200 / 65535) is no interior anywhere: once read as 8-bit
+    # data (200 / 255 = 0.78), it scored as all interior
+    (tmp_path / "low-16-bit").mkdir()
+    Image.fromarray(np.full(truth.shape, 200, np.uint16)).save(tmp_path / "low-16-bit" / "00.png")
+    low = run_cli("score", "--pred", str(tmp_path / "low-16-bit"), "--truth", str(tmp_path / "truth"), "--json")
+    assert json.loads(low.stdout)["pixel_error"] == pytest.approx(float(truth.mean()), abs=1e-6), low.stderr
     (tmp_path / "logits").mkdir()
     tifffile.imwrite(tmp_path / "logits" / "00.tif", (truth.astype(np.float32) - 0.5) * 8)
     result = run_cli("score", "--pred", str(tmp_path / "logits"), "--truth", str(tmp_path / "truth"))
