@@ -144,6 +144,13 @@ def open_storage(url: str) -> optuna.storages.RDBStorage:
                 engine_kwargs={"pool_pre_ping": True},
                 **_retry_callback(),
             )
+    except sqlalchemy.exc.DatabaseError as exc:
+        if url.startswith("sqlite:///"):  # a study file cut short or overwritten, not a server's refusal
+            raise StorageError(
+                f"{url.removeprefix('sqlite:///')}: the study file is damaged ({_masked_reason(exc, url)}); nothing was "
+                "run and every rows file beside it is kept: restore the file, or search into a new folder"
+            ) from None
+        raise StorageError(f"cannot open storage {mask_url(url)}: {_masked_reason(exc, url)}") from None
     except Exception as exc:  # noqa: BLE001 - sqlalchemy raises many kinds; all mean "unusable"
         raise StorageError(f"cannot open storage {mask_url(url)}: {_masked_reason(exc, url)}") from None
 

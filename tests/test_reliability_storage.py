@@ -50,6 +50,27 @@ def test_another_storage_or_an_emptied_study_is_refused(tmp_path: Path) -> None:
     assert read_results(run).equals(rows), "the rows are as they were: no second copy"
 
 
+def test_a_damaged_study_file_on_resume_is_one_line_and_keeps_every_file(tmp_path: Path) -> None:
+    """A study file cut short or overwritten: `search` and `run --resume` say which file is
+    damaged, run nothing, and leave every file of the run as it was."""
+    suite = fast_suite(tmp_path)
+    run = tmp_path / "results" / "tiny" / "20990101-000000-abcdef"
+    assert run_cli("search", str(suite), "-o", str(run / "search")).returncode == 0
+    study = run / "search" / "study.db"
+    for damaged in (study.read_bytes()[:5000], b"not a database at all\n" * 100):
+        study.write_bytes(damaged)
+        before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+        results = run_cli_many({
+            "search": ["search", str(suite), "-o", str(run / "search")],
+            "run": ["run", str(suite), "-o", str(tmp_path / "results"), "--resume"],
+        })  # fmt: skip
+        assert_user_error(results["search"], f"{study}: the study file is damaged", "nothing was run", "is kept")
+        resumed = results["run"]  # its stage lines, then the same one error line
+        assert resumed.returncode == 2 and "Traceback" not in resumed.stderr, resumed.stderr
+        assert resumed.stderr.strip().splitlines()[-1].startswith(f"unet-bench: error: {study}: the study file is damaged")
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before, "every file as it was"
+
+
 @pytest.mark.filterwarnings("ignore:The reported value is ignored")  # the second run's epochs, reported again
 def test_a_trial_run_again_replaces_its_rows(tmp_path: Path) -> None:
     """A trial's rows are the part rows-search-STUDY-trialN.csv: running the trial again
