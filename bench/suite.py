@@ -17,8 +17,11 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, get_args
 
+import torch
+
 from bench.config import WARPING_UNSCORED, TrainCfg, split_settings
 from bench.data import MIN_FOLDS, SYNTHETIC_OPTIONS, DataError, DataSpec, kfold_split, parse_indices
+from bench.device import resolve_device
 from bench.metrics import METRICS, CostName, InstanceName, ScoreName
 from bench.paths import safe_part
 from bench.suite_file import SuiteError, load_toml, suite_key_error, suite_path
@@ -309,6 +312,11 @@ def _with_train(suite: SuiteCfg, tables: dict[str, dict[str, Any]], text: str) -
     if "cpu" in tables:
         with named(suite.path, text, "cpu"):
             cpu_train = train.with_overrides(tables["cpu"], owner="[cpu]")
+    # the schedule that runs here (bench.run: [cpu] without a GPU) must name a device this machine
+    # has: it fails now, not in trial 0
+    here = cpu_train if cpu_train is not None and not torch.cuda.is_available() else train
+    with named(suite.path, text, "device"):
+        resolve_device(here.device)
     return replace(suite, train=train, cpu_train=cpu_train)
 
 

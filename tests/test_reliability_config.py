@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import TINY_SEARCH, assert_user_error, run_cli, run_cli_many
 
@@ -106,3 +107,22 @@ def test_data_a_suite_cannot_use_fails_before_anything_is_written(tmp_path: Path
     suite.write_text(TINY_SEARCH.read_text().replace("count = 5", "count = 0"))
     assert_user_error(run_cli("search", str(suite), "-o", str(out / "s")), "count >= 1")
     assert not out.exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_a_device_this_machine_lacks_is_one_line_before_anything_runs(tmp_path: Path) -> None:
+    """`device = "cuda:3"` in a suite failed in trial 0, after the run folder was made and with
+    Optuna's traceback in the log; the flags failed after the first print. Now on load / at once."""
+    suite = tmp_path / "gpu-only.toml"
+    suite.write_text((TINY_SEARCH.parent / "tiny-suite.toml").read_text().replace("tile = 92\n", 'tile = 92\ndevice = "cuda:3"\n', 1))
+    line = next(i for i, t in enumerate(suite.read_text().splitlines(), 1) if t.startswith("device ="))
+    results = run_cli_many({
+        "run": ["run", str(suite), "-o", str(tmp_path / "out"), "--reports", str(tmp_path / "reports")],
+        "train": ["train", "--variant", "unet-16", "--set", "device=cuda", "-o", str(tmp_path / "train")],
+        "profile": ["profile", "--variant", "unet-16", "--device", "cuda", "--results", str(tmp_path / "profile")],
+    })  # fmt: skip
+    assert_user_error(results["run"], f"{suite}:{line}: key 'device'", "no such CUDA device on this machine")
+    for command in ("train", "profile"):
+        assert "no such CUDA device on this machine; use auto or cpu" in results[command].stderr.strip().splitlines()[-1]
+        assert results[command].returncode == 2 and "Traceback" not in results[command].stderr
+    assert not (tmp_path / "out").exists() and not (tmp_path / "profile").exists()
