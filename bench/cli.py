@@ -351,6 +351,13 @@ def print_study(suite: SuiteCfg, study: optuna.Study, run_dir: Path, variant: st
     print(f"best: trial {best.number}, {search.objective} {best.values[0]:.4f}, params {json.dumps(best.params)}")
 
 
+def cmd_status(args: argparse.Namespace) -> int:
+    from bench.distributed import status_lines
+
+    print("\n".join(status_lines(Path(args.run_folder), args.storage)))
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from bench.data import DataSpec
     from bench.run import run_suite
@@ -359,8 +366,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     suite = load_suite(args.suite)
     if args.data:
         suite = dataclasses.replace(suite, data=DataSpec.parse(args.data))
+    if args.workers is not None or args.join:
+        from bench.distributed import check_shared_storage, join_run
+
+        url = check_shared_storage(args.storage, args.workers or 1)
+        if args.join:
+            run_dir = join_run(suite, run_roots(args)[0], url, args.seeds or suite.seeds, args.workers or 1)
+            print(f"joined {run_dir}: every job is done; the machine that started the run writes its report")
+            return 0
     results, reports = run_roots(args)
-    result = run_suite(suite, results, reports, args.resume, args.seeds, args.storage)
+    result = run_suite(suite, results, reports, args.resume, args.seeds, args.storage, workers=args.workers)
     if result.summary:  # the report's Summary, the same cells
         print(format_table(result.summary, list(result.summary[0])))
     for run in result.untrained:
@@ -404,6 +419,17 @@ class HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescript
         return action.help if action.default is None else super()._get_help_string(action)
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts and sizes (--seeds, --workers, --tile, ...): 0 or less means nothing."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"must be positive, got {value}")
+    return value
+
+
 def command(sub: Commands, name: str, help: str, *examples: str) -> argparse.ArgumentParser:
     """A sub-command whose ``--help`` shows defaults and ends with real command lines."""
     epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
@@ -416,7 +442,7 @@ def add_list(sub: Commands) -> None:
     p = command(sub, "list", "list registered variants with parameters, FLOPs and sizes",
                 "unet-bench list", "unet-bench list 'unet-*' --input 508", "unet-bench list --json")  # fmt: skip
     p.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'unet-*' or 'res*' (default: all)")
-    p.add_argument("--input", type=int, default=572, metavar="N", help="reference input side")
+    p.add_argument("--input", type=positive_int, default=572, metavar="N", help="reference input side")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=cmd_list)
 
@@ -431,7 +457,7 @@ def add_train(sub: Commands) -> None:
     p.add_argument("--val-sections", metavar="LIST", help="held-out indices, e.g. 25-29 (default: the last sixth)")
     p.add_argument("--test-sections", metavar="LIST", help="a test split kept out of training and checkpoint choice; "
                    "the final scores are on it (default: none)")  # fmt: skip
-    p.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
+    p.add_argument("--epochs", type=positive_int, help="number of epochs (default: the recipe's)")
     p.add_argument("--minutes", type=float, help="wall-clock budget, validation included (default: none)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="training (lr=1e-3, optimizer=adamw) or model (model.base_width=8) settings; repeatable")  # fmt: skip
@@ -481,7 +507,7 @@ def add_predict(sub: Commands) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder: probabilities/STEM.tif (float32 "
                    "P(interior) in [0, 1]) and masks/STEM.png (255 = interior, 0 = membrane)")  # fmt: skip
     p.add_argument("--threshold", type=float, default=0.5, help="P(interior) above which a mask pixel is interior")
-    p.add_argument("--tile", type=int, help="input tile side (default: the checkpoint's validation tile)")
+    p.add_argument("--tile", type=positive_int, help="input tile side (default: the checkpoint's validation tile)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -491,13 +517,28 @@ def add_suite_and_storage(p: argparse.ArgumentParser, storage_help: str) -> None
     p.add_argument("--storage", help=storage_help)
 
 
+def add_status(sub: Commands) -> None:
+    p = command(sub, "status", "what a run with --workers has done: search trials and retrain jobs per variant",
+                "unet-bench status unetbench-out/results/quick/20261201-101500-abc123 --storage postgresql://u@host/db")  # fmt: skip
+    p.add_argument(
+        "run_folder", help="the run's folder (results/SUITE/RUN): its name and its suite's name the studies'"
+    )
+    p.add_argument("--storage", required=True, help="the SQLAlchemy URL the run's workers share")
+    p.set_defaults(func=cmd_status)
+
+
 def add_run(sub: Commands) -> None:
     p = command(sub, "run", "run a whole suite: search, retrain with seeds, evaluate, profile, report",
                 "unet-bench run quick", "unet-bench run quick --resume", "unet-bench run quick --reference",
                 "unet-bench run paper --data ../shared/data/isbi2012/train --seeds 5 -o results/paper")  # fmt: skip
     add_suite_and_storage(p, "SQLAlchemy URL for the search (default: SQLite in the run folder)")
     p.add_argument("--data", help="override the suite's data: 'synthetic' or a folder (default: the suite's)")
-    p.add_argument("--seeds", type=int, help="seeds per variant (default: the suite's)")
+    p.add_argument("--seeds", type=positive_int, help="seeds per variant (default: the suite's)")
+    p.add_argument("--workers", type=positive_int,
+                   help="processes claiming the suite's search trials and retrain jobs through --storage (a "
+                        "database, which other machines can join; docs/scale-out.md); default: all in this process")  # fmt: skip
+    p.add_argument("--join", action="store_true",
+                   help="add --workers to the suite's latest run under -o (started on another machine, -o shared)")  # fmt: skip
     p.add_argument("--resume", action="store_true", help="continue the suite's latest run, skipping finished stages")
     add_out_argument(p)
     p.add_argument("--reference", action="store_true",
@@ -515,7 +556,7 @@ def add_search(sub: Commands) -> None:
     add_suite_and_storage(p, "SQLAlchemy URL shared by workers (default: SQLite in the run folder)")
     p.add_argument("--variant", help="tune only this variant (default: every variant the suite tunes)")
     p.add_argument("--study", help="study name (default: SUITE-VARIANT); the same name joins the same study")
-    p.add_argument("--workers", type=int, default=1, help="worker processes on this machine")
+    p.add_argument("--workers", type=positive_int, default=1, help="worker processes on this machine")
     p.add_argument("--gpus", metavar="LIST", help="GPUs the workers take one each, in turn, e.g. 0,1 "
                    "(default: every visible GPU; empty: none)")  # fmt: skip
     add_out_argument(p)
@@ -534,9 +575,9 @@ def add_profile(sub: Commands) -> None:
     p.add_argument("--minutes", type=float, help="with --suite: time budget (default: the suite's)")
     p.add_argument("--resume", action="store_true",
                    help="with --suite: go on with its latest run under --results, skipping what it measured")  # fmt: skip
-    p.add_argument("--input", type=int, default=572, metavar="N", help="input side (nearest accepted is used)")
+    p.add_argument("--input", type=positive_int, default=572, metavar="N", help="input side (nearest accepted is used)")
     p.add_argument("--batch", default="1", metavar="N|auto", help="batch size, or 'auto': double until out of memory")
-    p.add_argument("--max-batch", type=int, default=1024, help="largest batch an auto sweep tries")
+    p.add_argument("--max-batch", type=positive_int, default=1024, help="largest batch an auto sweep tries")
     p.add_argument("--mode", choices=["infer", "train", "both"], default="infer",
                    help="measure inference (forward), training steps (forward, backward, optimizer) or both")  # fmt: skip
     p.add_argument("--precision", choices=["fp32", "tf32", "fp16", "bf16"], default="fp32",
@@ -618,7 +659,7 @@ def add_data(sub: Commands) -> None:
 
 # In the order `unet-bench --help` lists them.
 SUB_COMMANDS = (
-    add_list, add_train, add_eval, add_score, add_predict, add_run, add_search, add_profile, add_report, add_compare,
+    add_list, add_train, add_eval, add_score, add_predict, add_run, add_status, add_search, add_profile, add_report, add_compare,
     add_ingest, add_data,
 )  # fmt: skip
 

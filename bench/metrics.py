@@ -449,3 +449,10 @@ def score_stack_images(
         for headline, members in HEADLINES.items() if f"threshold_{headline}" in stack for member in members
     }  # fmt: skip
     return stack, [{m: img[t][m] for m, t in chosen.items()} for img in per_image]
+
+
+def headline_metric(measured: Iterable[str]) -> str:
+    """The quality metric figures, deltas and rankings use: the first ranked metric measured
+    (V_rand for membranes, DSB AP for instances), else the first by name."""
+    names = set(measured)
+    return next((m for m in RANKED_METRICS if m in names and m in HIGHER_IS_BETTER), str(min(names)))

@@ -22,7 +22,7 @@ from typing import Any
 
 import pandas as pd
 
-from bench import aggregate, reference, stats, tuning
+from bench import aggregate, metrics, reference, stats, tuning
 from bench import report_measured as opening
 from bench.metrics import HIGHER_IS_BETTER, METRICS, RANKED_METRICS, RESULT_METRICS
 from bench.owned import ForeignFileError, check_owned, drop_stale
@@ -270,10 +270,8 @@ def untrained_table(inputs: ReportInputs) -> pd.DataFrame:
 
 
 def headline_metric(quality: pd.DataFrame) -> str:
-    """The quality metric that figures, deltas and the ranking use: the first ranked metric
-    measured (V_rand for membranes, DSB AP for instances), else the first by name."""
-    measured = set(quality["metric"])
-    return next((m for m in RANKED_METRICS if m in measured and m in HIGHER_IS_BETTER), str(min(measured)))
+    """``metrics.headline_metric`` of the metrics a quality table holds."""
+    return metrics.headline_metric(quality["metric"])
 
 
 def quality_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:

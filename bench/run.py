@@ -29,7 +29,7 @@ from bench.progress import SuiteProgress, format_duration
 from bench.rows import RowFactory
 from bench.runlock import run_lock
 from bench.schema import ResultRow, make_extra
-from bench.search import chosen_trial, remember_storage, run_search, study_rows
+from bench.search import chosen_trial, mask_url, remember_storage, run_search, study_rows
 from bench.store import SUMMARY_NAME, ResultWriter, read_results, stage_done
 from bench.suite import SuiteCfg
 
@@ -56,12 +56,16 @@ def run_suite(
     seeds: int | None = None,
     storage: str | None = None,
     progress: SuiteProgress | None = None,
+    workers: int | None = None,
 ) -> SuiteRun:
     """The whole pipeline; ``progress`` (default: a bar on a terminal, plain lines elsewhere)
-    hears every stage line and counts every finished unit of work."""
+    hears every stage line and counts every finished unit of work. ``workers`` (None: all in
+    this process) runs the search trials and retrain jobs in that many processes claiming them
+    through ``storage``, which other machines can join (``bench.distributed``); then the stages
+    here find them done."""
     progress = progress or SuiteProgress(work_units(suite, seeds or suite.seeds))
     try:
-        return run_stages(suite, results, reports, resume, seeds, storage, progress)
+        return run_stages(suite, results, reports, resume, seeds, storage, progress, workers)
     finally:
         progress.close()
 
@@ -74,7 +78,7 @@ def work_units(suite: SuiteCfg, seeds: int) -> int:
 
 def run_stages(
     suite: SuiteCfg, results: Path, reports: Path, resume: bool, seeds: int | None, storage: str | None,
-    progress: SuiteProgress,
+    progress: SuiteProgress, workers: int | None = None,
 ) -> SuiteRun:  # fmt: skip
     log = progress.log
     if suite.variants:  # data the suite cannot split fails now, before the run folder is made
@@ -87,21 +91,23 @@ def run_stages(
     elif suite.search is not None:  # another storage than the run's is refused before anything is said or run
         remember_storage(run_dir / "search", storage, check_only=True)
     with run_lock(run_dir):  # a second `run --resume` of the folder stops here instead of training the same stages
-        return locked_stages(suite, run_dir, reports, seeds, storage, progress)
+        return locked_stages(suite, run_dir, reports, seeds, storage, progress, workers)
 
 
 def locked_stages(
-    suite: SuiteCfg, run_dir: Path, reports: Path, seeds: int | None, storage: str | None, progress: SuiteProgress
-) -> SuiteRun:
+    suite: SuiteCfg, run_dir: Path, reports: Path, seeds: int | None, storage: str | None, progress: SuiteProgress,
+    workers: int | None,
+) -> SuiteRun:  # fmt: skip
     """Every stage of a run whose folder this process holds."""
     log = progress.log
-    scaled = suite.cpu_train is not None and not torch.cuda.is_available()
-    if suite.cpu_train is not None and scaled:
-        suite = replace(suite, train=suite.cpu_train)
-        log(f"no GPU: running the suite's scaled-down [cpu] schedule ({suite.train.epochs} epochs x "
-            f"{suite.train.steps_per_epoch} steps), not the full one")  # fmt: skip
+    suite, scaled = schedule_here(suite, log)
     started = time.perf_counter()
     log(f"run {run_dir} ({suite.name}: {len(suite.variants)} variants)")
+    if workers is not None and storage is not None:
+        from bench.distributed import run_distributed
+
+        log(f"{workers} workers claim the search trials and retrain jobs through {mask_url(storage)}")
+        run_distributed(suite, run_dir, storage, seeds or suite.seeds, workers, log)
     best = search_stage(suite, run_dir, storage, log, progress.advance)
     train_stage(suite, run_dir, best, seeds or suite.seeds, log, progress.advance)
     profile_stage(suite, run_dir, best, log, progress.advance)
@@ -119,6 +125,16 @@ def locked_stages(
     caveat = survivor_caveat(frame)
     ranking = ranking_lines(ReportInputs.of(frame).ranked, suite.baseline) + ([caveat] if caveat else [])
     return SuiteRun(run_dir, report_dir, text_rows(report.summary), text_rows(report.untrained), ranking)
+
+
+def schedule_here(suite: SuiteCfg, log: Callable[[str], None]) -> tuple[SuiteCfg, bool]:
+    """The suite with the schedule this machine runs: its [cpu] one without a GPU (said in the log)."""
+    if suite.cpu_train is None or torch.cuda.is_available():
+        return suite, False
+    suite = replace(suite, train=suite.cpu_train)
+    log(f"no GPU: running the suite's scaled-down [cpu] schedule ({suite.train.epochs} epochs x "
+        f"{suite.train.steps_per_epoch} steps), not the full one")  # fmt: skip
+    return suite, True
 
 
 def no_progress(units: int) -> None:
@@ -157,30 +173,54 @@ def train_stage(
     advance: Callable[[int], None] = no_progress,
 ) -> None:  # fmt: skip
     """Retrain every variant with its chosen settings and ``seeds`` seeds (under ``[data] folds``,
-    on every fold); score each on its held-out (test) sections. Each job's rows are one named
-    part (``eval-VARIANT-seedN``, ``-foldF`` added under folds), so a resumed run skips it."""
-    folds: tuple[int | None, ...] = tuple(range(suite.folds)) if suite.folds else (None,)
-    jobs = [(v, s, f) for v in suite.variants for s in range(seeds) for f in folds]
-    for number, (variant, seed, fold) in enumerate(jobs, start=1):
-        where = "" if fold is None else f"-fold{fold}"
-        stage = f"eval-{variant}-seed{seed}{where}"
-        step = f"[2/4 train+eval {number}/{len(jobs)}] {variant} seed {seed}" + where.replace("-fold", " fold ")
-        if stage_done(run_dir, stage):
+    on every fold); score each on its held-out (test) sections."""
+    jobs = retrain_jobs(suite, seeds)
+    for number, job in enumerate(jobs, start=1):
+        step = f"[2/4 train+eval {number}/{len(jobs)}] {job}"
+        if stage_done(run_dir, job.stage):
             log(f"{step}: done before, skipped")
-            advance(1)
-            continue
-        job = suite_job(suite, variant, best.get(variant, {}), seed, owner="best trial", fold=fold or 0)
-        t0 = time.perf_counter()
-        result = run_job(job)
-        factory = RowFactory(run_dir.name, suite.name, result.device)
-        if fold is not None:  # every row of the run names its fold (extra), its split the fold's test block
-            factory = factory.tag(fold=fold, folds=suite.folds)
-        writer = ResultWriter(run_dir)
-        writer.save_config(job.key(), job_settings(suite, job, result.val_sections))
-        writer.append(eval_rows(factory, job, result, best.get(variant, {})), name=stage)
+        else:
+            log(f"{step}: {retrain(suite, run_dir, best.get(job.variant, {}), job)}")
         advance(1)
-        verdict = f"; DID NOT TRAIN: {result.untrained}" if result.untrained else ""
-        log(f"{step}: {headline_scores(result.final)} ({format_duration(time.perf_counter() - t0)}){verdict}")
+
+
+@dataclass(frozen=True)
+class Retrain:
+    """One unit of the train stage: a variant retrained with one seed (on one fold)."""
+
+    variant: str
+    seed: int
+    fold: int | None = None
+
+    @property
+    def stage(self) -> str:
+        """Its rows part (``eval-VARIANT-seedN``, ``-foldF`` added under folds): a resumed run skips it."""
+        return f"eval-{self.variant}-seed{self.seed}" + ("" if self.fold is None else f"-fold{self.fold}")
+
+    def __str__(self) -> str:
+        return f"{self.variant} seed {self.seed}" + ("" if self.fold is None else f" fold {self.fold}")
+
+
+def retrain_jobs(suite: SuiteCfg, seeds: int) -> list[Retrain]:
+    """The train stage's units in the order the serial run takes them."""
+    folds: tuple[int | None, ...] = tuple(range(suite.folds)) if suite.folds else (None,)
+    return [Retrain(v, s, f) for v in suite.variants for s in range(seeds) for f in folds]
+
+
+def retrain(suite: SuiteCfg, run_dir: Path, settings: dict[str, Any], unit: Retrain) -> str:
+    """Train and score one unit and write its rows part whole (a retried unit replaces it, so
+    its rows are there once); returns its log line's scores."""
+    job = suite_job(suite, unit.variant, settings, unit.seed, owner="best trial", fold=unit.fold or 0)
+    t0 = time.perf_counter()
+    result = run_job(job)
+    factory = RowFactory(run_dir.name, suite.name, result.device)
+    if unit.fold is not None:  # every row of the run names its fold (extra), its split the fold's test block
+        factory = factory.tag(fold=unit.fold, folds=suite.folds)
+    writer = ResultWriter(run_dir)
+    writer.save_config(job.key(), job_settings(suite, job, result.val_sections))
+    writer.append(eval_rows(factory, job, result, settings), name=unit.stage)
+    verdict = f"; DID NOT TRAIN: {result.untrained}" if result.untrained else ""
+    return f"{headline_scores(result.final)} ({format_duration(time.perf_counter() - t0)}){verdict}"
 
 
 def headline_scores(final: dict[str, float]) -> str:

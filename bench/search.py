@@ -467,9 +467,9 @@ def fail_dead_owners(study: optuna.Study) -> None:
     after a kill would otherwise count the dead trial as in progress until its heartbeat went
     stale (GRACE_S) and end with fewer finished trials than the suite asked for."""
     host = socket.gethostname()
-    retry = next(iter(_retry_callback().values()))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        retry = next(iter(_retry_callback().values()))
         for trial in study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.RUNNING,)):
             owner, _, pid = str(trial.user_attrs.get("worker", "")).rpartition("-")
             if owner == host and pid.isdigit() and not process_alive(int(pid)):

@@ -30,7 +30,7 @@ import pandas as pd
 from scipy import stats
 
 from bench.aggregate import MIN_INTERVAL_N, RUN, with_folds
-from bench.metrics import HIGHER_IS_BETTER
+from bench.metrics import HIGHER_IS_BETTER, headline_metric
 
 N_RESAMPLES = 2000
 ALPHA = 0.05
@@ -247,7 +247,7 @@ def ranking_lines(frame: pd.DataFrame, baseline: str | None = None) -> list[str]
     evals = frame[frame["stage"].isin(["eval", "eval-image"])]
     if evals["variant"].nunique() < 2:
         return []
-    metric = "v_rand" if (evals["metric"] == "v_rand").any() else str(min(evals["metric"]))
+    metric = headline_metric(evals["metric"])  # the report's Ranking section ranks the same
     analysis = rank_analysis(frame, metric)
     if isinstance(analysis, str):
         return [f"ranking on {metric}: none ({analysis})"]
