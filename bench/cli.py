@@ -385,7 +385,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         print("\n" + "\n".join(result.ranking))
     print(f"\nresults: {result.run_dir}\nreport:  {result.report_dir / 'report.html'}")
     if not args.storage:
-        print(f"study:   {dashboard_line(result.run_dir)}")
+        print(f"study:   {dashboard_line(result.run_dir / 'search')}")
     return 0
 
 

@@ -119,6 +119,8 @@ def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: P
         used = evals.loc[(evals["variant"] == variant) & (evals["metric"] == "v_rand"), "extra"]
         assert all(json.loads(e)["best_trial"] == tuned for e in used)
     assert "variant" in resumed.stdout and "report:" in resumed.stdout
+    study = next(line for line in resumed.stdout.splitlines() if line.startswith("study:")).split("sqlite:///")[1]
+    assert Path(study).is_file(), "the dashboard line names the run's study file"
     # the terminal prints the report's Summary: the same quality cells (V_rand, pixel error), in the same
     # order, and the runs that did not train (this suite's budget is too small for most to learn)
     cells = re.compile(r"\d\.\d{4} (?:\[\d\.\d{4}, \d\.\d{4}\]|\(n=\d: no interval\))")
