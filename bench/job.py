@@ -222,6 +222,19 @@ def suite_job(
     )  # fmt: skip
 
 
+def job_settings(suite: SuiteCfg, job: TrainJob, val_sections: list[int]) -> dict[str, Any]:
+    """What ``configs/KEY.json`` stores for the job. The folds of a configuration share its key, so
+    under ``[data] folds`` it lists every fold's sections instead of one fold's."""
+    settings = job.settings(val_sections) | ({"baseline": suite.baseline} if suite.baseline else {})
+    if job.label:  # what the arm changed, for the report's model table
+        settings["arm_settings"] = suite.arms[job.label].settings
+    if suite.folds:
+        splits = [fold_sections(suite, fold) for fold in range(suite.folds)]
+        settings.update(val_sections=None, test_sections=None,
+                        folds=[{"val_sections": list(val), "test_sections": list(test)} for val, test in splits])  # fmt: skip
+    return settings
+
+
 def run_job(
     job: TrainJob,
     checkpoint_dir: Path | None = None,

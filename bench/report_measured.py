@@ -75,8 +75,8 @@ def model_table(frame: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]) -
 
 
 def arm_text(settings: Mapping[str, Any]) -> str:
-    """What a suite's arm changed ('w0=0.0 on unet-16'), or 'the suite's settings' for an empty arm."""
-    changed = ", ".join(f"{k}={v}" for k, v in sorted(settings["arm_settings"].items())) or "the suite's settings"
+    """What a suite's arm changed ('w0=0.0 on unet-16'), or 'the suite settings' for an empty arm."""
+    changed = ", ".join(f"{k}={v}" for k, v in sorted(settings["arm_settings"].items())) or "the suite settings"
     return f"{changed} on {settings['variant']}"
 
 

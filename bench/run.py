@@ -22,7 +22,7 @@ import torch
 from bench.atomic import atomic_write_bytes
 from bench.curves import curve_rows, target_rows
 from bench.data import format_sections
-from bench.job import JobResult, TrainJob, fold_sections, job_split, run_job, suite_job
+from bench.job import JobResult, TrainJob, job_settings, job_split, run_job, suite_job
 from bench.metrics import METRICS, ROW_METRICS
 from bench.profile import ProfileCfg, measure
 from bench.progress import SuiteProgress, format_duration
@@ -239,19 +239,6 @@ def eval_rows(base: RowFactory, job: TrainJob, result: JobResult, best_trial: di
     rows += target_rows(factory, result.fit.history, job.train)
     rows += curve_rows(factory, result.fit.history, job.train.monitor, format_sections(result.val_sections))
     return rows + image_rows(base, job, result)
-
-
-def job_settings(suite: SuiteCfg, job: TrainJob, val_sections: list[int]) -> dict[str, Any]:
-    """What ``configs/KEY.json`` stores for the job. The folds of a configuration share its key, so
-    under ``[data] folds`` it lists every fold's sections instead of one fold's."""
-    settings = job.settings(val_sections) | ({"baseline": suite.baseline} if suite.baseline else {})
-    if job.label:  # what the arm changed, for the report's model table
-        settings["arm_settings"] = suite.arms[job.label].settings
-    if suite.folds:
-        splits = [fold_sections(suite, fold) for fold in range(suite.folds)]
-        settings.update(val_sections=None, test_sections=None,
-                        folds=[{"val_sections": list(val), "test_sections": list(test)} for val, test in splits])  # fmt: skip
-    return settings
 
 
 def trained_row(factory: RowFactory, result: JobResult) -> ResultRow:

@@ -36,7 +36,7 @@ from bench.atomic import atomic_write_bytes
 from bench.data import format_sections
 from bench.device import resolve_device
 from bench.errors import DoesNotFitError, SearchError, StorageError, UserError, WorkerError, first_line
-from bench.job import TrainJob, job_split, run_job, suite_job, validation_sections
+from bench.job import TrainJob, job_settings, job_split, run_job, suite_job, validation_sections
 from bench.metrics import HIGHER_IS_BETTER
 from bench.paths import safe_part
 from bench.rows import RowFactory
@@ -313,7 +313,7 @@ class Objective:
         factory = RowFactory(search_run_id(self.run_dir), self.suite.name, resolve_device(job.train.device)).for_job(
             job, "search", format_sections(val), trial=trial.number
         )
-        ResultWriter(self.run_dir).save_config(job.key(), job.settings(val))
+        ResultWriter(self.run_dir).save_config(job.key(), job_settings(self.suite, job, val))
         started = time.perf_counter()
         rows: list[ResultRow] = []  # written once, when the trial ends: a killed trial leaves none
         costs = trial_costs(set(search.costs) | set(search.constraints), job)

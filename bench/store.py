@@ -77,8 +77,10 @@ class ResultWriter:
 
 
 def read_configs(root: Path) -> dict[str, dict[str, object]]:
-    """Every stored job config under ``root``, by ``config_hash``."""
-    return {p.stem: json.loads(p.read_text()) for p in sorted(Path(root).rglob("configs/*.json"))}
+    """Every stored job config under ``root``, by ``config_hash``. Where a search trial and a
+    retrained run share a key, the run's (the shallower folder's) is kept: it is what was scored."""
+    paths = sorted(Path(root).rglob("configs/*.json"), key=lambda p: (-len(p.parts), str(p)))
+    return {p.stem: json.loads(p.read_text()) for p in paths}
 
 
 # Text columns stay text: a CUDA version "13.0" would otherwise read as 13, and a git sha of

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import multiprocessing
 import re
 from pathlib import Path
@@ -193,3 +194,14 @@ def test_a_malformed_benchmark_json_is_one_line_and_writes_nothing(tmp_path: Pat
     result = run_cli("ingest", str(path), "--results", str(tmp_path / "results"))
     assert_user_error(result, str(path), expected)
     assert not (tmp_path / "results").exists(), "nothing written"
+
+
+def test_a_runs_own_config_wins_over_a_search_trials_of_the_same_key(tmp_path: Path) -> None:
+    """A retrained run whose settings equal a trial's shares its key; the report must read the
+    run's config (it records the arm and the baseline), not the trial's."""
+    from bench.store import read_configs
+
+    for folder, label in ((tmp_path / "search" / "configs", "trial"), (tmp_path / "configs", "run")):
+        folder.mkdir(parents=True)
+        (folder / "abc.json").write_text(json.dumps({"from": label}))
+    assert read_configs(tmp_path) == {"abc": {"from": "run"}}
