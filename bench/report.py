@@ -1007,8 +1007,8 @@ def to_markdown(report: Report) -> str:
     parts = [f"# {html.escape(report.title)}", ""]
     for section in report.sections:
         parts += [f"## {html.escape(section.title)}", ""]
-        if section.text:  # names in the text (a variant, an arm) are data: escaped like the tables' cells
-            parts += [html.escape(section.text, quote=False), ""]
+        if section.text:  # names in the text (a variant, an arm) are data: no tag or entity may start
+            parts += [section.text.replace("&", "&amp;").replace("<", "&lt;"), ""]
         if section.figure:
             parts += [f"![{section.figure}](fig/{section.figure}.png)", ""]
         if section.table is not None:
