@@ -350,6 +350,7 @@ PROFILE_HIGHER_IS_BETTER = {
     "throughput": True, "throughput_mpix": True, "tflops_achieved": True, "mfu": True,
     "latency_p50": False, "latency_p90": False, "latency_p99": False, "params": False, "gflops_per_image": False,
     "peak_memory_rss": False, "peak_memory_rss_increase": False, "peak_memory_allocated": False,
+    "energy_per_image": False, "images_per_joule": True,  # NVML's counter, GPUs only (bench.energy)
 }  # fmt: skip
 
 

@@ -31,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.device import resolve_device
+from bench.energy import Energy, EnergyMeter
 from bench.environment import row_environment, row_identity
 from bench.errors import first_line
 from bench.rows import RowFactory
@@ -103,6 +104,7 @@ class Measurement:
     oom: str | None = None
     failed: str | None = None  # any other error: the configuration is a row and a sweep goes on
     time_shares: dict[str, float] = field(default_factory=dict)  # operation kind -> share of step time
+    energy: Energy | None = None  # the GPU's energy over the timed steps, or why it was not read
 
     @classmethod
     def failure(cls, cfg: ProfileCfg, exc: BaseException) -> Measurement:
@@ -146,6 +148,9 @@ class Measurement:
             out[f"peak_memory_{kind}"] = (mib, "MiB", None)
         for kind, share in self.time_shares.items():
             out[f"time_share_{kind}"] = (share, "", None)
+        if self.energy is not None:
+            for name, (value, unit) in self.energy.metrics(batch * len(self.step_seconds)).items():
+                out[name] = (value, unit, None)
         peak = peak_tflops(self.device_name, self.cfg.precision)
         if peak:
             out["mfu"] = (self.flops_per_step / self.median_s / 1e12 / peak, "", None)
@@ -163,6 +168,7 @@ class Measurement:
             compile=self.cfg.compile,
             cudnn_benchmark=self.cfg.cudnn_benchmark,
             oom=self.oom,
+            energy=self.energy.why_not if self.energy is not None and self.energy.joules is None else None,
             failed=self.failed,
             mfu_note=None
             if peak_tflops(device_name, self.cfg.precision)
@@ -378,12 +384,15 @@ def make_step(
     return train
 
 
-def time_steps(step: Callable[[], None], cfg: ProfileCfg, device: torch.device) -> list[float]:
-    """Warm up, then time single steps until the median's interval is tight or a cap is hit."""
+def time_steps(step: Callable[[], None], cfg: ProfileCfg, device: torch.device) -> tuple[list[float], Energy]:
+    """Warm up, then time single steps until the median's interval is tight or a cap is hit; the
+    GPU's energy counter is read around the timed steps (warm-up excluded)."""
     for _ in range(cfg.warmup):
         step()
     _synchronize(device)
+    meter = EnergyMeter(device)
     times: list[float] = []
+    start_mj = meter.millijoules()
     started = time.perf_counter()
     while len(times) < cfg.max_reps:
         _synchronize(device)
@@ -395,7 +404,7 @@ def time_steps(step: Callable[[], None], cfg: ProfileCfg, device: torch.device) 
             break
         if time.perf_counter() - started > cfg.max_seconds and len(times) >= 2:
             break
-    return times
+    return times, meter.window(start_mj, time.perf_counter() - started)
 
 
 def measure(cfg: ProfileCfg) -> Measurement:
@@ -440,7 +449,7 @@ def _measure_here(cfg: ProfileCfg) -> Measurement:
             x = x.contiguous(memory_format=memory_format)
             runnable = cast(nn.Module, torch.compile(model, mode=cfg.compile)) if cfg.compile else model
             step = make_step(runnable, x, cfg, device, config.num_classes)
-            times = time_steps(step, cfg, device)
+            times, energy = time_steps(step, cfg, device)
     except Exception as exc:
         if not is_oom(exc, memory_capped=cpu_cap is not None):
             raise
@@ -464,7 +473,8 @@ def _measure_here(cfg: ProfileCfg) -> Measurement:
     )  # after memory: the profiler's own is not counted
     del model, x, runnable, step
     gc.collect()
-    return Measurement(cfg, device, input_size, output_size, params, times, flops, memory, time_shares=shares)
+    return Measurement(cfg, device, input_size, output_size, params, times, flops, memory, time_shares=shares,
+                       energy=energy)  # fmt: skip
 
 
 # --- where the time goes ---------------------------------------------------------------------------

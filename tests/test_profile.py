@@ -173,3 +173,25 @@ def test_operators_are_sorted_into_kinds(operator: str, kind: str) -> None:
 def test_cuda_breakdown_counts_kernel_time() -> None:
     m = measure(ProfileCfg("unet-16", batch_size=2, precision="bf16", device="cuda", breakdown=True, **FAST))
     assert sum(m.time_shares.values()) == pytest.approx(1.0) and m.time_shares["convolution"] > 0.2
+
+
+def test_energy_per_image_from_the_counters_window() -> None:
+    from bench.energy import Energy
+
+    assert Energy(joules=10.0, seconds=2.0).metrics(images=20) == {
+        "energy_per_image": (0.5, "J"), "images_per_joule": (2.0, "img/J"), "power_mean": (5.0, "W")}
+    assert Energy(None, 2.0, "no counter").metrics(images=20) == {}, "never a number that was not measured"
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="the path without a GPU")
+def test_without_a_gpu_the_rows_say_energy_was_not_measured() -> None:
+    """The GPU path runs as far as this machine allows: NVML is loaded and asked for the counter,
+    and the reason it has none is kept; a CPU measurement's rows say energy was not read."""
+    from bench.energy import EnergyMeter
+
+    meter = EnergyMeter(torch.device("cuda"))
+    assert meter.handle is None and meter.why_not and meter.window(meter.millijoules(), 1.0).joules is None
+    m = measure(ProfileCfg("unet-16", input_size=92, batch_size=1, warmup=1, min_reps=3, max_reps=3))
+    rows = m.rows("energy-test")
+    assert not {"energy_per_image", "images_per_joule", "power_mean"} & {r.metric for r in rows}
+    assert all("NVIDIA GPUs only" in json.loads(r.extra)["energy"] for r in rows)
