@@ -5,6 +5,8 @@ carries the reason instead of a number, so a row never shows an energy that was 
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -72,3 +74,30 @@ class EnergyMeter:
         if start_mj is None or end is None:
             return Energy(None, seconds, self.why_not)
         return Energy((end - start_mj) / 1e3, seconds)
+
+
+def nvml_state(device: torch.device) -> dict[str, Any]:
+    """Clocks (now and at most), the enforced power limit, persistence, MIG and ECC modes of the
+    GPU as NVML reports them: what decides how fast and how hot a measurement ran. A key NVML
+    cannot answer is left out; without NVML, ``nvml`` says why."""
+    try:
+        import pynvml
+
+        pynvml.nvmlInit()
+        handle = pynvml.nvmlDeviceGetHandleByPciBusId(pci_bus_id(device))
+    except Exception as exc:  # noqa: BLE001 - no NVML, no such GPU: the fingerprint says so
+        return {"nvml": f"unavailable ({type(exc).__name__})"}
+    readers: dict[str, Callable[[], Any]] = {
+        "sm_clock_mhz": lambda: pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_SM),
+        "sm_clock_max_mhz": lambda: pynvml.nvmlDeviceGetMaxClockInfo(handle, pynvml.NVML_CLOCK_SM),
+        "memory_clock_mhz": lambda: pynvml.nvmlDeviceGetClockInfo(handle, pynvml.NVML_CLOCK_MEM),
+        "power_limit_w": lambda: pynvml.nvmlDeviceGetEnforcedPowerLimit(handle) / 1000,
+        "persistence_mode": lambda: bool(pynvml.nvmlDeviceGetPersistenceMode(handle)),
+        "mig_mode": lambda: bool(pynvml.nvmlDeviceGetMigMode(handle)[0]),
+        "ecc_mode": lambda: bool(pynvml.nvmlDeviceGetEccMode(handle)[0]),
+    }
+    state = {}
+    for key, read in readers.items():
+        with contextlib.suppress(Exception):  # a GPU without MIG or ECC raises NotSupported: left out
+            state[key] = read()
+    return state

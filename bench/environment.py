@@ -17,6 +17,7 @@ from typing import Any
 
 import torch
 
+from bench.energy import nvml_state
 from bench.schema import ENVIRONMENT_COLUMNS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -61,7 +62,8 @@ def device_name(device: torch.device) -> str:
 
 
 def fingerprint(device: torch.device | None = None) -> dict[str, Any]:
-    """Device name and count, driver, CUDA, cuDNN, torch, CPU model, threads, git sha, host."""
+    """Device name and count, driver, CUDA, cuDNN, torch, CPU model, threads, git sha, host; on a
+    GPU also its clocks, power limit, persistence, MIG and ECC modes (``energy.nvml_state``)."""
     device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
     return dict(_fingerprint(str(device)), cpu_threads=torch.get_num_threads())
 
@@ -97,6 +99,7 @@ def _fingerprint(device_text: str) -> dict[str, Any]:
             pass
         props = torch.cuda.get_device_properties(device)
         info["device_memory_gib"] = round(props.total_memory / 2**30, 1)
+        info.update(nvml_state(device))  # clocks, power limit, persistence, MIG, ECC
     return info
 
 

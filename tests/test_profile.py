@@ -189,8 +189,11 @@ def test_without_a_gpu_the_rows_say_energy_was_not_measured() -> None:
     and the reason it has none is kept; a CPU measurement's rows say energy was not read."""
     from bench.energy import EnergyMeter
 
+    from bench.energy import nvml_state
+
     meter = EnergyMeter(torch.device("cuda"))
     assert meter.handle is None and meter.why_not and meter.window(meter.millijoules(), 1.0).joules is None
+    assert nvml_state(torch.device("cuda"))["nvml"].startswith("unavailable ("), "the fingerprint says why"
     m = measure(ProfileCfg("unet-16", input_size=92, batch_size=1, warmup=1, min_reps=3, max_reps=3))
     rows = m.rows("energy-test")
     assert not {"energy_per_image", "images_per_joule", "power_mean"} & {r.metric for r in rows}
