@@ -457,7 +457,7 @@ def add_train(sub: Commands) -> None:
     p.add_argument("--val-sections", metavar="LIST", help="held-out indices, e.g. 25-29 (default: the last sixth)")
     p.add_argument("--test-sections", metavar="LIST", help="a test split kept out of training and checkpoint choice; "
                    "the final scores are on it (default: none)")  # fmt: skip
-    p.add_argument("--epochs", type=positive_int, help="number of epochs (default: the recipe's)")
+    p.add_argument("--epochs", type=int, help="number of epochs (default: the recipe's)")
     p.add_argument("--minutes", type=float, help="wall-clock budget, validation included (default: none)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="training (lr=1e-3, optimizer=adamw) or model (model.base_width=8) settings; repeatable")  # fmt: skip

@@ -126,3 +126,17 @@ def test_a_device_this_machine_lacks_is_one_line_before_anything_runs(tmp_path: 
         assert "no such CUDA device on this machine; use auto or cpu" in results[command].stderr.strip().splitlines()[-1]
         assert results[command].returncode == 2 and "Traceback" not in results[command].stderr
     assert not (tmp_path / "out").exists() and not (tmp_path / "profile").exists()
+
+
+def test_a_count_flag_of_zero_is_refused_by_the_parser() -> None:
+    """--seeds 0 was a traceback and --workers 0 ran as one worker; every count a flag takes must
+    be positive (argparse's usage line, then the one error line)."""
+    results = run_cli_many({
+        "seeds": ["run", "quick", "--seeds", "0"], "workers": ["search", "quick", "--workers", "0"],
+        "max_batch": ["profile", "--variant", "unet-16", "--batch", "auto", "--max-batch", "0"],
+        "tile": ["predict", "x.pt", "images", "--tile", "-4"], "input": ["profile", "--variant", "unet-16", "--input", "x"],
+    })  # fmt: skip
+    for flag, result in results.items():
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (flag, result.stderr)
+        last = result.stderr.strip().splitlines()[-1]
+        assert f"argument --{flag.replace('_', '-')}: " in last and ("must be positive" in last or "whole number" in last)
