@@ -21,6 +21,7 @@ import os
 import socket
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,7 +143,10 @@ class Worker:
         for variant in self.suite.variants:
             settings = self.searched_settings(variant)
             jobs = self.study(jobs_study_name(self.suite, self.run_dir, variant))
-            fail_dead_owners(jobs)
+            fail_dead_owners(jobs)  # on this machine at once; on another by its heartbeat
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                optuna.storages.fail_stale_trials(jobs)
             if settings is not None and jobs.get_trials(deepcopy=False, states=(WAITING,)):
                 jobs.optimize(JobObjective(self.suite, self.run_dir, self.jobs, settings), n_trials=1)
                 print(f"[worker {os.getpid()}] {counts_text(self.counts())}", file=sys.stderr, flush=True)

@@ -23,14 +23,20 @@ class RunBusyError(UserError):
 
 
 def process_alive(pid: int) -> bool:
-    """Whether a process with ``pid`` runs on this machine (one of another user's counts)."""
+    """Whether a process with ``pid`` runs on this machine (one of another user's counts). A
+    zombie (killed, not yet reaped by its parent, e.g. a worker whose command waits for another
+    worker) is gone: os.kill still finds it."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return True  # no /proc here: os.kill's answer stands
+    return state not in ("Z", "X")
 
 
 def _owner(path: Path) -> dict[str, object] | None:

@@ -224,12 +224,29 @@ def test_a_search_resumed_right_after_a_kill_retries_the_killed_trial(tmp_path: 
 
 
 def running_trial_with_owner(db: Path) -> int | None:
-    """The number of a running trial (after the first) that has recorded its worker, read-only:
+    """The number of a running trial (after the first) that has recorded its worker and its
+    parameters (a trial killed before it drew them is retried with new ones), read-only:
     opening the study through Optuna while the search creates it would write to its tables."""
     if not db.exists():
         return None
     with contextlib.suppress(sqlite3.Error), contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as con:
         row = con.execute("SELECT t.number FROM trials t JOIN trial_user_attributes a ON a.trial_id = t.trial_id "
-                          "WHERE t.state = 'RUNNING' AND a.key = 'worker' AND t.number >= 1").fetchone()  # fmt: skip
+                          "WHERE t.state = 'RUNNING' AND a.key = 'worker' AND t.number >= 1 AND EXISTS "
+                          "(SELECT 1 FROM trial_params p WHERE p.trial_id = t.trial_id)").fetchone()  # fmt: skip
         return None if row is None else int(row[0])
     return None
+
+
+def test_a_killed_process_not_yet_reaped_is_gone() -> None:
+    """A worker killed while its command waits for another worker stays a zombie until reaped;
+    its job must count as dead (os.kill still finds a zombie), or the other worker waits forever."""
+    from bench.runlock import process_alive
+
+    child = subprocess.Popen(["sleep", "60"])
+    assert process_alive(child.pid)
+    child.kill()
+    deadline = time.monotonic() + 10
+    while process_alive(child.pid):  # a zombie from the moment it dies: never reaped in this loop
+        assert time.monotonic() < deadline, "a killed, unreaped process still counts as alive"
+        time.sleep(0.05)
+    child.wait()
