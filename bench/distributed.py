@@ -8,7 +8,7 @@ search workers; there is no queue or scheduler of ours.
   (``SUITE-RUN-jobs-VARIANT``), whose parameter ``job`` indexes ``run.retrain_jobs``. A worker
   takes one only once the variant's search has finished (no global barrier: one variant retrains
   while another is still searched); a job whose worker died is failed by heartbeat, or at once by
-  its owner's host and PID (``search.fail_dead_owners``), and re-queued with the same parameter.
+  its owner's host and PID (``search.fail_lost_trials``), and re-queued with the same parameter.
 - A job writes its rows part whole (``rows-eval-VARIANT-seedN``), so a retried job replaces it and
   every row is there once. Profiling and the report run after the workers, in the command's own
   process: no timing shares the machine with training.
@@ -21,7 +21,6 @@ import os
 import socket
 import sys
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,7 +36,7 @@ from bench.search import (
     FINISHED,
     HEARTBEAT_S,
     chosen_trial,
-    fail_dead_owners,
+    fail_lost_trials,
     make_pruner,
     make_sampler,
     open_storage,
@@ -136,17 +135,14 @@ class Worker:
         total = self.suite.search.trials if self.suite.search else 0
         for variant in self.suite.searched_variants():
             study = self.study(search_study_name(self.suite, variant))
-            fail_dead_owners(study)
+            fail_lost_trials(study)
             if remaining_trials(study, total) > 0:
                 optimize(study, self.suite, self.run_dir / "search", self.url, variant, limit=1)
                 return False
         for variant in self.suite.variants:
             settings = self.searched_settings(variant)
             jobs = self.study(jobs_study_name(self.suite, self.run_dir, variant))
-            fail_dead_owners(jobs)  # on this machine at once; on another by its heartbeat
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-                optuna.storages.fail_stale_trials(jobs)
+            fail_lost_trials(jobs)
             if settings is not None and jobs.get_trials(deepcopy=False, states=(WAITING,)):
                 jobs.optimize(JobObjective(self.suite, self.run_dir, self.jobs, settings), n_trials=1)
                 print(f"[worker {os.getpid()}] {counts_text(self.counts())}", file=sys.stderr, flush=True)

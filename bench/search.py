@@ -442,12 +442,9 @@ def optimize(
     """Run trials in this process until the study holds the suite's number of finished ones (or
     ``limit`` trials have run)."""
     total = suite.search.trials  # type: ignore[union-attr]
-    # a trial whose worker died still shows RUNNING until its heartbeat is found stale: fail
-    # (and so re-queue) such trials first, or they would be counted as in progress
-    fail_dead_owners(study)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-        optuna.storages.fail_stale_trials(study)
+    # a trial whose worker died still shows RUNNING: fail (and so re-queue) such trials first,
+    # or they would be counted as in progress
+    fail_lost_trials(study)
     remaining = remaining_trials(study, total)
     if limit is not None:
         remaining = min(remaining, limit)
@@ -461,11 +458,12 @@ def optimize(
         study.optimize(Objective(suite, run_dir, variant), n_trials=remaining, callbacks=callbacks)
 
 
-def fail_dead_owners(study: optuna.Study) -> None:
-    """Fail, and re-queue with the same parameters, every RUNNING trial whose worker process on
-    this machine is gone (its ``worker`` attribute names host and PID). A search resumed seconds
-    after a kill would otherwise count the dead trial as in progress until its heartbeat went
-    stale (GRACE_S) and end with fewer finished trials than the suite asked for."""
+def fail_lost_trials(study: optuna.Study) -> None:
+    """Fail, and re-queue with the same parameters, every RUNNING trial whose worker is gone: at
+    once when its process on this machine is (its ``worker`` attribute names host and PID), else
+    when its heartbeat is stale (GRACE_S, a worker on another machine). By heartbeat alone, a
+    search resumed seconds after a kill would count the dead trial as in progress and end with
+    fewer finished trials than the suite asked for."""
     host = socket.gethostname()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -475,6 +473,7 @@ def fail_dead_owners(study: optuna.Study) -> None:
             if owner == host and pid.isdigit() and not process_alive(int(pid)):
                 study.tell(trial.number, state=optuna.trial.TrialState.FAIL, skip_if_finished=True)
                 retry(study, study.trials[trial.number])
+        optuna.storages.fail_stale_trials(study)
 
 
 def wait_for_running(study: optuna.Study, suite: SuiteCfg, run_dir: Path, url: str, variant: str) -> None:
