@@ -39,6 +39,7 @@ from bench.search import (
     fail_lost_trials,
     make_pruner,
     make_sampler,
+    mask_url,
     open_storage,
     open_study,
     optimize,
@@ -199,7 +200,7 @@ def status_lines(run_dir: Path, url: str) -> list[str]:
         lines.append(f"{variant}: " + "; ".join(parts))
     if not lines:
         raise UsageError(
-            f"{url}: no distributed run {run_dir.name} of suite {run_dir.parent.name} (no study {prefix}*)"
+            f"{mask_url(url)}: no distributed run {run_dir.name} of suite {run_dir.parent.name} (no study {prefix}*)"
         )
     return lines
 

@@ -13,6 +13,7 @@ import uuid
 from pathlib import Path
 
 import optuna
+from sqlalchemy.engine import make_url
 import pandas as pd
 import pytest
 import torch
@@ -136,3 +137,10 @@ def test_a_second_command_joins_the_run_and_takes_jobs(tmp_path: Path) -> None:
     assert "joined " in joined.stdout and "[worker " in joined.stderr, "the joining command took jobs"
     assert "[worker " in stderr and (tmp_path / "reports").exists(), "the first took jobs and wrote the report"
     scores(tmp_path / "out")  # every row once
+
+
+def test_status_of_an_unknown_run_is_one_line_without_the_password(tmp_path: Path) -> None:
+    result = run_cli("status", str(tmp_path / "suite" / "run"), "--storage", URL)
+    message = assert_user_error(result, "no distributed run run of suite suite")
+    password = make_url(URL).password
+    assert not password or f":{password}@" not in message, "the storage's password is never printed"
