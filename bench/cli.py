@@ -198,7 +198,8 @@ def profile_measurements(args: argparse.Namespace) -> list[Measurement]:
         cfg = ProfileCfg(
             variant=args.variant, input_size=args.input, batch_size=1 if args.batch == "auto" else int(args.batch),
             mode=mode, precision=args.precision, channels_last=args.channels_last,
-            compile="default" if args.compile else None, device=args.device, max_seconds=args.max_seconds,
+            compile=args.compile, cuda_graphs=args.cuda_graphs, fused_conv=args.fused_conv,
+            concat_buffers=args.concat_buffers, device=args.device, max_seconds=args.max_seconds,
             memory_cap_mib=args.memory_cap_mib, breakdown=args.breakdown,
         )  # fmt: skip
         measurements += list(batch_sweep(cfg, args.max_batch)) if args.batch == "auto" else [measure(cfg)]
@@ -583,7 +584,13 @@ def add_profile(sub: Commands) -> None:
     p.add_argument("--precision", choices=["fp32", "tf32", "fp16", "bf16"], default="fp32",
                    help="numeric precision (fp16 / bf16 under autocast; tf32 matmuls on Ampere and later)")  # fmt: skip
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout for model and input")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model (mode 'default')")
+    p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
+                   help="torch.compile the model (mode 'default', or max-autotune, reduce-overhead, ...)")  # fmt: skip
+    p.add_argument("--cuda-graphs", action="store_true", help="fast path: replay the eager step from a CUDA graph")
+    p.add_argument("--fused-conv", action="store_true",
+                   help="fast path: Inductor's Triton convolution templates, bias and ReLU fused (CUDA)")  # fmt: skip
+    p.add_argument("--concat-buffers", action="store_true",
+                   help="fast path: skips written into preallocated concatenation buffers (the registry's U-Nets)")  # fmt: skip
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1")
     p.add_argument("--max-seconds", type=float, default=30.0, help="cap on timed repetitions per configuration")
     p.add_argument("--memory-cap-mib", type=float,

@@ -24,7 +24,7 @@ import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any, Literal, Self, cast
+from typing import Any, Literal, Self
 
 import torch
 import torch.nn.functional as F
@@ -34,11 +34,14 @@ from bench.device import resolve_device
 from bench.energy import Energy, EnergyMeter
 from bench.environment import row_environment, row_identity
 from bench.errors import first_line
+from bench.fast_path import cuda_graphed, skip_reason
+from bench.fast_path import runnable as fast_runnable
 from bench.rows import RowFactory
 from bench.schema import ResultRow, config_hash, make_extra, profile_setting
 from variants.registry import ModelConfig, count_parameters, resolve_config
 
 Precision = Literal["fp32", "tf32", "fp16", "bf16"]
+FAST_PATH_FLAGS = ("cuda_graphs", "fused_conv", "concat_buffers")
 Mode = Literal["infer", "train"]
 
 # Dense peak TFLOP/s by (device name fragment, precision), from the vendors' data sheets.
@@ -74,6 +77,9 @@ class ProfileCfg:
     precision: Precision = "fp32"
     channels_last: bool = False
     compile: str | None = None  # torch.compile mode, e.g. "default", "max-autotune"
+    cuda_graphs: bool = False  # fast path (bench.fast_path): the eager step replayed from a CUDA graph
+    fused_conv: bool = False  # fast path: Inductor's convolution templates with bias + ReLU fused
+    concat_buffers: bool = False  # fast path: skips written into preallocated concatenation buffers
     cudnn_benchmark: bool = True
     device: str = "auto"
     warmup: int = 3
@@ -87,6 +93,11 @@ class ProfileCfg:
 
     def model_config(self) -> ModelConfig:
         return resolve_config(self.variant, **(self.overrides or {}))
+
+    @property
+    def fast_path(self) -> tuple[str, ...]:
+        """The fast-path settings switched on, by name (``compile`` is named on its own)."""
+        return tuple(name for name in FAST_PATH_FLAGS if getattr(self, name))
 
 
 @dataclass
@@ -103,6 +114,7 @@ class Measurement:
     peak_memory_mib: dict[str, float]
     oom: str | None = None
     failed: str | None = None  # any other error: the configuration is a row and a sweep goes on
+    skipped: str | None = None  # a fast-path setting that cannot run here, and why
     time_shares: dict[str, float] = field(default_factory=dict)  # operation kind -> share of step time
     energy: Energy | None = None  # the GPU's energy over the timed steps, or why it was not read
 
@@ -117,6 +129,15 @@ class Measurement:
             output_size = config.output_size(input_size)
         return cls(cfg, resolve_device(cfg.device), input_size, output_size, 0, [], 0, {}, failed=reason)
 
+    @classmethod
+    def skip(cls, cfg: ProfileCfg, device: torch.device, reason: str) -> Measurement:
+        """A configuration whose fast-path setting cannot run on ``device``: a row saying why."""
+        config = cfg.model_config()
+        input_size = config.valid_input_size(cfg.input_size)
+        with torch.device("meta"):
+            params = count_parameters(config.build())
+        return cls(cfg, device, input_size, config.output_size(input_size), params, [], 0, {}, skipped=reason)
+
     @property
     def median_s(self) -> float:
         return statistics.median(self.step_seconds)
@@ -130,6 +151,8 @@ class Measurement:
             return {"oom": (1.0, "", None)}
         if self.failed:
             return {"failed": (1.0, "", None)}
+        if self.skipped:
+            return {"skipped": (1.0, "", None)}
         batch = self.cfg.batch_size
         low, high = self.median_ci()
         images_per_s = batch / self.median_s
@@ -170,6 +193,8 @@ class Measurement:
             oom=self.oom,
             energy=self.energy.why_not if self.energy is not None and self.energy.joules is None else None,
             failed=self.failed,
+            skipped=self.skipped,
+            fast_path=list(self.cfg.fast_path),
             mfu_note=None
             if peak_tflops(device_name, self.cfg.precision)
             else f"no peak TFLOP/s known for {device_name!r} in {self.cfg.precision}",
@@ -177,7 +202,7 @@ class Measurement:
         )
         factory = RowFactory(run_id, suite, self.device).bind(
             variant=shown_as or self.cfg.variant, config_hash=profile_key(self.cfg), stage="profile", mode=self.cfg.mode,
-            setting=profile_setting(self.cfg.channels_last, self.cfg.compile), precision=self.cfg.precision, batch_size=self.cfg.batch_size,
+            setting=profile_setting(self.cfg.channels_last, self.cfg.compile, self.cfg.fast_path), precision=self.cfg.precision, batch_size=self.cfg.batch_size,
             input_size=self.input_size, output_size=self.output_size, n=len(self.step_seconds), extra=extra,
         )  # fmt: skip
         return [
@@ -189,10 +214,12 @@ class Measurement:
 def profile_key(cfg: ProfileCfg) -> str:
     """The ``config_hash`` of a profile row: every setting but the batch size and the device, so
     the rows of one batch sweep share it and a resumed suite can tell what it already measured
-    (``breakdown`` counts only when asked for, so keys from before it existed still match)."""
+    (``breakdown`` and the fast-path flags count only when on, so keys from before they existed
+    still match)."""
     settings = asdict(replace(cfg, batch_size=0, device=""))
-    if not cfg.breakdown:
-        del settings["breakdown"]
+    for flag in ("breakdown", *FAST_PATH_FLAGS):
+        if not settings[flag]:
+            del settings[flag]
     return config_hash(cfg.model_config(), settings)
 
 
@@ -345,41 +372,62 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _autocast(device: torch.device, precision: Precision) -> contextlib.AbstractContextManager[Any]:
+def _autocast(device: torch.device, precision: Precision, cache: bool = True) -> contextlib.AbstractContextManager[Any]:
+    """Autocast for the reduced precisions; ``cache=False`` inside a CUDA graph (its cast cache
+    would hold tensors of the capture)."""
     if precision in ("fp16", "bf16"):
         dtype = torch.float16 if precision == "fp16" else torch.bfloat16
-        return torch.autocast(device.type, dtype=dtype)
+        return torch.autocast(device.type, dtype=dtype, cache_enabled=cache)
     return contextlib.nullcontext()
 
 
 def make_step(
     model: nn.Module, x: torch.Tensor, cfg: ProfileCfg, device: torch.device, num_classes: int
 ) -> Callable[[], None]:
-    """One inference forward pass, or one full training step (forward, loss, backward, update)."""
+    """One inference forward pass, or one full training step (forward, loss, backward, update);
+    with ``cuda_graphs`` that step captured in a CUDA graph, and each call a replay."""
     if cfg.mode == "infer":
         model.eval()
 
         def infer() -> None:
-            with torch.no_grad(), _autocast(device, cfg.precision):
+            with torch.no_grad(), _autocast(device, cfg.precision, cache=not cfg.cuda_graphs):
                 model(x)
 
-        return infer
+        return cuda_graphed(infer, lambda: None, device) if cfg.cuda_graphs else infer
 
     model.train()
     optimizer = torch.optim.SGD(model.parameters(), lr=1e-6, momentum=0.99)
     scaler = torch.amp.GradScaler(device.type, enabled=cfg.precision == "fp16" and device.type == "cuda")
     target: list[torch.Tensor] = []
 
-    def train() -> None:
-        with _autocast(device, cfg.precision):
+    def loss() -> torch.Tensor:
+        with _autocast(device, cfg.precision, cache=not cfg.cuda_graphs):
             logits = model(x)
         if not target:
             target.append(torch.randint(0, num_classes, (x.shape[0], *logits.shape[-2:]), device=device))
-        loss = F.cross_entropy(logits.float(), target[0])
-        optimizer.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        return F.cross_entropy(logits.float(), target[0])
+
+    def scaled_update(value: torch.Tensor) -> None:  # fp16 on CUDA only
+        scaler.scale(value).backward()
         scaler.step(optimizer)
         scaler.update()
+
+    if cfg.cuda_graphs:  # zero_grad before the capture: the replayed backward writes the gradients
+
+        def update() -> None:
+            loss().backward()
+            optimizer.step()
+
+        return cuda_graphed(update, lambda: optimizer.zero_grad(set_to_none=True), device)
+
+    def train() -> None:  # the bare loop's order and calls, nothing more (bench.benchmarks.profiler_overhead)
+        value = loss()
+        optimizer.zero_grad(set_to_none=True)
+        if scaler.is_enabled():
+            scaled_update(value)
+        else:
+            value.backward()
+            optimizer.step()
 
     return train
 
@@ -426,6 +474,9 @@ def measure(cfg: ProfileCfg) -> Measurement:
 def _measure_here(cfg: ProfileCfg) -> Measurement:
     """``measure`` in this process."""
     device = resolve_device(cfg.device)
+    reason = skip_reason(cfg, device)
+    if reason:
+        return Measurement.skip(cfg, device, reason)
     config = cfg.model_config()
     input_size = config.valid_input_size(cfg.input_size)
     output_size = config.output_size(input_size)
@@ -447,7 +498,7 @@ def _measure_here(cfg: ProfileCfg) -> Measurement:
             model = model.to(memory_format=memory_format)
             x = torch.randn(cfg.batch_size, config.in_channels, input_size, input_size, device=device)
             x = x.contiguous(memory_format=memory_format)
-            runnable = cast(nn.Module, torch.compile(model, mode=cfg.compile)) if cfg.compile else model
+            runnable = fast_runnable(model, cfg)
             step = make_step(runnable, x, cfg, device, config.num_classes)
             times, energy = time_steps(step, cfg, device)
     except Exception as exc:

@@ -33,6 +33,9 @@ LIST_KEYS = {
     "batch_sizes": "batch_size",
     "channels_last": "channels_last",
     "compile": "compile",
+    "cuda_graphs": "cuda_graphs",
+    "fused_conv": "fused_conv",
+    "concat_buffers": "concat_buffers",
 }
 SCALAR_KEYS = {f.name for f in fields(ProfileCfg)} - set(LIST_KEYS.values()) | {"max_batch"}
 
@@ -164,7 +167,7 @@ class StoredSweeps:
             return stored
         frame = read_results(run_dir)
         for key, batch, metric in zip(frame["config_hash"], frame["batch_size"], frame["metric"]):
-            if metric == "failed":  # an error is not a measurement: tried again
+            if metric in ("failed", "skipped"):  # not a measurement: tried again (on another device, maybe)
                 continue
             stored.batches.setdefault(key, set()).add(int(batch))
             if metric == "oom":
@@ -199,10 +202,13 @@ def describe(number: int, total: int, m: Measurement) -> str:
         f"{c.variant} {c.mode} {c.precision} b{c.batch_size} {m.input_size}px"
         + (" cl" if c.channels_last else "")
         + (f" compile={c.compile}" if c.compile else "")
+        + "".join(f" {flag}" for flag in c.fast_path)
     )
     if m.oom:
         return f"[{number}/{total}] {setting}: out of memory"
     if m.failed:
         return f"[{number}/{total}] {setting}: failed ({m.failed})"
+    if m.skipped:
+        return f"[{number}/{total}] {setting}: skipped ({m.skipped})"
     thr = m.summary()["throughput"][0]
     return f"[{number}/{total}] {setting}: {thr:.1f} img/s"

@@ -18,8 +18,8 @@ COLUMNS = ("mode", "batch", "size", "img/s", "MPix/s", "p50 ms", "p90 ms", "p99 
 def measurement_row(m: Measurement) -> dict[str, Any]:
     """One table row; a measurement that ran out of memory (or failed) says so in place of its numbers."""
     row: dict[str, Any] = {"mode": m.cfg.mode, "batch": m.cfg.batch_size, "size": f"{m.input_size}->{m.output_size}"}
-    if m.oom or m.failed:
-        row["img/s"] = "out of memory" if m.oom else "failed"
+    if m.oom or m.failed or m.skipped:
+        row["img/s"] = "out of memory" if m.oom else "failed" if m.failed else "skipped"
         return row
     values = m.summary()
     thr, _, (low, high) = values["throughput"]
@@ -55,6 +55,8 @@ def profile_table_lines(measurements: Sequence[Measurement]) -> list[str]:
     if not any("mfu" in m.summary() for m in measurements):
         lines.append(f"MFU n/a: no peak TFLOP/s is known for {first.device_name} in {first.cfg.precision}.")
     for m in measurements:
+        if m.skipped or m.failed:
+            lines.append(f"{m.cfg.mode} {'skipped' if m.skipped else 'failed'}: {m.skipped or m.failed}")
         if m.time_shares:
             shares = sorted(m.time_shares.items(), key=lambda item: -item[1])
             lines.append(

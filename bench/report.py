@@ -931,9 +931,9 @@ def profile_configurations(measured: pd.DataFrame) -> pd.DataFrame:
         if memory:
             line["peak MiB"] = round(float(values.loc[memory[0], "value"]), 1)
         if "throughput" not in values.index:  # a failure retried with success keeps its measurement
-            outcome = "oom" if "oom" in values.index else "failed"
+            outcome = next((o for o in ("oom", "skipped") if o in values.index), "failed")
             reason = json.loads(values.loc[outcome, "extra"]).get(outcome)
-            line["img/s"] = "out of memory" if outcome == "oom" else f"failed: {reason}"
+            line["img/s"] = "out of memory" if outcome == "oom" else f"{outcome}: {reason}"
         lines.append(line)
     table = pd.DataFrame(lines)
     table = table.sort_values(["variant", "mode", "precision", "input_size", "setting", "batch_size"], kind="stable")

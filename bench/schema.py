@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
@@ -100,11 +101,12 @@ def config_hash(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
-def profile_setting(channels_last: bool, compile_mode: str | None) -> str:
+def profile_setting(channels_last: bool, compile_mode: str | None, fast_path: Sequence[str] = ()) -> str:
     """How a profile configuration ran beyond precision and batch: 'channels_last',
-    'compile=MODE', both, or 'eager'. Rows that differ here are different measurements."""
+    'compile=MODE', the fast-path settings on (``bench.fast_path``), or 'eager' for none. Rows
+    that differ here are different measurements."""
     parts = (["channels_last"] if channels_last else []) + ([f"compile={compile_mode}"] if compile_mode else [])
-    return ", ".join(parts) or "eager"
+    return ", ".join([*parts, *fast_path]) or "eager"
 
 
 def make_extra(**values: Any) -> str:

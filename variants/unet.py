@@ -30,6 +30,7 @@ from variants.blocks import (
     init_he_normal,
     make_upsample,
 )
+from variants.concat_buffers import ConcatBuffers
 from variants.overrides import ConfigError, apply_overrides
 from variants.registry import register_config, scale_width
 from variants.sizes import closest_accepted, encoder_decoder_input, encoder_decoder_output, refuse
@@ -160,6 +161,12 @@ class UNet(nn.Module):
         )
         self.head = nn.Conv2d(w[0], config.num_classes, kernel_size=1)
         init_he_normal(self)
+        self.concat_buffers: ConcatBuffers | None = None  # the fast path's preallocated skips, when on
+
+    def use_concat_buffers(self, on: bool = True) -> None:
+        """Write each skip and its up-sampled map into a buffer kept across steps instead of a
+        new ``torch.cat`` output (same values and gradients; a profile setting, issue 20)."""
+        self.concat_buffers = ConcatBuffers() if on else None
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         skips = []
@@ -174,7 +181,7 @@ class UNet(nn.Module):
             skip = center_crop(skip, x.shape[-2], x.shape[-1])
             if self.gates is not None:
                 skip = self.gates[level](skip, coarse)
-            x = dec(torch.cat([skip, x], dim=1))
+            x = dec(self.concat_buffers.cat(level, skip, x) if self.concat_buffers else torch.cat([skip, x], dim=1))
         return self.head(x)
 
 
