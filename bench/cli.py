@@ -572,7 +572,7 @@ def add_profile(sub: Commands) -> None:
                 "unet-bench profile --variant unet-bn --mode both --batch auto --device cuda --precision bf16",
                 "unet-bench profile --suite cpu-smoke --results results")  # fmt: skip
     p.add_argument("--variant", help="a registered variant (or --suite)")
-    p.add_argument("--suite", help="run a profile suite instead (gpu, cpu-smoke, or a TOML path)")
+    p.add_argument("--suite", help="run a profile suite instead (gpu, gpu-fast, cpu-smoke, or a TOML path)")
     p.add_argument("--minutes", type=float, help="with --suite: time budget (default: the suite's)")
     p.add_argument("--resume", action="store_true",
                    help="with --suite: go on with its latest run under --results, skipping what it measured")  # fmt: skip

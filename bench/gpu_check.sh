@@ -1,58 +1,93 @@
 #!/bin/sh
-# The prepared GPU check (issue 6): the whole GPU profile suite in one command, for the rare
-# lent H100 / H200 (15 minutes of device time in all, one command at most 10 minutes). From the
-# repository root, through the device tool with carry [".whl"] and timeout 600:
+# The prepared GPU check (issues 6 and 20), for the rare lent H100 / H200: 15 minutes of device
+# time in all, one command at most 10 minutes. Two calls from the repository root, through the
+# device tool with carry [".whl", ".data"], about 11 minutes together:
 #
-#   UNETBENCH_GIT_SHA=<sha of HEAD here> sh bench/gpu_check.sh 2>&1 | tee $OUT/gpu-check.log
+#   UNETBENCH_GIT_SHA=<sha> STEPS="tests profile fit overhead report" sh bench/gpu_check.sh 2>&1 | tee $OUT/gpu-check.log
+#   UNETBENCH_GIT_SHA=<sha> STEPS=ablation sh bench/gpu_check.sh 2>&1 | tee $OUT/gpu-ablation.log
 #
-# (the lent machine gets the working tree without .git, hence the sha). It has torch, timm,
-# pandas, seaborn, scipy and tifffile but not segmentation-models-pytorch; carry its wheel
-# (once, here; /.whl/ is git-ignored):
-#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
-#     --platform manylinux_2_28_x86_64 --platform any -d .whl segmentation-models-pytorch==0.6.0
+# (timeout_s 450 and 420, the sums of their steps' limits; the lent machine gets the working tree without .git, hence the sha).
+# It has torch, timm, nvidia-ml-py, pandas, seaborn, scipy and scikit-image but not optuna, smp,
+# MONAI, nnU-Net's networks or autorank, and ../shared does not travel: `sh bench/gpu_prepare.sh`
+# stages their wheels in .whl/ and the ISBI 2012 sections in .data/ (both git-ignored, 14 MB)
+# once, here; both calls carry [".whl", ".data"], and this script installs and points at them.
 #
-# Steps, each under its own time limit so that the packing at the end always runs:
-#   1. the CUDA-only tests (tests marked gpu);
-#   2. the profile suite (bench/suites/gpu.toml) into results/gpu, rows written as they come;
-#   3. the micro-benchmarks on the GPU, ingested into results/gpu;
-#   4. the report, into reports/gpu.
-# Only a few files may come back from the device, so with $OUT set, results/gpu and
-# reports/gpu are packed into $OUT/gpu-check.tar.gz. Back here: unpack it in the repository
-# root, `unet-bench report results/gpu -o reports/gpu`, commit. SUITE=cpu-smoke runs the same
-# steps in seconds on any machine (tested).
+# Steps (STEPS, default all of them), each under its own time limit, results packed after each:
+#   tests     the CUDA-only tests (marked gpu): profiler, fast path, energy              75 s
+#   profile   the fast-path suite (bench/suites/gpu-fast.toml: each setting beside eager at
+#             572 px, bf16, with energy per image; a 2.8-minute budget) into results/gpu 200 s
+#   fit       fit() against the profiler's step, same variant, batch, tile, precision    60 s
+#   overhead  the profiler against a bare loop, on the GPU (paired rounds)               45 s
+#   micro     the micro-benchmarks on the GPU, ingested into results/gpu                 50 s
+#   report    reports/gpu from results/gpu                                               45 s
+#   ablation  the full-size ablation (bench/suites/ablation-gpu.toml) and its report    400 s
+# Only a few files may come back, so with $OUT set, the results and reports written are packed
+# into $OUT/gpu-check.tar.gz. Back here: unpack it in the repository root, `unet-bench report
+# results/gpu -o reports/gpu`, commit. A second lease goes on where the first stopped (the
+# profile suite and the ablation both resume). SUITE=cpu-smoke, FIT_ARGS and ABLATION=<a small
+# suite> run the same steps in a minute on any machine (tested).
 set -u
-if ls .whl/*.whl >/dev/null 2>&1; then
+needs="import optuna, monai, segmentation_models_pytorch, autorank, dynamic_network_architectures"
+if ls .whl/*.whl >/dev/null 2>&1 && ! python3 -c "$needs" 2>/dev/null; then  # the lent machine only
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl
   export PYTHONPATH="/tmp/site${PYTHONPATH:+:$PYTHONPATH}"
 fi
 export PYTHONUNBUFFERED=1
-work="${WORK:-.}"  # results/gpu and reports/gpu are written under it (tests use a temporary folder)
+[ -d .data ] && export UNETBENCH_DATA="$PWD/.data"  # the staged data sets, found by name
+work="${WORK:-.}"  # results/ and reports/ are written under it (tests use a temporary folder)
 results="$work/results/gpu"
+ablation="${ABLATION:-ablation-gpu}"
+ablation_name=$(basename "$ablation" .toml)
+steps=" ${STEPS:-tests profile fit overhead micro report ablation} "
 status=0
+wants() { case "$steps" in *" $1 "*) return 0 ;; *) return 1 ;; esac; }
 step() {  # step SECONDS COMMAND...: run it under a time limit; a failure is reported, not fatal
   limit=$1
   shift
   echo "== $*"
   timeout "$limit" "$@" || { echo "== exit $? from: $*"; status=1; return 1; }
 }
-pack() {  # with $OUT set: results/gpu and reports/gpu into one archive there, replaced whole
+pack() {  # with $OUT set: what this check writes, in one archive there, replaced whole
   [ -n "${OUT:-}" ] || return 0
-  (cd "$work" && tar -czf "$OUT/gpu-check.tar.part" results/gpu $(ls -d reports/gpu 2>/dev/null)) \
+  written=$(cd "$work" && ls -d results/gpu reports/gpu "results/$ablation_name" "reports/$ablation_name" 2>/dev/null)
+  [ -n "$written" ] || return 0
+  (cd "$work" && tar -czf "$OUT/gpu-check.tar.part" $written) \
     && mv "$OUT/gpu-check.tar.part" "$OUT/gpu-check.tar.gz" && echo "packed into $OUT/gpu-check.tar.gz"
 }
 cuda=$(python3 -c 'import torch; print(int(torch.cuda.is_available()))')
 if [ "$cuda" = 1 ]; then
-  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv
-  step 90 python3 -m pytest -q -p no:cacheprovider -o addopts= -m gpu tests/test_profile.py
+  nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv
+  device=cuda
+else
+  device=cpu
 fi
-step "${PROFILE_SECONDS:-430}" python3 -m bench profile --suite "${SUITE:-gpu}" --results "$results" \
-  ${MINUTES:+--minutes "$MINUTES"}
-pack
-if [ "$cuda" = 1 ]; then
+if wants tests && [ "$cuda" = 1 ]; then
+  step 75 python3 -m pytest -q -p no:cacheprovider -o addopts= -m gpu tests/test_profile.py tests/test_fast_path.py
+fi
+if wants profile; then
+  step "${PROFILE_SECONDS:-200}" python3 -m bench profile --suite "${SUITE:-gpu-fast}" --results "$results" --resume \
+    ${MINUTES:+--minutes "$MINUTES"}
+  pack
+fi
+if wants fit; then
+  step 60 python3 -m bench.benchmarks.fit_vs_step --device "$device" --results "$results" ${FIT_ARGS:-}
+  pack
+fi
+if wants overhead && [ "$cuda" = 1 ]; then
+  step 45 python3 -m bench.benchmarks.profiler_overhead --device cuda --variant unet-original --input 572 --batch 8 \
+    --rounds 10 --steps 10
+fi
+if wants micro && [ "$cuda" = 1 ]; then
   step 50 python3 -m pytest -q -p no:cacheprovider -o addopts= bench/benchmarks/test_micro.py -k model_step \
     --benchmark-max-time 0.5 --benchmark-json "$work/micro-gpu.json" \
     && step 30 python3 -m bench ingest "$work/micro-gpu.json" --results "$results"
 fi
-step 60 python3 -m bench report "$results" -o "$work/reports/gpu"
-pack
+if wants report; then
+  step 45 python3 -m bench report "$results" -o "$work/reports/gpu"
+  pack
+fi
+if wants ablation; then
+  step "${ABLATION_SECONDS:-400}" python3 -m bench run "$ablation" --resume -o "$work/results" --reports "$work/reports"
+  pack
+fi
 exit $status

@@ -119,10 +119,13 @@ def quality_table(frame: pd.DataFrame) -> pd.DataFrame:
     return aggregate.summarize(evals, by=("variant", "metric"))
 
 
+FIT_METRICS = ("fit_throughput", "step_throughput", "fit_to_step")  # bench.benchmarks.fit_vs_step
+
+
 def profile_rows(frame: pd.DataFrame) -> pd.DataFrame:
-    """The rows of profile measurements (micro-benchmarks aside)."""
+    """The rows of profile measurements (micro-benchmarks and fit against the step aside)."""
     return frame[(frame["stage"] == "profile") & frame["mode"].isin(["infer", "train"])
-                 & ~frame["metric"].str.startswith("micro_")]  # fmt: skip
+                 & ~frame["metric"].str.startswith("micro_") & ~frame["metric"].isin(FIT_METRICS)]  # fmt: skip
 
 
 def profile_table(measured: pd.DataFrame) -> pd.DataFrame:
@@ -777,6 +780,25 @@ def micro_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None
     return Section("Micro-benchmarks", "pytest-benchmark, bench/benchmarks/test_micro.py.", micro)
 
 
+def fit_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
+    """fit() against the profiler's training step (``python -m bench.benchmarks.fit_vs_step``)."""
+    rows = inputs.frame[inputs.frame["metric"].isin(FIT_METRICS)]
+    if rows.empty:
+        return None
+    keys = ["run_id", "variant", "device_name", "precision", "batch_size", "input_size"]
+    table = rows.pivot_table(index=keys, columns="metric", values="value", aggfunc="last").reset_index()
+    names = {"fit_throughput": "fit img/s", "step_throughput": "step img/s", "fit_to_step": "fit / step"}
+    table = table.reindex(columns=[*keys[1:], *names]).rename(columns=names)
+    return Section(
+        "Training loop against its step",
+        "img/s of fit() (tile sampling, elastic deformation, weight maps and weighted cross-entropy; its "
+        "first epoch as warm-up, no validation) beside the profiler's bare training step of the same "
+        "variant, batch, tile and precision, measured one after the other in one process. The target "
+        "on a GPU is a ratio of at least 0.9.",
+        table.round(3),
+    )  # fmt: skip
+
+
 def environment_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
     if inputs.frame.empty:
         return None
@@ -787,7 +809,7 @@ def environment_section(inputs: ReportInputs, figures: FigureFolder) -> Section 
 SECTIONS: tuple[SectionBuilder, ...] = (
     measured_section, summary_section, budget_section, untrained_section, quality_section, ablation_section, ranking_section,
     curves_section, runtime_section, memory_section, time_share_section, pareto_section, search_section,
-    search_front_section, isbi_reference_section, micro_section,
+    search_front_section, isbi_reference_section, micro_section, fit_section,
     environment_section,
 )  # fmt: skip
 

@@ -31,11 +31,17 @@ def test_the_gpu_suite_is_valid_and_covers_the_paper_net() -> None:
 def test_cpu_smoke_suite_writes_rows_for_every_configuration(tmp_path: Path) -> None:
     run_dir, done = run_profile_suite("cpu-smoke", tmp_path, device="cpu", log=lambda line: None)
     frame = read_results(run_dir)
-    assert len(done) == 16 + 2 * 3  # 2 modes x 2 precisions x 2 batches x 2 layouts, 2 sizes x batches 1, 2, 4
+    # 2 modes x 2 precisions x 2 batches x 2 layouts, 2 sizes x batches 1, 2, 4, then the fast path:
+    # CUDA graphs x concatenation buffers, and fused convolutions
+    assert len(done) == 16 + 2 * 3 + 4 + 1
     assert set(frame["suite"]) == {"cpu-smoke"} and set(frame["precision"]) == {"fp32", "bf16"}
     throughput = frame[frame["metric"] == "throughput"]
-    assert len(throughput) == len(done) and (throughput["value"] > 0).all()
-    assert set(throughput["mode"]) == {"train", "infer"} and set(throughput["setting"]) == {"eager", "channels_last"}
+    assert len(throughput) == len(done) - 3 and (throughput["value"] > 0).all()
+    assert set(throughput["mode"]) == {"train", "infer"}
+    assert set(throughput["setting"]) == {"eager", "channels_last", "concat_buffers"}
+    skipped = frame[frame["metric"] == "skipped"]
+    assert sorted(skipped["setting"]) == ["cuda_graphs", "cuda_graphs, concat_buffers", "fused_conv"]
+    assert all("need a CUDA device" in extra for extra in skipped["extra"])
     assert sorted(throughput[throughput["mode"] == "infer"]["input_size"].unique()) == [188, 204]
 
 
@@ -113,15 +119,19 @@ def test_a_configuration_that_raises_is_a_row_and_the_suite_goes_on(tmp_path: Pa
 
 
 def test_the_prepared_gpu_check_runs_end_to_end(tmp_path: Path) -> None:
-    """bench/gpu_check.sh with the CPU-sized suite: every step of the GPU call works, and what
-    comes back is one archive (the device returns only a few files) that unpacks into results
-    carrying the environment fingerprint, so a lent GPU's minutes go to measuring, not debugging."""
+    """bench/gpu_check.sh with CPU-sized suites: every step of the GPU calls works (profile,
+    fit against the step, report, ablation with its report), and what comes back is one archive
+    (the device returns only a few files) that unpacks into results carrying the environment
+    fingerprint, so a lent GPU's minutes go to measuring, not debugging."""
     out, work, back = tmp_path / "out", tmp_path / "work", tmp_path / "back"
     out.mkdir()
     env = {
         **os.environ,
         "SUITE": "cpu-smoke",
         "MINUTES": "0.15",
+        "FIT_ARGS": '--variant unet-16 --overrides {"base_width":8} --tile 188 --batch 2 --precision fp32 '
+        "--steps 2 --max-seconds 1",
+        "ABLATION": str(REPO / "tests" / "data" / "tiny-suite.toml"),
         "OUT": str(out),
         "WORK": str(work),
         "PATH": f"{Path(sys.executable).parent}:{os.environ['PATH']}",
@@ -138,3 +148,8 @@ def test_the_prepared_gpu_check_runs_end_to_end(tmp_path: Path) -> None:
     env_details = json.loads(frame["extra"].iloc[0])["env"]
     assert {"device_count", "driver_version", "cudnn_version", "cpu_model", "cpu_threads"} <= env_details.keys()
     assert (back / "reports" / "gpu" / "report.html").exists()
+    fit = frame[frame["metric"] == "fit_to_step"]
+    assert len(fit) == 1 and 0 < fit["value"].item() < 2 and fit["setting"].item() == "fit"
+    ablation = read_results(back / "results" / "tiny-suite")
+    assert set(ablation["variant"]) >= {"unet-original", "resunet"} and (ablation["stage"] == "eval").any()
+    assert (back / "reports" / "tiny-suite" / "report.html").exists()

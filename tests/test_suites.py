@@ -17,7 +17,8 @@ from tests.conftest import TINY_SEARCH
 
 TINY_SUITE = TINY_SEARCH.parent / "tiny-suite.toml"  # every section, a search and two variants
 
-TRAINING_SUITES = sorted(p.stem for p in SUITES_DIR.glob("*.toml") if p.stem not in ("gpu", "cpu-smoke"))
+PROFILE_SUITES = ("gpu", "gpu-fast", "cpu-smoke")  # [[sweep]] tables, for `profile --suite`
+TRAINING_SUITES = sorted(p.stem for p in SUITES_DIR.glob("*.toml") if p.stem not in PROFILE_SUITES)
 
 
 @pytest.mark.parametrize("name", TRAINING_SUITES)
@@ -51,7 +52,7 @@ def test_quick_suite_spans_blocks_nonlinearities_and_widths() -> None:
 
 
 def test_profile_suites_validate() -> None:
-    for name in ("gpu", "cpu-smoke"):
+    for name in PROFILE_SUITES:
         header, configs = load_profile_suite(name)
         assert configs and header["name"] == name
 
