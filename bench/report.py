@@ -609,7 +609,9 @@ def runtime_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
         "Runtime",
         "One line per measured configuration: median step time as img/s with the 95 % interval of the "
         "median, output megapixels/s, latency percentiles, achieved TFLOP/s and model-FLOPs utilisation "
-        f"(MFU) against the device's dense peak, and peak memory. The figures show {plotted}.",
+        "(MFU) against the device's dense peak, and peak memory. `x eager`, where fast-path settings were "
+        "measured: img/s over the eager line of the same run (same layout, batch and input); where the two "
+        f"intervals overlap, the difference is not resolved. The figures show {plotted}.",
         profile_configurations(inputs.measured), stem,
     )  # fmt: skip
 
@@ -943,9 +945,11 @@ def profile_configurations(measured: pd.DataFrame) -> pd.DataFrame:
         latest = group[group["run_id"] == group["run_id"].iloc[-1]].drop_duplicates("metric", keep="last")
         values = latest.set_index("metric")
         line: dict[str, Any] = dict(zip(CONFIGURATION, keys))
+        line["_run"], line["_img_s"] = latest["run_id"].iloc[0], (math.nan, math.nan, math.nan)
         if "throughput" in values.index:
             t = values.loc["throughput"]
             line["img/s"] = f"{t['value']:.1f} [{t['ci_low']:.1f}, {t['ci_high']:.1f}]"
+            line["_img_s"] = (float(t["value"]), float(t["ci_low"]), float(t["ci_high"]))
         for measure, column in RUNTIME_COLUMNS.items():
             if measure in values.index:
                 line[column] = round(float(values.loc[measure, "value"]), 3)
@@ -958,8 +962,30 @@ def profile_configurations(measured: pd.DataFrame) -> pd.DataFrame:
             line["img/s"] = "out of memory" if outcome == "oom" else f"{outcome}: {reason}"
         lines.append(line)
     table = pd.DataFrame(lines)
+    if any(setting not in ("eager", "channels_last") for setting in table["setting"]):
+        table.insert(table.columns.get_loc("img/s") + 1, "x eager", against_eager(table))
+    table = table.drop(columns=["_run", "_img_s"])
     table = table.sort_values(["variant", "mode", "precision", "input_size", "setting", "batch_size"], kind="stable")
     return table.astype(object).where(table.notna(), "")
+
+
+def against_eager(table: pd.DataFrame) -> list[str]:
+    """Each line's img/s over its eager twin's (same variant, mode, precision, batch, input and
+    layout) in the same run, so a fast-path setting is never compared with another run's eager."""
+    lines = table.to_dict("records")
+    twin = ["variant", "mode", "precision", "batch_size", "input_size", "_run"]
+    eager = {(*(line[k] for k in twin), line["setting"]): line["_img_s"] for line in lines}
+    column = []
+    for line in lines:
+        base = "channels_last" if "channels_last" in str(line["setting"]).split(", ") else "eager"
+        value, low, high = line["_img_s"]
+        ref_value, ref_low, ref_high = eager.get((*(line[k] for k in twin), base), (math.nan,) * 3)
+        if line["setting"] == base or math.isnan(value) or math.isnan(ref_value):
+            column.append("")
+            continue
+        overlap = low <= ref_high and ref_low <= high  # the medians' intervals: not resolved
+        column.append(f"{value / ref_value:.2f}x" + (" (intervals overlap)" if overlap else ""))
+    return column
 
 
 def micro_table(frame: pd.DataFrame) -> pd.DataFrame:

@@ -5,7 +5,10 @@ row that says why, never a silent fallback measured as if it had run."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
+
+import pandas as pd
 
 import pytest
 import torch
@@ -13,7 +16,7 @@ import torch.nn.functional as F
 
 from bench.profile import ProfileCfg, measure
 from bench.profile_suite import run_profile_suite
-from bench.report import profile_configurations
+from bench.report import against_eager, profile_configurations
 from bench.store import read_results
 from variants import resolve_config
 
@@ -104,6 +107,22 @@ def test_a_fast_path_suite_reports_every_setting_against_eager(tmp_path: Path) -
     assert set(table.index) == {"eager", "concat_buffers", "cuda_graphs", "cuda_graphs, concat_buffers"}
     assert table.loc["eager", "img/s"][0].isdigit() and table.loc["concat_buffers", "img/s"][0].isdigit()
     assert table.loc["cuda_graphs", "img/s"].startswith("skipped: cuda_graphs: CUDA graphs need a CUDA device")
+    assert table.loc["eager", "x eager"] == "" and table.loc["cuda_graphs", "x eager"] == ""
+    assert re.fullmatch(r"\d+\.\d\dx( \(intervals overlap\))?", table.loc["concat_buffers", "x eager"])
+
+
+def test_against_eager_compares_within_one_run_and_says_when_intervals_overlap() -> None:
+    def line(setting: str, run: str, img_s: tuple[float, float, float]) -> dict:
+        return {"variant": "v", "mode": "train", "precision": "bf16", "batch_size": 8, "input_size": 572,
+                "setting": setting, "_run": run, "_img_s": img_s}  # fmt: skip
+
+    table = pd.DataFrame([
+        line("channels_last", "r1", (100.0, 98.0, 102.0)),
+        line("channels_last, cuda_graphs", "r1", (200.0, 196.0, 204.0)),  # resolved: 2.00x
+        line("channels_last, concat_buffers", "r1", (101.0, 97.0, 105.0)),  # within eager's interval
+        line("compile=default", "r2", (300.0, 290.0, 310.0)),  # no eager line in its own run
+    ])  # fmt: skip
+    assert against_eager(table) == ["", "2.00x", "1.01x (intervals overlap)", ""]
 
 
 @pytest.mark.gpu
