@@ -71,10 +71,19 @@ class TileSampler:
     """Random training tiles of images of any size. Each tile is cut with mirrored indices (the
     same pixels as a mirror-padded image, without storing one), so a tile anywhere in the image,
     border included, has the context the network needs; images smaller than the output tile are
-    mirrored to fill it."""
+    mirrored to fill it. On a GPU the images, labels and weight maps live on the device when they
+    take at most a quarter of its memory, so a step cuts its tiles there instead of gathering them
+    on the host and copying them over (issue 20: the loop must keep up with its step)."""
 
     def __init__(
-        self, data: Dataset, input_tile: int, output_tile: int, w0: float, sigma: float, target: TargetName = "binary"
+        self,
+        data: Dataset,
+        input_tile: int,
+        output_tile: int,
+        w0: float,
+        sigma: float,
+        target: TargetName = "binary",
+        device: torch.device | None = None,  # None: the host
     ):
         if not len(data):
             raise ValueError("no training images")
@@ -86,6 +95,12 @@ class TileSampler:
             image = sample.image if sample.image.ndim == 3 else sample.image[None]
             stack = np.concatenate([image, labels[None].astype(np.float32), weights[None]])
             self.entries.append(torch.from_numpy(np.ascontiguousarray(stack, dtype=np.float32)))
+        if (
+            device is not None
+            and device.type == "cuda"
+            and 4 * sum(e.numel() for e in self.entries) <= resident_limit(device)
+        ):
+            self.entries = [entry.to(device) for entry in self.entries]
 
     def sample(self, batch: int, generator: torch.Generator) -> torch.Tensor:
         """(B, C + 2, T, T): image channels, labels and weight map of ``batch`` random input tiles."""
@@ -96,16 +111,21 @@ class TileSampler:
             h, w = stack.shape[-2:]
             y = int(torch.randint(max(h, self.output_tile) - self.output_tile + 1, (1,), generator=generator))
             x = int(torch.randint(max(w, self.output_tile) - self.output_tile + 1, (1,), generator=generator))
-            rows = mirror_indices(y - self.border, self.input_tile, h)
-            cols = mirror_indices(x - self.border, self.input_tile, w)
+            rows = mirror_indices(y - self.border, self.input_tile, h, stack.device)
+            cols = mirror_indices(x - self.border, self.input_tile, w, stack.device)
             tiles.append(stack[:, rows][:, :, cols])
         return torch.stack(tiles)
 
 
-def mirror_indices(start: int, length: int, size: int) -> torch.Tensor:
+def resident_limit(device: torch.device) -> int:
+    """Bytes of training data kept on a GPU: a quarter of its memory, the rest for the model."""
+    return torch.cuda.get_device_properties(device).total_memory // 4
+
+
+def mirror_indices(start: int, length: int, size: int, device: torch.device | None = None) -> torch.Tensor:
     """Indices ``start .. start + length - 1`` of an axis of ``size`` pixels mirrored at both
     ends (numpy's ``symmetric`` padding, repeated as often as needed)."""
-    index = torch.arange(start, start + length) % (2 * size)
+    index = torch.arange(start, start + length, device=device) % (2 * size)
     return torch.where(index >= size, 2 * size - 1 - index, index)
 
 
@@ -287,7 +307,9 @@ class Trainer:
         model.to(self.device)
         self.input_tile = config.valid_input_size(cfg.tile)
         output_tile = config.output_size(self.input_tile)
-        self.sampler = TileSampler(train_data, self.input_tile, output_tile, cfg.w0, cfg.sigma, cfg.instance_target)
+        self.sampler = TileSampler(
+            train_data, self.input_tile, output_tile, cfg.w0, cfg.sigma, cfg.instance_target, self.device
+        )
         self.optimizer = make_optimizer(model, cfg)
         torch.manual_seed(cfg.seed)  # dropout draws from the global generator
         self.generator = torch.Generator().manual_seed(cfg.seed)

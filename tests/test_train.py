@@ -247,3 +247,17 @@ def test_a_job_scores_its_best_epoch_with_or_without_a_checkpoint_folder(tmp_pat
     # scored on the validation sections here: the final V_rand is the best epoch's, not the last one's
     best = max(h["v_rand"] for h in in_memory.fit.history)
     assert in_memory.final["v_rand"] == pytest.approx(best, abs=1e-12)
+
+
+@pytest.mark.gpu
+def test_tiles_are_cut_on_the_gpu_and_equal_the_hosts() -> None:
+    """On a GPU the sampler keeps the images, labels and weight maps there and cuts each tile
+    there (issue 20); the tiles are the very pixels the host would have cut."""
+    from bench.train import TileSampler
+
+    data = synthetic_em(count=3, size=96)
+    host = TileSampler(data, 92, 4, 10.0, 5.0)
+    gpu = TileSampler(data, 92, 4, 10.0, 5.0, device=torch.device("cuda"))
+    assert gpu.entries[0].is_cuda and not host.entries[0].is_cuda
+    tiles = [sampler.sample(4, torch.Generator().manual_seed(3)) for sampler in (host, gpu)]
+    assert tiles[1].is_cuda and torch.equal(tiles[0], tiles[1].cpu())
