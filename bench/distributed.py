@@ -16,7 +16,7 @@ search workers; there is no queue or scheduler of ours.
 
 from __future__ import annotations
 
-import multiprocessing
+import functools
 import os
 import socket
 import sys
@@ -27,9 +27,8 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-import torch
 
-from bench.errors import UsageError, UserError, WorkerError
+from bench.errors import UsageError, WorkerError
 from bench.paths import safe_part
 from bench.run import Retrain, retrain, retrain_jobs
 from bench.search import (
@@ -44,10 +43,9 @@ from bench.search import (
     open_study,
     optimize,
     remaining_trials,
-    visible_gpus,
-    worker_gpus,
 )
 from bench.suite import SuiteCfg
+from bench.workers import run_workers
 
 RUNNING = optuna.trial.TrialState.RUNNING
 WAITING = optuna.trial.TrialState.WAITING
@@ -205,15 +203,9 @@ def status_lines(run_dir: Path, url: str) -> list[str]:
     return lines
 
 
-def _work(suite: SuiteCfg, run_dir: Path, url: str, seeds: int, threads: int, gpu: str | None) -> None:
-    if gpu is not None:  # before anything touches CUDA: this worker sees one GPU, as cuda:0
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    torch.set_num_threads(threads)  # workers share the cores instead of fighting over them
-    try:
-        Worker(suite, run_dir, url, seeds).run()
-    except UserError as exc:
-        print(f"unet-bench: error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
+def _run_jobs(suite: SuiteCfg, run_dir: Path, url: str, seeds: int) -> None:
+    """One worker's job (``bench.workers``): search trials and retrain jobs until none is left."""
+    Worker(suite, run_dir, url, seeds).run()
 
 
 def run_distributed(
@@ -224,15 +216,7 @@ def run_distributed(
     every search trial and retrain job of the suite is done. A worker that died while the others
     finished its jobs is said, not an error."""
     prepare(suite, run_dir, url, seeds)
-    context = multiprocessing.get_context("spawn")
-    threads = threads or max(1, (os.cpu_count() or 1) // workers)  # each worker's torch threads
-    procs = [context.Process(target=_work, args=(suite, run_dir, url, seeds, threads, gpu))
-             for gpu in worker_gpus(workers, visible_gpus())]  # fmt: skip
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join()
-    failed = [f"worker {i + 1} (exit {p.exitcode})" for i, p in enumerate(procs) if p.exitcode != 0]
+    failed = run_workers(functools.partial(_run_jobs, suite, run_dir, url, seeds), workers, threads=threads)
     if failed and Worker(suite, run_dir, url, seeds).counts()["done"] == len(retrain_jobs(suite, seeds)):
         log(f"{', '.join(failed)} stopped; its jobs were retried by the other workers and every job is done")
     elif failed:

@@ -11,8 +11,8 @@ trial of a worker that died.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
-import multiprocessing
 import os
 import re
 import socket
@@ -28,14 +28,13 @@ from urllib.parse import quote
 
 import optuna
 import sqlalchemy.exc
-import torch
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says it shorter
 
 from bench.atomic import atomic_write_bytes
 from bench.data import format_sections
 from bench.device import resolve_device
-from bench.errors import DoesNotFitError, SearchError, StorageError, UserError, WorkerError, first_line
+from bench.errors import DoesNotFitError, SearchError, StorageError, WorkerError, first_line
 from bench.job import TrainJob, job_settings, job_split, run_job, suite_job, validation_sections
 from bench.metrics import HIGHER_IS_BETTER
 from bench.paths import safe_part
@@ -46,6 +45,7 @@ from bench.store import ResultWriter
 from bench.suite import COSTS, SearchCfg, SuiteCfg
 from bench.suite_file import SuiteError
 from bench.train import Callback, EpochState
+from bench.workers import run_workers
 from variants import resolve_config
 from variants.registry import count_parameters
 
@@ -485,36 +485,14 @@ def wait_for_running(study: optuna.Study, suite: SuiteCfg, run_dir: Path, url: s
         optimize(study, suite, run_dir, url, variant)
 
 
-def _worker(
-    url: str, study_name: str, suite: SuiteCfg, run_dir: Path, variant: str, threads: int, gpu: str | None
-) -> None:
-    if gpu is not None:  # before anything touches CUDA: this worker sees one GPU, as cuda:0
-        os.environ["CUDA_VISIBLE_DEVICES"] = gpu
-    torch.set_num_threads(threads)  # workers share the machine's cores instead of fighting over them
-    try:
-        storage = open_storage(url)
-        search = suite.search
-        assert search is not None  # a suite reaches the workers only with a [search] section
-        study = optuna.load_study(
-            study_name=study_name, storage=storage, sampler=make_sampler(search), pruner=make_pruner(search)
-        )
-        optimize(study, suite, run_dir, url, variant)
-    except UserError as exc:  # one line, as the command itself prints it; the parent reports the exit
-        print(f"unet-bench: error: {exc}", file=sys.stderr, flush=True)
-        sys.exit(2)
-
-
-def visible_gpus() -> list[str]:
-    """The GPUs workers may take, as CUDA_VISIBLE_DEVICES names them for this process."""
-    listed = os.environ.get("CUDA_VISIBLE_DEVICES")
-    if listed is not None:
-        return [g.strip() for g in listed.split(",") if g.strip()]
-    return [str(i) for i in range(torch.cuda.device_count())]
-
-
-def worker_gpus(workers: int, gpus: list[str]) -> list[str | None]:
-    """One GPU per worker, in turn (more workers than GPUs share them); None without GPUs."""
-    return [gpus[i % len(gpus)] if gpus else None for i in range(workers)]
+def _search_trials(url: str, study_name: str, suite: SuiteCfg, run_dir: Path, variant: str) -> None:
+    """One search worker's job (``bench.workers``): the study's trials until none is left."""
+    search = suite.search
+    assert search is not None  # a suite reaches the workers only with a [search] section
+    study = optuna.load_study(
+        study_name=study_name, storage=open_storage(url), sampler=make_sampler(search), pruner=make_pruner(search)
+    )
+    optimize(study, suite, run_dir, url, variant)
 
 
 def directions(search: SearchCfg) -> list[optuna.study.StudyDirection]:
@@ -623,31 +601,15 @@ def run_search(suite: SuiteCfg, run_dir: Path, storage_url: str | None = None, s
             # so two workers could both take the untuned one and both tell it; it runs here first
             waiting = study.get_trials(states=(optuna.trial.TrialState.WAITING,))
             optimize(study, suite, run_dir, url, variant, limit=len(waiting))
-        run_workers(url, name, suite, run_dir, variant, workers, gpus)
+        failed = run_workers(functools.partial(_search_trials, url, name, suite, run_dir, variant), workers, gpus)
+        if failed:
+            raise WorkerError(
+                f"{len(failed)} of {workers} search workers stopped: {', '.join(failed)}; their errors are "
+                "printed above; finished trials are kept: run the same command again to resume"
+            )
     wait_for_running(study, suite, run_dir, url, variant)
     study = optuna.load_study(study_name=name, storage=storage)
     if search.multi_objective and study.best_trials:
         rows = pareto_rows(study, suite, search_run_id(run_dir), variant)
         ResultWriter(run_dir).append(rows, name=f"search-pareto-{variant}")
     return study
-
-
-def run_workers(url: str, name: str, suite: SuiteCfg, run_dir: Path, variant: str, workers: int,
-                gpus: list[str] | None) -> None:  # fmt: skip
-    """Run the study's trials in ``workers`` processes, one GPU each in turn."""
-    context = multiprocessing.get_context("spawn")
-    threads = max(1, (os.cpu_count() or 1) // workers)
-    devices = worker_gpus(workers, visible_gpus() if gpus is None else gpus)
-    procs = [
-        context.Process(target=_worker, args=(url, name, suite, run_dir, variant, threads, gpu)) for gpu in devices
-    ]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join()
-    failed = [f"worker {i + 1} (exit {p.exitcode})" for i, p in enumerate(procs) if p.exitcode != 0]
-    if failed:
-        raise WorkerError(
-            f"{len(failed)} of {workers} search workers stopped: {', '.join(failed)}; their errors are printed "
-            f"above; finished trials are kept: run the same command again to resume"
-        )

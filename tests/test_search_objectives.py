@@ -10,7 +10,8 @@ import optuna
 import pytest
 
 from bench.errors import SearchError
-from bench.search import UNTUNED, chosen_trial, run_search, worker_gpus
+from bench.search import UNTUNED, chosen_trial, run_search
+from bench.workers import worker_gpus
 from bench.store import read_results
 from bench.suite import load_suite
 from bench.suite_file import SuiteError
