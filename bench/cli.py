@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, TypeAlias
 from bench.console import format_table
 from bench.errors import UsageError, UserError
 from bench.outputs import OutputRoot, add_out_argument, dashboard_line, output_root
+from bench.schema import COMPILE_MODES
 
 if TYPE_CHECKING:
     import optuna
@@ -584,8 +585,8 @@ def add_profile(sub: Commands) -> None:
     p.add_argument("--precision", choices=["fp32", "tf32", "fp16", "bf16"], default="fp32",
                    help="numeric precision (fp16 / bf16 under autocast; tf32 matmuls on Ampere and later)")  # fmt: skip
     p.add_argument("--channels-last", action="store_true", help="NHWC memory layout for model and input")
-    p.add_argument("--compile", nargs="?", const="default", metavar="MODE",
-                   help="torch.compile the model (mode 'default', or max-autotune, reduce-overhead, ...)")  # fmt: skip
+    p.add_argument("--compile", nargs="?", const="default", choices=COMPILE_MODES,
+                   help="torch.compile the model (mode 'default' when none is given)")  # fmt: skip
     p.add_argument("--cuda-graphs", action="store_true", help="fast path: replay the eager step from a CUDA graph")
     p.add_argument("--fused-conv", action="store_true",
                    help="fast path: Inductor's Triton convolution templates, bias and ReLU fused (CUDA)")  # fmt: skip

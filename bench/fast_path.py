@@ -33,8 +33,7 @@ FUSED_CONV_OPTIONS: dict[str, str | bool] = {
     "max_autotune": True,
     "max_autotune_conv_backends": "TRITON",
     "epilogue_fusion": True,
-    "autotune_fallback_to_aten": True,  # a convolution no template covers (transposed) stays cuDNN's
-}
+}  # a convolution no template covers (the transposed up-convolutions) stays ATen's (cuDNN)
 CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")  # compile modes that capture graphs themselves
 
 
@@ -46,6 +45,10 @@ def skip_reason(cfg: ProfileCfg, device: torch.device) -> str | None:
             return f"cuda_graphs: CUDA graphs need a CUDA device; {here}"
         if cfg.compile in CUDAGRAPH_MODES:
             return f"cuda_graphs: compile mode {cfg.compile!r} captures CUDA graphs itself"
+        if cfg.compile or cfg.fused_conv:
+            return "cuda_graphs: captures the eager step; for a compiled network use compile mode 'reduce-overhead'"
+        if cfg.breakdown:
+            return "cuda_graphs: a replayed graph is one launch to the profiler, so its time cannot be split by operation"
         if cfg.mode == "train" and cfg.precision == "fp16":
             return "cuda_graphs: fp16 training's loss scaler checks for overflow on the host, which a graph cannot capture; use bf16"
     if cfg.fused_conv:
@@ -79,15 +82,16 @@ def cuda_graphed(body: Callable[[], None], reset: Callable[[], None], device: to
     """``body`` captured in a CUDA graph: warmed up on a side stream (as capture requires),
     captured once, then replayed. ``reset`` runs before each warm-up step and before the capture
     (a training step's ``zero_grad``: the captured backward then writes the gradients in place)."""
-    side = torch.cuda.Stream(device)
-    side.wait_stream(torch.cuda.current_stream(device))
-    with torch.cuda.stream(side):
-        for _ in range(3):
-            reset()
+    with torch.cuda.device(device):  # capture uses the current device's streams: make it the measured one
+        side = torch.cuda.Stream(device)
+        side.wait_stream(torch.cuda.current_stream(device))
+        with torch.cuda.stream(side):
+            for _ in range(3):
+                reset()
+                body()
+        torch.cuda.current_stream(device).wait_stream(side)
+        graph = torch.cuda.CUDAGraph()
+        reset()
+        with torch.cuda.graph(graph):
             body()
-    torch.cuda.current_stream(device).wait_stream(side)
-    graph = torch.cuda.CUDAGraph()
-    reset()
-    with torch.cuda.graph(graph):
-        body()
     return graph.replay

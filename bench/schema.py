@@ -101,6 +101,10 @@ def config_hash(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+# torch.compile's modes, as a profile setting names them (``--compile MODE``, a suite's ``compile``)
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+
+
 def profile_setting(channels_last: bool, compile_mode: str | None, fast_path: Sequence[str] = ()) -> str:
     """How a profile configuration ran beyond precision and batch: 'channels_last',
     'compile=MODE', the fast-path settings on (``bench.fast_path``), or 'eager' for none. Rows

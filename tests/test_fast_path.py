@@ -65,6 +65,22 @@ def test_a_second_forward_before_backward_is_an_error_not_a_wrong_gradient() -> 
         first.backward()
 
 
+def test_concat_buffers_survive_inference_mode_and_are_not_copied_with_the_model() -> None:
+    """A forward under inference_mode leaves inference tensors behind, which autograd cannot
+    save: the next training forward makes its buffers again. A copy or a saved model carries
+    the setting, not the last step's scratch memory."""
+    import copy
+
+    model = resolve_config("unet-16", base_width=8).build()
+    model.use_concat_buffers(True)
+    x = torch.randn(1, 1, 188, 188)
+    with torch.inference_mode():
+        model(x)
+    model(x).sum().backward()
+    twin = copy.deepcopy(model)
+    assert model.concat_buffers.buffers and twin.concat_buffers is not None and not twin.concat_buffers.buffers
+
+
 def test_concat_buffers_are_measured_on_cpu_as_their_own_setting() -> None:
     m = measure(ProfileCfg("unet-16", mode="train", device="cpu", concat_buffers=True, **FAST))
     assert m.skipped is None and m.failed is None and len(m.step_seconds) >= 2
@@ -126,11 +142,25 @@ def test_against_eager_compares_within_one_run_and_says_when_intervals_overlap()
 
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("settings", [{"cuda_graphs": True}, {"fused_conv": True}, {"concat_buffers": True}])
-def test_each_fast_path_setting_runs_on_a_gpu(settings: dict) -> None:
+@pytest.mark.parametrize("settings", [{"cuda_graphs": True}, {"concat_buffers": True}, {"cuda_graphs": True, "concat_buffers": True}])
+def test_each_eager_fast_path_setting_runs_on_a_gpu(settings: dict) -> None:
     for mode in ("infer", "train"):
         m = measure(ProfileCfg("unet-16", mode=mode, precision="bf16", channels_last=True, device="cuda", **FAST, **settings))
         assert m.skipped is None and m.failed is None and m.summary()["throughput"][0] > 0
+
+
+@pytest.mark.gpu
+@pytest.mark.parametrize(
+    ("settings", "reason"),
+    [
+        ({"cuda_graphs": True, "compile": "default"}, "for a compiled network use compile mode 'reduce-overhead'"),
+        ({"cuda_graphs": True, "breakdown": True}, "cannot be split by operation"),
+        ({"fused_conv": True, "compile": "default"}, "leave compile unset"),
+    ],
+)
+def test_fast_path_combinations_that_would_mismeasure_are_skipped_on_a_gpu(settings: dict, reason: str) -> None:
+    m = measure(ProfileCfg("unet-16", mode="train", precision="bf16", device="cuda", **FAST, **settings))
+    assert m.skipped is not None and reason in m.skipped
 
 
 @pytest.mark.gpu

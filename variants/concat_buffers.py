@@ -36,6 +36,13 @@ class ConcatBuffers:
     def __init__(self) -> None:
         self.buffers: dict[int, torch.Tensor] = {}
 
+    def __getstate__(self) -> dict[str, Any]:
+        """A copied or saved model carries the setting, not the step's scratch memory."""
+        return {"buffers": {}}
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> ConcatBuffers:
+        return ConcatBuffers()
+
     def cat(self, level: int, skip: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
         shape = (skip.shape[0], skip.shape[1] + up.shape[1], *up.shape[2:])
         dtype = torch.result_type(skip, up)
@@ -48,6 +55,7 @@ class ConcatBuffers:
             or buffer.dtype != dtype
             or buffer.device != up.device
             or not buffer.is_contiguous(memory_format=layout)
+            or buffer.is_inference() != torch.is_inference_mode_enabled()  # inference tensors cannot be saved
         ):
             buffer = torch.empty(shape, dtype=dtype, device=up.device, memory_format=layout)
             self.buffers[level] = buffer

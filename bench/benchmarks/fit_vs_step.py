@@ -66,6 +66,14 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     args.device = str(device)
+    try:
+        overrides = json.loads(args.overrides)
+    except json.JSONDecodeError as exc:
+        parser.error(f"--overrides: not JSON ({exc})")
+    if not isinstance(overrides, dict):
+        parser.error(f"--overrides: a JSON object of model fields, got {args.overrides}")
+    if args.precision == "bf16" and device.type != "cuda":  # fit() uses autocast on CUDA only
+        parser.error(f"--precision bf16: fit() trains in bf16 on CUDA only; on the {device.type} use fp32")
     fit_ips, step_ips = fit_images_per_second(args), step_images_per_second(args)
     ratio = fit_ips / step_ips
     print(

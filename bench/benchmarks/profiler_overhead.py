@@ -62,6 +62,8 @@ def main() -> None:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
+    if args.rounds < 2 or args.rounds % 2:
+        parser.error(f"--rounds {args.rounds}: an even number, at least 2, so that each method goes first as often")
     device = resolve_device(args.device)
 
     cfg = ProfileCfg(
