@@ -332,8 +332,9 @@ class Trainer:
             state["elapsed_seconds"],
         )  # fmt: skip
 
-    def step(self, step: int, epoch: int, clock: Clock) -> float:
-        """One optimizer step on a fresh batch of augmented tiles; returns its loss."""
+    def step(self, step: int, epoch: int, clock: Clock) -> torch.Tensor:
+        """One optimizer step on a fresh batch of augmented tiles; returns its loss, still on the
+        device: reading it here would make the host wait for the GPU every step."""
         cfg, crop, end = self.cfg, self.crop, self.input_tile - self.crop
         tiles = self.sampler.sample(cfg.batch_size, self.generator).to(self.device)
         images, labels, weights = augment_batch(
@@ -344,12 +345,6 @@ class Trainer:
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
             logits = self.model(images)
         loss = segmentation_loss(cfg.loss, logits.float(), labels, weights)
-        if not torch.isfinite(loss):
-            kept = f"; the last good checkpoint is {self.checkpoint_dir / 'last.pt'}" if self.checkpoint_dir else ""
-            raise NonFiniteLossError(
-                f"loss became {loss.item()} at step {step} (epoch {epoch}); lower the learning rate "
-                f"(lr={cfg.lr}) or enable grad_clip{kept}"
-            )
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if cfg.grad_clip:
@@ -358,13 +353,16 @@ class Trainer:
         for group in self.optimizer.param_groups:
             group["lr"] = cfg.lr * factor
         self.optimizer.step()
-        return loss.item()
+        return loss.detach()
 
     def train_epoch(self, epoch: int, progress: FitProgress, clock: Clock) -> tuple[list[float], bool]:
-        """The epoch's steps and their losses; True when the budget ended it early."""
+        """The epoch's steps and their losses; True when the budget ended it early. The losses
+        are read once, at the end (the only wait for the GPU in an epoch), and the first one
+        that is not finite stops the run before anything of this epoch is saved."""
         self.model.train()
         epoch_start = time.perf_counter()
-        losses: list[float] = []
+        first_step = progress.step
+        losses: list[torch.Tensor] = []
         over_budget = False
         for _ in range(self.cfg.steps_per_epoch):
             if clock.over_budget():
@@ -372,8 +370,21 @@ class Trainer:
                 break
             losses.append(self.step(progress.step, epoch, clock))
             progress.step += 1
+        values = torch.stack(losses).tolist() if losses else []
         progress.train_s += time.perf_counter() - epoch_start
-        return losses, over_budget
+        self.check_finite(values, first_step, epoch)
+        return values, over_budget
+
+    def check_finite(self, losses: list[float], first_step: int, epoch: int) -> None:
+        """Raise at the first loss that is not finite, naming its step and the last good checkpoint."""
+        bad = next((i for i, value in enumerate(losses) if not math.isfinite(value)), None)
+        if bad is None:
+            return
+        kept = f"; the last good checkpoint is {self.checkpoint_dir / 'last.pt'}" if self.checkpoint_dir else ""
+        raise NonFiniteLossError(
+            f"loss became {losses[bad]} at step {first_step + bad} (epoch {epoch}); lower the learning rate "
+            f"(lr={self.cfg.lr}) or enable grad_clip{kept}"
+        )
 
     def end_epoch(self, epoch: int, losses: list[float], progress: FitProgress, clock: Clock) -> EpochState:
         """Validate, keep the best model in ``best.pt``, and save ``last.pt`` for a resume."""
