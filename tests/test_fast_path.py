@@ -156,6 +156,7 @@ def test_each_eager_fast_path_setting_runs_on_a_gpu(settings: dict) -> None:
         ({"cuda_graphs": True, "compile": "default"}, "for a compiled network use compile mode 'reduce-overhead'"),
         ({"cuda_graphs": True, "breakdown": True}, "cannot be split by operation"),
         ({"fused_conv": True, "compile": "default"}, "leave compile unset"),
+        ({"compile": "max-autotune", "breakdown": True}, "replays CUDA graphs, one launch to the profiler"),
     ],
 )
 def test_fast_path_combinations_that_would_mismeasure_are_skipped_on_a_gpu(settings: dict, reason: str) -> None:
