@@ -790,7 +790,7 @@ def fit_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
     keys = ["run_id", "variant", "device_name", "precision", "batch_size", "input_size"]
     table = rows.pivot_table(index=keys, columns="metric", values="value", aggfunc="last").reset_index()
     names = {"fit_throughput": "fit img/s", "step_throughput": "step img/s", "fit_to_step": "fit / step"}
-    table = table.reindex(columns=[*keys[1:], *names]).rename(columns=names)
+    table = table.reindex(columns=[*keys[1:], *names]).rename(columns=names).rename_axis(columns=None)
     return Section(
         "Training loop against its step",
         "img/s of fit() (tile sampling, elastic deformation, weight maps and weighted cross-entropy; its "

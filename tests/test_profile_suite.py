@@ -150,6 +150,8 @@ def test_the_prepared_gpu_check_runs_end_to_end(tmp_path: Path) -> None:
     assert (back / "reports" / "gpu" / "report.html").exists()
     fit = frame[frame["metric"] == "fit_to_step"]
     assert len(fit) == 1 and 0 < fit["value"].item() < 2 and fit["setting"].item() == "fit"
+    assert "cpu_model" in json.loads(fit["extra"].item())["env"]  # the same fingerprint as every row
+    assert "| variant | device_name |" in (back / "reports" / "gpu" / "report.md").read_text()
     ablation = read_results(back / "results" / "tiny-suite")
     assert set(ablation["variant"]) >= {"unet-original", "resunet"} and (ablation["stage"] == "eval").any()
     assert (back / "reports" / "tiny-suite" / "report.html").exists()

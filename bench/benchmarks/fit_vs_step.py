@@ -20,6 +20,7 @@ from pathlib import Path
 from bench.config import TrainCfg
 from bench.data import load_data
 from bench.device import resolve_device
+from bench.environment import row_environment
 from bench.profile import Precision, ProfileCfg, measure
 from bench.rows import RowFactory
 from bench.schema import make_extra
@@ -83,7 +84,8 @@ def main() -> None:
     if args.results:
         factory = RowFactory(f"fit-vs-step-{uuid.uuid4().hex[:8]}", "fit-vs-step", device).bind(
             variant=args.variant, stage="profile", mode="train", precision=args.precision, batch_size=args.batch,
-            input_size=args.tile, setting="fit", extra=make_extra(steps=args.steps, overrides=args.overrides),
+            input_size=args.tile, setting="fit",
+            extra=make_extra(steps=args.steps, overrides=args.overrides, env=row_environment(device)),
         )  # fmt: skip
         rows = [
             factory.row("fit_throughput", fit_ips, unit="img/s"),
