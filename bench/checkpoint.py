@@ -46,7 +46,7 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
 
 
 # training settings a resumed run may change: how long it goes on, and where it runs
-RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "budget", "target", "device"})
+RESUMABLE_CHANGES = frozenset({"epochs", "max_minutes", "budget", "target", "device", "channels_last", "compile"})
 
 
 def resume_mismatch(saved: dict[str, Any], asked: dict[str, Any]) -> list[str]:

@@ -13,6 +13,7 @@ from bench.augment import AugmentCfg
 from bench.instances import TargetName
 from bench.losses import PAPER_SIGMA, PAPER_W0, LossName
 from bench.metrics import InstanceName, ScoreName
+from bench.schema import CompileMode
 from variants.overrides import ConfigError, apply_overrides
 
 # validation skips the slow warping error unless asked, so it cannot pick checkpoints or trials
@@ -80,6 +81,10 @@ class TrainCfg:
     # the validation metric that picks the best checkpoint; instance data replaces an ISBI metric by dsb_ap
     monitor: Literal[ScoreName, InstanceName] = "v_rand"
     device: str = "auto"
+    # the fast path (issue 20): how the steps execute, not what they compute; a resume may change
+    # them, and a job's key leaves them out while they are off (keys from before them still match)
+    channels_last: bool = False
+    compile: CompileMode | None = None  # torch.compile mode of the training forward (validation runs eager)
 
     def __post_init__(self) -> None:
         for name, (allowed, what) in RANGES.items():
@@ -111,9 +116,20 @@ class TrainCfg:
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
 
+    def identity(self) -> dict[str, Any]:
+        """What a job's key hashes: every field but the seed, and the execution settings only when on."""
+        values = dataclasses.asdict(dataclasses.replace(self, seed=0))
+        for name in EXECUTION_SETTINGS:
+            if values[name] == getattr(TrainCfg, name):
+                del values[name]
+        return values
+
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainCfg:
         return cls().with_overrides(values)
+
+
+EXECUTION_SETTINGS = ("channels_last", "compile")  # TrainCfg fields that change speed, not results
 
 
 def split_settings(settings: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -18,7 +18,8 @@
 #   tests     the CUDA-only tests (marked gpu): profiler, fast path, energy             120 s
 #   profile   the fast-path suite (bench/suites/gpu-fast.toml: each setting beside eager at
 #             572 px, bf16, with energy per image; a 2.5-minute budget) into results/gpu 180 s
-#   fit       fit() against the profiler's step, same variant, batch, tile, precision    60 s
+#   fit       fit() against the profiler's step, same variant, batch, tile, precision,
+#             channels_last (FIT_ARGS replaces that)                                     60 s
 #   overhead  the profiler against a bare loop, on the GPU (paired rounds)               45 s
 #   micro     the micro-benchmarks on the GPU, ingested into results/gpu                 50 s
 #   report    reports/gpu from results/gpu                                               45 s
@@ -75,7 +76,7 @@ if wants profile; then
   pack
 fi
 if wants fit; then
-  step 60 python3 -m bench.benchmarks.fit_vs_step --device "$device" --results "$results" ${FIT_ARGS:-}
+  step 60 python3 -m bench.benchmarks.fit_vs_step --device "$device" --results "$results" ${FIT_ARGS:---channels-last}
   pack
 fi
 if wants overhead && [ "$cuda" = 1 ]; then

@@ -106,7 +106,7 @@ class TrainJob:
     def key(self) -> str:
         """The ``config_hash`` of the job's rows: same model config and training settings (the
         seed aside, so that the seeds of one configuration share it), same key."""
-        return config_hash(self.model_config(), replace(self.train, seed=0))
+        return config_hash(self.model_config(), self.train.identity())
 
     def to_meta(self, val_sections: Sequence[int]) -> dict[str, Any]:
         """Plain data stored in every checkpoint (``val_sections`` as resolved for the data)."""

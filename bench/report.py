@@ -787,7 +787,7 @@ def fit_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
     rows = inputs.frame[inputs.frame["metric"].isin(FIT_METRICS)]
     if rows.empty:
         return None
-    keys = ["run_id", "variant", "device_name", "precision", "batch_size", "input_size"]
+    keys = ["run_id", "variant", "device_name", "precision", "batch_size", "input_size", "setting"]
     table = rows.pivot_table(index=keys, columns="metric", values="value", aggfunc="last").reset_index()
     names = {"fit_throughput": "fit img/s", "step_throughput": "step img/s", "fit_to_step": "fit / step"}
     table = table.reindex(columns=[*keys[1:], *names]).rename(columns=names).rename_axis(columns=None)

@@ -13,7 +13,7 @@ import math
 import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 import numpy as np
 import torch
@@ -316,6 +316,10 @@ class Trainer:
         self.aug_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.crop = (self.input_tile - output_tile) // 2
         self.use_amp = cfg.amp and self.device.type == "cuda"
+        self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model.to(memory_format=self.layout)
+        # the fast path's compiled forward shares the model's parameters; validation runs eager
+        self.forward = cast(nn.Module, torch.compile(model, mode=cfg.compile)) if cfg.compile else model
 
     def resume(self, path: Path) -> FitProgress:
         """Restore model, optimizer and every random generator from ``last.pt``: the run goes on
@@ -343,7 +347,7 @@ class Trainer:
         assert weights is not None  # weights in, weights out
         labels, weights = labels[:, crop:end, crop:end].round().long(), weights[:, crop:end, crop:end]
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.use_amp):
-            logits = self.model(images)
+            logits = self.forward(images.contiguous(memory_format=self.layout))
         loss = segmentation_loss(cfg.loss, logits.float(), labels, weights)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -261,3 +261,41 @@ def test_tiles_are_cut_on_the_gpu_and_equal_the_hosts() -> None:
     assert gpu.entries[0].is_cuda and not host.entries[0].is_cuda
     tiles = [sampler.sample(4, torch.Generator().manual_seed(3)) for sampler in (host, gpu)]
     assert tiles[1].is_cuda and torch.equal(tiles[0], tiles[1].cpu())
+
+
+def test_execution_settings_keep_old_job_keys_and_may_change_on_resume() -> None:
+    """channels_last and compile change how steps run, not what they compute: off, a job's key
+    is the key it had before the fields existed (committed results still match); on, it is
+    another key; and a resume may switch them, like the device."""
+    from dataclasses import asdict, replace
+
+    from bench.checkpoint import resume_mismatch
+    from bench.schema import config_hash
+    from variants import resolve_config
+
+    config = resolve_config("unet-16")
+    before = {k: v for k, v in asdict(TrainCfg()).items() if k not in ("channels_last", "compile")}
+    assert config_hash(config, TrainCfg(seed=3).identity()) == config_hash(config, before)
+    fast = replace(TrainCfg(), channels_last=True, compile="default")
+    assert config_hash(config, fast.identity()) != config_hash(config, TrainCfg().identity())
+    assert resume_mismatch({"train_cfg": before}, {"train_cfg": fast.to_dict()}) == []
+
+
+def test_fit_in_channels_last_computes_what_the_default_layout_computes() -> None:
+    """The first step's loss (same weights, same tiles) to float rounding; after one AdamW update,
+    which magnifies rounding where gradients are near zero, still within 1 %."""
+    losses = []
+    for changes in ({}, {"channels_last": True}):
+        config, model, train, _, cfg = tiny_setup(epochs=2, steps_per_epoch=1, **changes)
+        losses.append([h["train_loss"] for h in fit(model, config, train, None, cfg).history])
+    assert losses[1][0] == pytest.approx(losses[0][0], rel=1e-4)
+    assert losses[1][1] == pytest.approx(losses[0][1], rel=1e-2)
+
+
+@pytest.mark.gpu
+def test_fit_with_a_compiled_forward_computes_what_eager_computes() -> None:
+    losses = []
+    for changes in ({}, {"compile": "default", "channels_last": True}):
+        config, model, train, _, cfg = tiny_setup(epochs=1, steps_per_epoch=3, device="cuda", amp=False, **changes)
+        losses.append(fit(model, config, train, None, cfg).history[0]["train_loss"])
+    assert losses[1] == pytest.approx(losses[0], rel=1e-2)

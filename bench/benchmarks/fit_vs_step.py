@@ -7,7 +7,8 @@ sampling, augmentation and bookkeeping (target on a GPU: at least 0.9). fit's fi
 warm-up (and compilation); the second is timed, with no validation in it.
 
     python -m bench.benchmarks.fit_vs_step [--variant unet-original] [--tile 572] [--batch 8]
-        [--precision bf16] [--steps 30] [--data isbi2012] [--results results/gpu]
+        [--precision bf16] [--channels-last] [--compile MODE] [--steps 30] [--data isbi2012]
+        [--results results/gpu]
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from bench.device import resolve_device
 from bench.environment import row_environment
 from bench.profile import Precision, ProfileCfg, measure
 from bench.rows import RowFactory
-from bench.schema import make_extra
+from bench.schema import COMPILE_MODES, make_extra, profile_setting
 from bench.store import ResultWriter
 from bench.train import fit
 from variants import resolve_config
@@ -34,7 +35,7 @@ def fit_images_per_second(args: argparse.Namespace) -> float:
     config = resolve_config(args.variant, **json.loads(args.overrides))
     cfg = TrainCfg(
         epochs=2, steps_per_epoch=args.steps, batch_size=args.batch, tile=args.tile,
-        amp=args.precision == "bf16", device=args.device,
+        amp=args.precision == "bf16", device=args.device, channels_last=args.channels_last, compile=args.compile,
     )  # fmt: skip
     history = fit(config.build(), config, load_data(args.data), None, cfg).history
     return args.steps * args.batch / (history[1]["train_seconds"] - history[0]["train_seconds"])
@@ -47,6 +48,7 @@ def step_images_per_second(args: argparse.Namespace) -> float:
         ProfileCfg(
             args.variant, input_size=args.tile, batch_size=args.batch, mode="train", precision=precision,
             device=args.device, overrides=json.loads(args.overrides), max_seconds=args.max_seconds,
+            channels_last=args.channels_last, compile=args.compile,
         )
     )  # fmt: skip
     return float(m.summary()["throughput"][0])
@@ -61,6 +63,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--precision", choices=["fp32", "bf16"], default="bf16", help="bf16: autocast, on CUDA only")
     parser.add_argument("--steps", type=int, default=30, help="steps per fit epoch (the second is timed)")
+    parser.add_argument("--channels-last", action="store_true", help="the fast path's NHWC layout, in both")
+    parser.add_argument("--compile", choices=COMPILE_MODES, help="torch.compile mode of both (default: eager)")
     parser.add_argument("--max-seconds", type=float, default=10.0, help="the profiler's cap on timed steps")
     parser.add_argument("--device", default="auto")
     parser.add_argument("--results", help="also append the rows to RESULTS/fit-vs-step-<id>/")
@@ -84,7 +88,7 @@ def main() -> None:
     if args.results:
         factory = RowFactory(f"fit-vs-step-{uuid.uuid4().hex[:8]}", "fit-vs-step", device).bind(
             variant=args.variant, stage="profile", mode="train", precision=args.precision, batch_size=args.batch,
-            input_size=args.tile, setting="fit",
+            input_size=args.tile, setting=profile_setting(args.channels_last, args.compile, ("fit",)),
             extra=make_extra(steps=args.steps, overrides=args.overrides, env=row_environment(device)),
         )  # fmt: skip
         rows = [
