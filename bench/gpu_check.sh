@@ -20,9 +20,9 @@
 #             572 px, bf16, with energy per image; a 2.5-minute budget) into results/gpu 180 s
 #   fit       fit() against the profiler's step, same variant, batch, tile, precision,
 #             channels_last (FIT_ARGS replaces that)                                     60 s
-#   overhead  the profiler against a bare loop, on the GPU (paired rounds)               45 s
+#   overhead  the profiler against a bare loop, on the GPU (paired rounds)               60 s
 #   micro     the micro-benchmarks on the GPU, ingested into results/gpu                 50 s
-#   report    reports/gpu from results/gpu                                               45 s
+#   report    reports/gpu from results/gpu                                               40 s
 #   ablation  the full-size ablation (bench/suites/ablation-gpu.toml) and its report    400 s
 # Only a few files may come back, so with $OUT set, the results and reports written are packed
 # into $OUT/gpu-check.tar.gz. Back here: unpack it in the repository root, `unet-bench report
@@ -80,8 +80,9 @@ if wants fit; then
   pack
 fi
 if wants overhead && [ "$cuda" = 1 ]; then
-  step 45 python3 -m bench.benchmarks.profiler_overhead --device cuda --variant unet-original --input 572 --batch 8 \
-    --rounds 10 --steps 10
+  # 4 rounds: measure() counts FLOPs on the meta device each round (seconds at 572 px), and a GPU's steps scatter little
+  step 60 python3 -m bench.benchmarks.profiler_overhead --device cuda --variant unet-original --input 572 --batch 4 \
+    --rounds 4 --steps 10
 fi
 if wants micro && [ "$cuda" = 1 ]; then
   step 50 python3 -m pytest -q -p no:cacheprovider -o addopts= bench/benchmarks/test_micro.py -k model_step \
@@ -89,7 +90,7 @@ if wants micro && [ "$cuda" = 1 ]; then
     && step 30 python3 -m bench ingest "$work/micro-gpu.json" --results "$results"
 fi
 if wants report; then
-  step 45 python3 -m bench report "$results" -o "$work/reports/gpu"
+  step 40 python3 -m bench report "$results" -o "$work/reports/gpu"
   pack
 fi
 if wants ablation; then
