@@ -13,7 +13,7 @@ from bench.augment import AugmentCfg
 from bench.instances import TargetName
 from bench.losses import PAPER_SIGMA, PAPER_W0, LossName
 from bench.metrics import InstanceName, ScoreName
-from bench.schema import CompileMode
+from bench.schema import CompileMode, only_when_set
 from variants.overrides import ConfigError, apply_overrides
 
 # validation skips the slow warping error unless asked, so it cannot pick checkpoints or trials
@@ -118,11 +118,7 @@ class TrainCfg:
 
     def identity(self) -> dict[str, Any]:
         """What a job's key hashes: every field but the seed, and the execution settings only when on."""
-        values = dataclasses.asdict(dataclasses.replace(self, seed=0))
-        for name in EXECUTION_SETTINGS:
-            if values[name] == getattr(TrainCfg, name):
-                del values[name]
-        return values
+        return only_when_set(dataclasses.asdict(dataclasses.replace(self, seed=0)), EXECUTION_SETTINGS)
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> TrainCfg:

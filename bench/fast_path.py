@@ -40,8 +40,6 @@ CUDAGRAPH_MODES = ("reduce-overhead", "max-autotune")  # compile modes that capt
 def skip_reason(cfg: ProfileCfg, device: torch.device) -> str | None:
     """Why ``cfg``'s fast-path settings cannot run on ``device``, or None when they can."""
     here = f"this ran on the {device.type}"
-    if cfg.breakdown and cfg.compile in CUDAGRAPH_MODES and device.type == "cuda":
-        return f"breakdown: compile mode {cfg.compile!r} replays CUDA graphs, one launch to the profiler, so its time cannot be split by operation"
     if cfg.cuda_graphs:
         if device.type != "cuda":
             return f"cuda_graphs: CUDA graphs need a CUDA device; {here}"
@@ -49,12 +47,11 @@ def skip_reason(cfg: ProfileCfg, device: torch.device) -> str | None:
             return f"cuda_graphs: compile mode {cfg.compile!r} captures CUDA graphs itself"
         if cfg.compile or cfg.fused_conv:
             return "cuda_graphs: captures the eager step; for a compiled network use compile mode 'reduce-overhead'"
-        if cfg.breakdown:
-            return (
-                "cuda_graphs: a replayed graph is one launch to the profiler, so its time cannot be split by operation"
-            )
         if cfg.mode == "train" and cfg.precision == "fp16":
             return "cuda_graphs: fp16 training's loss scaler checks for overflow on the host, which a graph cannot capture; use bf16"
+    if cfg.breakdown and device.type == "cuda" and (cfg.cuda_graphs or cfg.compile in CUDAGRAPH_MODES):
+        replayed = "cuda_graphs" if cfg.cuda_graphs else f"compile mode {cfg.compile!r}"
+        return f"breakdown: {replayed} replays CUDA graphs, one launch to the profiler, so its time cannot be split by operation"
     if cfg.fused_conv:
         if device.type != "cuda":
             return f"fused_conv: Inductor's convolution templates are Triton kernels, which need a CUDA device; {here}"

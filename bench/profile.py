@@ -37,7 +37,7 @@ from bench.errors import first_line
 from bench.fast_path import cuda_graphed, skip_reason
 from bench.fast_path import runnable as fast_runnable
 from bench.rows import RowFactory
-from bench.schema import ResultRow, config_hash, make_extra, profile_setting
+from bench.schema import ResultRow, config_hash, make_extra, only_when_set, profile_setting
 from variants.registry import ModelConfig, count_parameters, resolve_config
 
 Precision = Literal["fp32", "tf32", "fp16", "bf16"]
@@ -216,10 +216,7 @@ def profile_key(cfg: ProfileCfg) -> str:
     the rows of one batch sweep share it and a resumed suite can tell what it already measured
     (``breakdown`` and the fast-path flags count only when on, so keys from before they existed
     still match)."""
-    settings = asdict(replace(cfg, batch_size=0, device=""))
-    for flag in ("breakdown", *FAST_PATH_FLAGS):
-        if not settings[flag]:
-            del settings[flag]
+    settings = only_when_set(asdict(replace(cfg, batch_size=0, device="")), ("breakdown", *FAST_PATH_FLAGS))
     return config_hash(cfg.model_config(), settings)
 
 

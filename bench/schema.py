@@ -101,6 +101,12 @@ def config_hash(*parts: Any) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:12]
 
 
+def only_when_set(values: dict[str, Any], later: Sequence[str]) -> dict[str, Any]:
+    """``values`` for a key's hash, without the fields of ``later`` that are off (False, None):
+    settings added after keys were first written count only when set, so older keys still match."""
+    return {name: value for name, value in values.items() if name not in later or value}
+
+
 # torch.compile's modes, as a profile or training setting names them (``--compile MODE``, ``compile``)
 CompileMode = Literal["default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs"]
 COMPILE_MODES: tuple[str, ...] = get_args(CompileMode)

@@ -304,7 +304,8 @@ class Trainer:
         self.model, self.config, self.val_data, self.cfg = model, config, val_data, cfg
         self.checkpoint_dir, self.meta = checkpoint_dir, meta
         self.device = resolve_device(cfg.device)
-        model.to(self.device)
+        self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
+        model.to(self.device).to(memory_format=self.layout)
         self.input_tile = config.valid_input_size(cfg.tile)
         output_tile = config.output_size(self.input_tile)
         self.sampler = TileSampler(
@@ -316,8 +317,6 @@ class Trainer:
         self.aug_generator = torch.Generator(device=self.device).manual_seed(cfg.seed + 1)
         self.crop = (self.input_tile - output_tile) // 2
         self.use_amp = cfg.amp and self.device.type == "cuda"
-        self.layout = torch.channels_last if cfg.channels_last else torch.contiguous_format
-        model.to(memory_format=self.layout)
         # the fast path's compiled forward shares the model's parameters; validation runs eager
         self.forward = cast(nn.Module, torch.compile(model, mode=cfg.compile)) if cfg.compile else model
 
@@ -336,7 +335,7 @@ class Trainer:
             state["elapsed_seconds"],
         )  # fmt: skip
 
-    def step(self, step: int, epoch: int, clock: Clock) -> torch.Tensor:
+    def step(self, step: int, clock: Clock) -> torch.Tensor:
         """One optimizer step on a fresh batch of augmented tiles; returns its loss, still on the
         device: reading it here would make the host wait for the GPU every step."""
         cfg, crop, end = self.cfg, self.crop, self.input_tile - self.crop
@@ -372,7 +371,7 @@ class Trainer:
             if clock.over_budget():
                 over_budget = True
                 break
-            losses.append(self.step(progress.step, epoch, clock))
+            losses.append(self.step(progress.step, clock))
             progress.step += 1
         values = torch.stack(losses).tolist() if losses else []
         progress.train_s += time.perf_counter() - epoch_start

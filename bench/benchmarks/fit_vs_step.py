@@ -17,6 +17,7 @@ import argparse
 import json
 import uuid
 from pathlib import Path
+from typing import Any
 
 from bench.config import TrainCfg
 from bench.data import load_data
@@ -32,7 +33,7 @@ from variants import resolve_config
 
 def fit_images_per_second(args: argparse.Namespace) -> float:
     """img/s of fit()'s second epoch of ``args.steps`` steps (the first warms up)."""
-    config = resolve_config(args.variant, **json.loads(args.overrides))
+    config = resolve_config(args.variant, **args.overrides)
     cfg = TrainCfg(
         epochs=2, steps_per_epoch=args.steps, batch_size=args.batch, tile=args.tile,
         amp=args.precision == "bf16", device=args.device, channels_last=args.channels_last, compile=args.compile,
@@ -47,17 +48,30 @@ def step_images_per_second(args: argparse.Namespace) -> float:
     m = measure(
         ProfileCfg(
             args.variant, input_size=args.tile, batch_size=args.batch, mode="train", precision=precision,
-            device=args.device, overrides=json.loads(args.overrides), max_seconds=args.max_seconds,
+            device=args.device, overrides=args.overrides, max_seconds=args.max_seconds,
             channels_last=args.channels_last, compile=args.compile,
         )
     )  # fmt: skip
     return float(m.summary()["throughput"][0])
 
 
+def json_object(text: str) -> dict[str, Any]:
+    """An --overrides value: a JSON object of model fields."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise argparse.ArgumentTypeError(f"not JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError(f"a JSON object of model fields, got {text}")
+    return value
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variant", default="unet-original")
-    parser.add_argument("--overrides", default="{}", help='model overrides as JSON, e.g. {"base_width": 8}')
+    parser.add_argument(
+        "--overrides", type=json_object, default={}, help='model overrides as JSON, e.g. {"base_width": 8}'
+    )
     parser.add_argument("--data", default="isbi2012", help="a folder, or a known data set by name")
     parser.add_argument("--tile", type=int, default=572)
     parser.add_argument("--batch", type=int, default=8)
@@ -71,12 +85,6 @@ def main() -> None:
     args = parser.parse_args()
     device = resolve_device(args.device)
     args.device = str(device)
-    try:
-        overrides = json.loads(args.overrides)
-    except json.JSONDecodeError as exc:
-        parser.error(f"--overrides: not JSON ({exc})")
-    if not isinstance(overrides, dict):
-        parser.error(f"--overrides: a JSON object of model fields, got {args.overrides}")
     if args.precision == "bf16" and device.type != "cuda":  # fit() uses autocast on CUDA only
         parser.error(f"--precision bf16: fit() trains in bf16 on CUDA only; on the {device.type} use fp32")
     fit_ips, step_ips = fit_images_per_second(args), step_images_per_second(args)
