@@ -39,33 +39,33 @@ def fold_count(frame: pd.DataFrame) -> int:
     return max((int(json.loads(e)["folds"]) for e in evals if '"folds"' in e), default=0)
 
 
-# fewer independent values than this give no interval: a bootstrap of two values only says
-# where those two lie, and would print "0.621 [0.621, 0.621]" for two equal seeds
+# fewer independent values than this give no interval: two values only say where those two lie,
+# and would print "0.621 [0.621, 0.621]" for two equal seeds
 MIN_INTERVAL_N = 3
 
 
-def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap interval of the mean (``scipy.stats.bootstrap``); NaN for fewer than
-    ``MIN_INTERVAL_N`` values, zero width for identical values."""
+def mean_interval(values: Sequence[float], confidence: float = 0.95) -> tuple[float, float]:
+    """Student-t interval of the mean; NaN for fewer than ``MIN_INTERVAL_N`` values, zero width
+    for identical values. Not a percentile bootstrap: from 3 seeds every resampled mean lies
+    between the smallest and largest seed, so that "95 %" interval is the seeds' range and
+    covers the true mean about three times in four; t's small-sample tails keep the level."""
     array = np.asarray(values, dtype=float)
     if array.size < MIN_INTERVAL_N:
         return math.nan, math.nan
+    mean = float(array.mean())
     if np.all(array == array[0]):
-        return float(array.mean()), float(array.mean())
-    result = stats.bootstrap(
-        (array,), np.mean, confidence_level=confidence, method="percentile", n_resamples=2000,
-        random_state=np.random.default_rng(seed),
-    )  # fmt: skip
-    return float(result.confidence_interval.low), float(result.confidence_interval.high)
+        return mean, mean
+    low, high = stats.t.interval(confidence, array.size - 1, loc=mean, scale=stats.sem(array))
+    return float(low), float(high)
 
 
 def summarize(frame: pd.DataFrame, by: Sequence[str] = GROUP) -> pd.DataFrame:
-    """Mean, standard deviation, count and bootstrap 95 % CI of ``value`` per group (seeds,
-    images or repetitions pooled)."""
+    """Mean, standard deviation, count and 95 % t interval (``mean_interval``) of ``value`` per
+    group (seeds, images or repetitions pooled)."""
     rows = []
     for keys, group in frame.groupby(list(by), sort=True, dropna=False):
         values = group["value"].to_numpy(dtype=float)
-        low, high = bootstrap_ci(values)
+        low, high = mean_interval(values)
         rows.append({
             **dict(zip(by, keys)), "mean": float(values.mean()),
             "std": float(values.std(ddof=1)) if values.size > 1 else 0.0,
@@ -82,7 +82,7 @@ def ablation_deltas(
     """Each variant against ``baseline`` on ``metric``, paired by ``pair_on``: by run (seed, and
     fold under cross-validation) by default, or by image.
 
-    delta = mean(variant - baseline) over pairs, its bootstrap CI, the Wilcoxon signed-rank
+    delta = mean(variant - baseline) over pairs, its t interval (``mean_interval``), the Wilcoxon signed-rank
     p-value (needs >= 2 pairs with a difference) and Cohen's d_z (mean / std of differences).
     """
     pair_on = [pair_on] if isinstance(pair_on, str) else list(pair_on)
@@ -96,7 +96,7 @@ def ablation_deltas(
         mine = group.groupby(pair_on)["value"].mean()
         paired = pd.concat([mine, base], axis=1, keys=["variant", "baseline"]).dropna()
         diff = (paired["variant"] - paired["baseline"]).to_numpy()
-        low, high = bootstrap_ci(diff) if diff.size else (np.nan, np.nan)
+        low, high = mean_interval(diff)
         nonzero = diff[diff != 0]
         p = float(stats.wilcoxon(diff).pvalue) if nonzero.size >= 2 else np.nan
         sd = diff.std(ddof=1) if diff.size > 1 else 0.0

@@ -233,6 +233,6 @@ def join_run(suite: SuiteCfg, results: Path, url: str, seeds: int, workers: int)
     run_dir = latest_run(results, suite.name)
     if run_dir is None:
         raise UsageError(f"nothing to join under {results / suite.name}: start the run on one machine first")
-    suite, _ = schedule_here(suite, lambda line: print(line, file=sys.stderr))
+    suite = schedule_here(suite, lambda line: print(line, file=sys.stderr))
     run_distributed(suite, run_dir, url, seeds, workers, lambda line: print(line, file=sys.stderr))
     return run_dir

@@ -15,7 +15,7 @@ import html
 import io
 import json
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -113,7 +113,7 @@ def without_runs(frame: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def quality_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Per variant: mean and bootstrap CI over runs (seeds; seeds x folds under cross-validation)
+    """Per variant: mean and t interval over runs (seeds; seeds x folds under cross-validation)
     of each quality metric present."""
     evals = frame[(frame["stage"] == "eval") & frame["metric"].isin(RESULT_METRICS)]
     return aggregate.summarize(evals, by=("variant", "metric"))
@@ -198,10 +198,15 @@ def summary_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
     if inputs.summary.empty:
         return None
     main = headline_metric(inputs.quality) if not inputs.quality.empty else None
-    takeaway = opening.takeaway(inputs.summary, main, inputs.rank) + "\n\n" if main and len(inputs.summary) > 1 else ""
+    caveat = stats.survivor_caveat(inputs.frame)
+    takeaway = (f"{opening.takeaway(inputs.summary, main, inputs.rank)} {caveat}".strip() + "\n\n"
+                if main and len(inputs.summary) > 1 else "")  # fmt: skip
+    quality = (f"Ranked by mean {METRICS[main].label}, best first. Held-out quality: mean over {inputs.runs} "
+               f"[95 % t interval; none from fewer than 3 {inputs.runs}]; runtime: ") if main else "Runtime: "  # fmt: skip
     return Section(
-        "Summary", takeaway + fold_note(inputs) + f"Ranked by mean {METRICS[main].label if main else 'quality'}, best first. Held-out quality: mean over {inputs.runs} [bootstrap 95 % CI; none from fewer than 3 {inputs.runs}]; runtime: the best inference img/s "
-        "(training where none) at the variant's most measured input size, where `at` says which, and the peak "
+        "Summary", takeaway + fold_note(inputs) + quality + "the best inference img/s "
+        "(training where none) at the variant's most measured input size, in the setting, precision and batch size "
+        "most variants share, where `at` says which, and the peak "
         "memory of that measurement, on the machine named under Environment." + trained_note(inputs)
         + tuning_note(inputs.frame),
         inputs.summary,
@@ -223,6 +228,8 @@ def fold_note(inputs: ReportInputs) -> str:
 def trained_note(inputs: ReportInputs) -> str:
     """How many of the scored runs trained: said even when all did, so a reader knows it was checked."""
     verdicts = inputs.frame[(inputs.frame["stage"] == "eval") & (inputs.frame["metric"] == "trained")]
+    if not (inputs.frame["stage"] == "eval").any():  # measurements only: no run was trained to check
+        return ""
     if verdicts.empty:
         return " Whether each run trained was not checked (rows written before the check existed)."
     failed = len(inputs.untrained)
@@ -289,7 +296,7 @@ def quality_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
     ax.set_xlabel(f"{main} (mean, 95 % CI)")
     figures.save(fig, "quality")
     text = (
-        f"Mean over {inputs.runs} with bootstrap 95 % confidence intervals (held-out images); fewer than 3 "
+        f"Mean over {inputs.runs} with 95 % Student-t intervals (held-out images); fewer than 3 "
         f"{inputs.runs} give no interval (–)."
     )
     if not inputs.folds:
@@ -346,7 +353,8 @@ def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | N
         f"Ablation deltas against {baseline}",
         f"Paired by {run}: mean difference in {main}, Wilcoxon signed-rank p and Cohen's d_z. The 95 % interval is a "
         f"hierarchical bootstrap over {inputs.runs}, then the held-out images within each, where per-image scores were "
-        f"stored (`paired_by` {paired}, image), else a bootstrap over {inputs.runs}. Fewer than 3 {inputs.runs} give no "
+        f"stored (`paired_by` {paired}, image), never narrower than the t interval over the {inputs.runs}' differences "
+        f"(else that t interval alone). Fewer than 3 {inputs.runs} give no "
         f"interval (–); with few {inputs.runs} the p-value cannot be small. `verdict`: better or worse only when the "
         "whole interval lies on one side of zero, else not resolved. " + deltas_in_words(deltas, baseline, main),
         deltas, "ablation",
@@ -552,14 +560,15 @@ def ranking_table(
     runs = inputs.quality[inputs.quality["metric"] == metric].set_index("variant")["n"]
     evals = inputs.ranked[(inputs.ranked["stage"] == "eval") & (inputs.ranked["metric"] == metric)]
     seeds = evals.groupby("variant")["seed"].nunique() if inputs.folds else runs
-    order = list(analysis.ranks["variant"]) if not isinstance(analysis, str) else sorted(runs.index)
+    ranked = [] if isinstance(analysis, str) else list(analysis.ranks["variant"])
+    order = ranked + sorted(set(runs.index) - set(ranked))  # left out of the rank test: no mean rank
     rows = []
     for variant in order:
         row: dict[str, Any] = {"variant": variant, "seeds": int(seeds[variant])}
         if inputs.folds:
             row["runs"] = int(runs[variant])
         if not isinstance(analysis, str):
-            row["mean rank"] = float(analysis.ranks.set_index("variant").loc[variant, "mean_rank"])
+            row["mean rank"] = float(analysis.ranks.set_index("variant")["mean_rank"].get(variant, math.nan))
         row[f"IQM {metric}"] = interval_text(stats.iqm(inputs.ranked, variant, metric), row["seeds"])
         if baseline is not None and variant != baseline:
             poi = stats.probability_of_improvement(inputs.ranked, variant, baseline, metric)
@@ -587,8 +596,10 @@ def ranking_text(analysis: stats.RankAnalysis) -> str:
     else:
         test = (f"Two variants: one-sided Wilcoxon signed-rank test over {analysis.n_blocks} blocks "
                 f"({analysis.blocks}), p = {analysis.p_value:.3g}.")  # fmt: skip
+    left_out = stats.left_out_text(analysis.left_out)
+    left_out = f" {left_out[0].upper()}{left_out[1:]}." if left_out else ""
     return (f"autorank (nonparametric) on {analysis.metric}, rank 1 the best. {test} Resolved: {resolved}. "
-            f"Not resolved: {unresolved}. Blocks of one seed share a trained model, so p-values here are optimistic; "
+            f"Not resolved: {unresolved}.{left_out} Blocks of one seed share a trained model, so p-values here are optimistic; "
             "the ablation intervals above are the primary evidence (docs/statistics.md).")  # fmt: skip
 
 
@@ -605,14 +616,17 @@ def runtime_section(inputs: ReportInputs, figures: FigureFolder) -> Section | No
         return None
     lines, plotted = at_main_setting(inputs.throughput, inputs.throughput)
     stem = draw_per_batch(figures, lines, "img/s", "throughput", plotted)
+    table = profile_configurations(inputs.measured)
+    mfu = ("model-FLOPs utilisation (MFU) against the device's dense peak" if "MFU" in table
+           else "no MFU (no dense peak is known for this device)")  # fmt: skip
+    eager = ("`x eager`: img/s over the eager line of the same run (same layout, batch and input); where the two "
+             "intervals overlap, the difference is not resolved. " if "x eager" in table else "")  # fmt: skip
     return Section(
         "Runtime",
         "One line per measured configuration: median step time as img/s with the 95 % interval of the "
-        "median, output megapixels/s, latency percentiles, achieved TFLOP/s and model-FLOPs utilisation "
-        "(MFU) against the device's dense peak, and peak memory. `x eager`, where fast-path settings were "
-        "measured: img/s over the eager line of the same run (same layout, batch and input); where the two "
-        f"intervals overlap, the difference is not resolved. The figures show {plotted}.",
-        profile_configurations(inputs.measured), stem,
+        f"median, output megapixels/s, latency percentiles, achieved TFLOP/s, {mfu}, and peak memory. "
+        f"{eager}The figures show {plotted}.",
+        table, stem,
     )  # fmt: skip
 
 
@@ -744,7 +758,7 @@ def search_front_section(inputs: ReportInputs, figures: FigureFolder) -> Section
         return None
     quality = next(m for m in front["metric"].unique() if m in RESULT_METRICS)
     cost = next(m for m in front["metric"].unique() if m != quality)
-    table = front.pivot_table(index="trial", columns="metric", values="value").reset_index()
+    table = front.pivot_table(index="trial", columns="metric", values="value").reset_index().rename_axis(columns=None)
     params = front.drop_duplicates("trial").set_index("trial")["extra"]
     table["params"] = table["trial"].map(lambda t: json.dumps(json.loads(params[t]).get("params", {})))
     table = table.sort_values(cost)
@@ -853,9 +867,8 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     inputs = ReportInputs.of(frame, baseline or stored_baseline(configs), configs)
     figures = FigureFolder(out_dir)
     sections = [section for build in SECTIONS if (section := build(inputs, figures)) is not None]
-    suites = ", ".join(sorted(frame["suite"].unique()))
     report = Report(
-        title or f"unetbench report: {suites}", sections, figures.png, inputs.summary, untrained_table(inputs)
+        title or default_title(frame, configs), sections, figures.png, inputs.summary, untrained_table(inputs)
     )
     claim(out_dir, "report.md", "report.html")
     (out_dir / "report.md").write_text(to_markdown(report))
@@ -863,6 +876,23 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     drawn = [f"fig/{stem}.{kind}" for stem in figures.png for kind in ("png", "svg")]
     drop_stale(out_dir, MANIFEST, ["report.md", "report.html", *drawn], "a report")
     return report
+
+
+def default_title(frame: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]]) -> str:
+    """The suites reported and, where every scored run trained on a CPU, how short their training
+    was: such numbers show the pipeline and an effect's direction, not full-size quality, and the
+    title says so wherever the report is regenerated (not only in a hand-written one)."""
+    suites = ", ".join(sorted(frame["suite"].unique()))
+    evals = frame[frame["stage"] == "eval"]
+    if evals.empty:
+        return f"unetbench report: {suites}"
+    title = f"unetbench: {suites} suite"
+    if set(evals["device"]) != {"cpu"}:
+        return title
+    scored = [s["train_cfg"] for k, s in configs.items() if k in set(evals["config_hash"]) and "train_cfg" in s]
+    steps = sorted({int(t["epochs"]) * int(t["steps_per_epoch"]) for t in scored})
+    span = "" if not steps else f", {steps[0]}" + (f"-{steps[-1]}" if len(steps) > 1 else "") + " steps per run"
+    return f"{title} (CPU-sized: trained on a CPU{span})"
 
 
 ENVIRONMENT_DETAILS = ["device_count", "driver_version", "cudnn_version", "cpu_model", "cpu_threads"]
@@ -898,7 +928,8 @@ def main_setting(throughput: pd.DataFrame) -> tuple[str, int, str]:
 def summary_table(quality: pd.DataFrame, prof: pd.DataFrame, runs: str = "seeds") -> pd.DataFrame:
     """One row per variant: headline quality with CIs next to throughput and memory. The
     throughput is the best inference measurement (training if none) at the variant's most
-    measured input size, and ``at`` says which, since img/s differ by size and setting. ``runs``
+    measured input size, in the setting, precision and batch most variants share where it has them, and
+    ``at`` says which, since img/s differ by size and setting. ``runs``
     names the column of the quality's sample size ("runs" under cross-validation)."""
     rows: dict[str, dict[str, Any]] = {}
     for _, q in quality[quality["metric"].isin(RANKED_METRICS)].iterrows():
@@ -907,9 +938,15 @@ def summary_table(quality: pd.DataFrame, prof: pd.DataFrame, runs: str = "seeds"
         rows[q["variant"]][runs] = int(q["n"])
     throughput = prof[prof["metric"] == "throughput"]
     memory = memory_rows(prof)
+    alike = ["setting", "precision", "batch_size"]
+    counts = throughput.groupby(alike)["variant"].nunique()
+    shared = pd.MultiIndex.from_tuples(counts[counts == counts.max()].index, names=alike) if len(counts) else None
     for variant, group in throughput.groupby("variant"):
         infer = group[group["mode"] == "infer"]
         group = infer if not infer.empty else group
+        # configurations most variants share, so that a compiled batch-64 run is not set against eager batch-8 ones
+        common = group[pd.MultiIndex.from_frame(group[alike]).isin(shared)] if shared is not None else group
+        group = common if not common.empty else group
         group = group[group["input_size"] == group["input_size"].mode().iloc[0]]
         best = group.loc[group["mean"].idxmax()]
         entry = rows.setdefault(variant, {"variant": variant})
@@ -1004,7 +1041,7 @@ def time_share_table(measured: pd.DataFrame) -> pd.DataFrame:
         return shares
     shares["kind"] = shares["metric"].str.removeprefix("time_share_")
     table = shares.pivot_table(index=CONFIGURATION, columns="kind", values="value", aggfunc="last") * 100
-    return table.round(1).fillna(0.0).reset_index()
+    return table.round(1).fillna(0.0).reset_index().rename_axis(columns=None)  # no stray 'kind' header
 
 
 def pareto_table(quality: pd.DataFrame, throughput: pd.DataFrame) -> pd.DataFrame:

@@ -100,7 +100,7 @@ def locked_stages(
 ) -> SuiteRun:  # fmt: skip
     """Every stage of a run whose folder this process holds."""
     log = progress.log
-    suite, scaled = schedule_here(suite, log)
+    suite = schedule_here(suite, log)
     started = time.perf_counter()
     log(f"run {run_dir} ({suite.name}: {len(suite.variants)} variants)")
     if workers is not None and storage is not None:
@@ -116,8 +116,7 @@ def locked_stages(
     from bench.stats import ranking_lines, survivor_caveat
 
     report_dir = reports / suite.name
-    title = f"unetbench: {suite.name} suite" + (" (CPU: scaled-down schedule)" if scaled else "")
-    report = build_report(run_dir, report_dir, title=title, baseline=suite.baseline)
+    report = build_report(run_dir, report_dir, baseline=suite.baseline)  # the title says where it trained
     # the report's Summary as data, one row per variant, like timm's --results-file
     atomic_write_bytes(run_dir / SUMMARY_NAME, report.summary.to_csv(index=False).encode())
     log(f"[4/4 report] {report_dir / 'report.html'} ({format_duration(time.perf_counter() - started)} in all)")
@@ -127,14 +126,14 @@ def locked_stages(
     return SuiteRun(run_dir, report_dir, text_rows(report.summary), text_rows(report.untrained), ranking)
 
 
-def schedule_here(suite: SuiteCfg, log: Callable[[str], None]) -> tuple[SuiteCfg, bool]:
+def schedule_here(suite: SuiteCfg, log: Callable[[str], None]) -> SuiteCfg:
     """The suite with the schedule this machine runs: its [cpu] one without a GPU (said in the log)."""
     if suite.cpu_train is None or torch.cuda.is_available():
-        return suite, False
+        return suite
     suite = replace(suite, train=suite.cpu_train)
     log(f"no GPU: running the suite's scaled-down [cpu] schedule ({suite.train.epochs} epochs x "
         f"{suite.train.steps_per_epoch} steps), not the full one")  # fmt: skip
-    return suite, True
+    return suite
 
 
 def no_progress(units: int) -> None:

@@ -29,7 +29,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
-from bench.aggregate import MIN_INTERVAL_N, RUN, with_folds
+from bench.aggregate import MIN_INTERVAL_N, RUN, mean_interval, with_folds
 from bench.metrics import HIGHER_IS_BETTER, headline_metric
 
 N_RESAMPLES = 2000
@@ -89,7 +89,9 @@ def hierarchical_bootstrap(
 
 def hierarchical_deltas(frame: pd.DataFrame, baseline: str, metric: str) -> pd.DataFrame:
     """Per variant with ``eval-image`` rows paired with the baseline's: seeds, runs (seed, fold),
-    images, and the hierarchical bootstrap's mean difference and interval."""
+    images, and the hierarchical bootstrap's mean difference and interval, never narrower than
+    the t interval over the runs' mean differences: with few seeds the bootstrap's upper level
+    spans only the seeds' range (``aggregate.mean_interval``)."""
     images = frame[frame["stage"] == "eval-image"]
     out = []
     for variant in sorted(set(images["variant"]) - {baseline}):
@@ -97,6 +99,8 @@ def hierarchical_deltas(frame: pd.DataFrame, baseline: str, metric: str) -> pd.D
         if diffs.empty:
             continue
         delta, low, high = hierarchical_bootstrap(diffs)
+        run_low, run_high = mean_interval(diffs.groupby(list(RUN))["value"].mean())
+        low, high = min(low, run_low), max(high, run_high)  # NaN (too few runs) stays NaN
         runs = len(diffs.drop_duplicates(list(RUN)))
         out.append({"variant": variant, "seeds": diffs["seed"].nunique(), "runs": runs,
                     "images": diffs["image"].nunique(), "delta": delta, "ci_low": low, "ci_high": high})  # fmt: skip
@@ -174,31 +178,47 @@ class RankAnalysis:
     ranks: pd.DataFrame  # variant, mean_rank, median: best first
     pairs: pd.DataFrame  # better, worse, rank_difference, p, resolved
     result: Any  # autorank's RankResult, for ``cd_figure``
+    left_out: tuple[str, ...] = ()  # variants missing runs, left out so the others keep theirs (``blocks``)
 
 
-def blocks(frame: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str]:
-    """Blocks x variants: one row per (seed, fold, image) every variant has, and what a block is."""
+def blocks(frame: pd.DataFrame, metric: str) -> tuple[pd.DataFrame, str, tuple[str, ...]]:
+    """Blocks x variants: one row per (seed, fold, image) every ranked variant has, what a block
+    is, and the variants left out. A block is kept only where every variant has it, so a run that
+    did not train drops its seed for all; where that would leave fewer than ``MIN_INTERVAL_N``
+    runs, the variants missing runs are left out instead, and the others keep all theirs."""
     table = scores(frame, metric)
-    wide = table.pivot_table(index=[*RUN, "image"], columns="variant", values="value").dropna()
+    wide = table.pivot_table(index=[*RUN, "image"], columns="variant", values="value")
     wide.columns = [str(c) for c in wide.columns]
+    left_out: tuple[str, ...] = ()
+    if run_count(wide.dropna()) < MIN_INTERVAL_N:
+        left_out = tuple(c for c in wide.columns if wide[c].isna().any())
+        wide = wide.drop(columns=list(left_out))
     runs = "seed x fold" if (table["fold"] >= 0).any() else "seed"
-    return wide.reset_index(drop=True), "seed x image" if (table["image"] != "").any() else runs
+    return wide.dropna(), "seed x image" if (table["image"] != "").any() else runs, left_out
+
+
+def run_count(wide: pd.DataFrame) -> int:
+    """How many runs (seed, fold) the blocks of ``wide`` come from."""
+    return len(wide.index.droplevel("image").unique())
 
 
 def rank_analysis(frame: pd.DataFrame, metric: str, alpha: float = ALPHA) -> RankAnalysis | str:
     """autorank over the variants, nonparametric (Friedman + Nemenyi, or Wilcoxon for two); a
-    sentence saying why not when there are fewer than two variants or ``AUTORANK_MIN_BLOCKS`` blocks."""
+    sentence saying why not when there are fewer than two variants, ``AUTORANK_MIN_BLOCKS`` blocks
+    or ``MIN_INTERVAL_N`` runs (seeds) that every ranked variant has."""
     import autorank
 
-    wide, kind = blocks(frame, metric)
+    wide, kind, left_out = blocks(frame, metric)
     if wide.shape[1] < 2:
-        return "fewer than two variants to rank"
+        return "fewer than two variants to rank" + left_out_text(left_out, "; ")
+    if run_count(wide) < MIN_INTERVAL_N:
+        return f"{run_count(wide)} runs that every variant has; a rank test needs {MIN_INTERVAL_N}"
     if len(wide) < AUTORANK_MIN_BLOCKS:
         return f"{len(wide)} blocks ({kind}) that every variant has; a rank test needs {AUTORANK_MIN_BLOCKS}"
     order = "descending" if metric in HIGHER_IS_BETTER else "ascending"  # the best value gets rank 1
     with contextlib.redirect_stdout(io.StringIO()), warnings.catch_warnings():
         warnings.simplefilter("ignore")  # autorank's normality checks (unused when forced), ties
-        result = autorank.autorank(wide, alpha=alpha, order=order, force_mode="nonparametric")
+        result = autorank.autorank(wide.reset_index(drop=True), alpha=alpha, order=order, force_mode="nonparametric")
         friedman = result.omnibus == "friedman"  # NaN when every block ties (p is NaN then too)
         statistic = float(stats.friedmanchisquare(*wide.T.to_numpy()).statistic) if friedman else math.nan
     ranks = pd.DataFrame({"variant": result.rankdf.index, "mean_rank": result.rankdf["meanrank"].astype(float),
@@ -206,7 +226,15 @@ def rank_analysis(frame: pd.DataFrame, metric: str, alpha: float = ALPHA) -> Ran
     ranks = ranks.sort_values("mean_rank", kind="stable").reset_index(drop=True)  # rank 1 is the best
     cd = float(result.cd) if friedman else math.nan
     return RankAnalysis(metric, kind, len(wide), str(result.omnibus), float(result.pvalue), statistic, cd, ranks,
-                        rank_pairs(ranks, len(wide), float(result.pvalue), cd, alpha), result)  # fmt: skip
+                        rank_pairs(ranks, len(wide), float(result.pvalue), cd, alpha), result, left_out)  # fmt: skip
+
+
+def left_out_text(left_out: tuple[str, ...], before: str = "") -> str:
+    """The variants a rank test left out, and why, in words; empty when none was."""
+    if not left_out:
+        return ""
+    return (f"{before}left out of the rank test: {', '.join(left_out)} (a run did not train, and ranking with it "
+            f"would leave fewer than {MIN_INTERVAL_N} seeds)")  # fmt: skip
 
 
 def rank_pairs(ranks: pd.DataFrame, n_blocks: int, p_omnibus: float, cd: float, alpha: float) -> pd.DataFrame:
@@ -252,7 +280,11 @@ def ranking_lines(frame: pd.DataFrame, baseline: str | None = None) -> list[str]
     if isinstance(analysis, str):
         return [f"ranking on {metric}: none ({analysis})"]
     test = "Wilcoxon" if analysis.test == "wilcoxon" else f"Friedman p={analysis.p_value:.3g}, CD {analysis.cd:.2f}"
-    lines = [f"ranking on {metric} over {analysis.n_blocks} blocks ({analysis.blocks}): {test}"]
+    lines = [
+        f"ranking on {metric} over {analysis.n_blocks} blocks ({analysis.blocks}): {test}"
+        + left_out_text(analysis.left_out, "; ")
+        + " (p-values optimistic: the blocks of one seed share a trained model; read the intervals first)"
+    ]
     order = ", ".join(f"{r.variant} {r.mean_rank:.2f}" for r in analysis.ranks.itertuples())
     lines.append(f"mean rank (1 = best): {order}")
     reference = baseline or ("unet-original" if "unet-original" in set(analysis.ranks["variant"]) else None)

@@ -11,10 +11,10 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench import aggregate
+from bench import aggregate, report_measured
 from bench.console import format_table
 from bench.report import SECTIONS, FigureFolder, ReportInputs, build_report, environment_section, text_rows
-from bench.store import read_results
+from bench.store import read_configs, read_results
 
 GOLDEN = Path(__file__).parent / "data" / "golden"
 REPO = Path(__file__).parent.parent
@@ -42,9 +42,10 @@ def test_summary_means_and_cis(frame: pd.DataFrame) -> None:
         assert summary.loc[variant, "mean"] == pytest.approx(np.mean(values))
         assert summary.loc[variant, "std"] == pytest.approx(np.std(values, ddof=1))
         low, high = summary.loc[variant, "ci_low"], summary.loc[variant, "ci_high"]
-        # a percentile bootstrap of the mean stays within the sample's range and around the mean
-        eps = 1e-12
-        assert min(values) - eps <= low <= np.mean(values) <= high <= max(values) + eps
+        # Student's t with n - 1 degrees of freedom: from 3 seeds, wider than the seeds' range
+        half = stats.t.ppf(0.975, len(values) - 1) * np.std(values, ddof=1) / np.sqrt(len(values))
+        assert (low, high) == pytest.approx((np.mean(values) - half, np.mean(values) + half))
+        assert low < min(values) and high > max(values)
 
 
 def test_ablation_deltas_are_paired_differences(frame: pd.DataFrame) -> None:
@@ -199,16 +200,16 @@ def test_the_terminal_summary_is_the_reports_summary(tmp_path: Path) -> None:
     assert table[0] == list(rows[0]) == ["rank", "variant", "pixel error", "seeds", "V_rand", "img/s", "at", "peak MiB"]
     assert [[html.unescape(cell) for cell in line] for line in table[1:]] == [list(row.values()) for row in rows]
     original = next(row for row in rows if row["variant"] == "unet-original")
-    assert original["V_rand"] == "0.8100 [0.8000, 0.8200]" and original["img/s"] == "30"  # best of batch 1, 2, 4
+    assert original["V_rand"] == "0.8100 [0.7852, 0.8348]" and original["img/s"] == "30"  # best of batch 1, 2, 4
     printed = format_table(rows, list(rows[0]))
     assert all(cell in printed for row in rows for cell in row.values())
 
 
 def test_fewer_than_three_values_give_no_interval(tmp_path: Path) -> None:
     """Two seeds are not enough for an interval: the summary says so in words, the tables show a
-    dash, never a bootstrap of two values ("0.621 [0.621, 0.621]")."""
-    assert all(np.isnan(aggregate.bootstrap_ci([0.62, 0.62]))) and all(np.isnan(aggregate.bootstrap_ci([0.5])))
-    low, high = aggregate.bootstrap_ci([0.60, 0.62, 0.64])
+    dash, never an interval of two values ("0.621 [0.621, 0.621]")."""
+    assert all(np.isnan(aggregate.mean_interval([0.62, 0.62]))) and all(np.isnan(aggregate.mean_interval([0.5])))
+    low, high = aggregate.mean_interval([0.60, 0.62, 0.64])
     assert low < 0.62 < high
     frame = read_results(GOLDEN)
     two_seeds = frame[frame["seed"] < 2]
@@ -275,3 +276,41 @@ def test_the_opening_says_when_equal_steps_are_not_equal_pixels() -> None:
     assert tile_text(valid) == "380 → 196 px" and tile_text(same) == "384 → 384 px"
     assert "196 to 384 px" in area_note([valid, same]) and f"{(384 / 196) ** 2:.1f}x" in area_note([valid, same])
     assert area_note([valid, valid]) == ""
+
+
+def test_a_profile_only_report_compares_variants_in_the_configuration_they_share(tmp_path: Path) -> None:
+    """results/gpu (an H200 run): every variant was measured eager at bf16, batch 8; unet-original
+    also compiled and at batches 1-256. Its Summary line is the shared configuration, not its
+    compiled or batch-64 best; the page claims no ranking of quality it does not have, its model
+    table gives the forward pass's GFLOP (the paper's 300.9), the time-share table has no stray
+    pivot header, and the Runtime text names MFU only where the table has it."""
+    results = REPO / "results" / "gpu"
+    report = build_report(results, tmp_path)
+    summary = report.summary.set_index("variant")
+    assert set(summary["at"].str.removeprefix("infer bf16 b8 ").str.split(" ").str[0]) == {"572", "576"}
+    assert (summary["at"].str.endswith("px, channels_last")).all(), "no compiled line beside eager ones"
+    frame = read_results(results)
+    shared = frame[(frame["variant"] == "unet-original") & (frame["metric"] == "throughput") & (frame["mode"] == "infer")
+                   & (frame["batch_size"] == 8) & (frame["input_size"] == 572) & (frame["setting"] == "channels_last") & (frame["precision"] == "bf16")]  # fmt: skip
+    assert summary.loc["unet-original", "img/s"] == pytest.approx(shared["value"].mean(), abs=0.01)
+    sections = {s.title: s for s in report.sections}
+    assert "Ranked by" not in sections["Summary"].text and "trained" not in sections["Summary"].text
+    models = sections["What was measured"].table.set_index("variant")
+    assert models.loc["unet-original", "GFLOP / image"] == "301 at 572 px", "a forward pass, not a training step"
+    assert "model-FLOPs utilisation (MFU)" in sections["Runtime"].text
+    page = (tmp_path / "report.html").read_text()
+    assert "<th>kind</th>" not in page and "| kind |" not in (tmp_path / "report.md").read_text()
+    cpu = {s.title: s for s in build_report(GOLDEN, tmp_path / "cpu").sections}
+    assert "no MFU (no dense peak is known for this device)" in cpu["Runtime"].text
+
+
+def test_the_page_says_when_membrane_scores_took_their_threshold_on_the_scored_images() -> None:
+    """The ISBI 2012 organisers (and the paper's Table 1) scored each metric at the best of ten
+    thresholds for the test stack; the committed ISBI runs do the same, so their pages say that
+    this choice saw the test images. DSB runs decode at validation's threshold and say nothing."""
+    for suite, says in (("ablation-filters", True), ("dsb2018", False)):
+        run = sorted((REPO / "results" / suite).glob("*/"))[-1]
+        settings = next(iter(read_configs(run).values()))
+        text = report_measured.split_text(settings)
+        assert text.startswith("validation images") and ("a choice made on those images" in text) == says
+        assert ("thresholds 0.1 ... 0.9" in text) == (settings["train_cfg"]["val_thresholds"] == "best" and says)

@@ -144,7 +144,7 @@ def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: P
     assert trained <= configs.keys() and all("lr" in configs[key]["train_cfg"] for key in trained)
     if not torch.cuda.is_available():  # the suite's [cpu] schedule ran, and both say so
         assert "scaled-down [cpu] schedule (2 epochs" in resumed.stderr
-        assert "CPU: scaled-down schedule" in report
+        assert "<title>unetbench: tiny-suite suite (CPU-sized: trained on a CPU, 8 steps per run)</title>" in report
 
 
 def test_parameter_importances_need_enough_finished_trials() -> None:

@@ -184,6 +184,9 @@ def test_the_report_pairs_by_seed_and_image_ranks_and_leaves_untrained_runs_out(
     diffs = pd.DataFrame([(s, image, values[("unet-bn", s, image)] - values[("unet-original", s, image)])
                           for s in range(3) for image in IMAGES], columns=["seed", "image", "value"])  # fmt: skip
     _, low, high = stats.hierarchical_bootstrap(diffs)
+    per_seed = diffs.groupby("seed")["value"].mean()  # the t interval over 3 seeds bounds it
+    half = sp.t.ppf(0.975, 2) * per_seed.std(ddof=1) / np.sqrt(3)
+    low, high = min(low, per_seed.mean() - half), max(high, per_seed.mean() + half)
     assert deltas.loc["unet-bn", "paired_by"] == "seed, image" and deltas.loc["unet-bn", "images"] == 4
     assert (deltas.loc["unet-bn", "ci_low"], deltas.loc["unet-bn", "ci_high"]) == pytest.approx((low, high))
     assert deltas.loc["unet-bn", "delta"] == pytest.approx(diffs["value"].mean())
@@ -251,3 +254,24 @@ def test_a_variant_with_runs_that_did_not_train_is_named_beside_its_rank() -> No
     })  # fmt: skip
     assert stats.survivor_caveat(verdicts).startswith("Did not train: a in 1 of 3 runs;")
     assert stats.survivor_caveat(verdicts.assign(value=1.0)) == ""
+
+
+def test_a_variant_missing_a_run_is_left_out_rather_than_ranking_the_others_on_two_seeds(tmp_path: Path) -> None:
+    """3 seeds, one run of unet-16 did not train: dropping that seed for everyone would rank on 2
+    seeds, so unet-16 leaves the rank test (said on the page, in the Takeaway and the terminal)
+    and the others keep all 3; ablation-filters once resolved unet-16 over unet-32 on 2 seeds."""
+    values = per_image_scores({"unet-original": 0.0, "unet-32": 0.001, "unet-16": 0.06})
+    ResultWriter(tmp_path / "run").append(rows_of(values, untrained={("unet-16", 1)}))
+    report = build_report(tmp_path / "run", tmp_path / "report")
+    sections = {s.title: s for s in report.sections}
+    ranking = sections["Ranking"]
+    assert "over 12 blocks (seed x image)" in ranking.text, "3 seeds x 4 images, every seed kept"
+    assert "Left out of the rank test: unet-16 (a run did not train" in ranking.text
+    assert list(ranking.table["variant"]) [-1] == "unet-16" and np.isnan(ranking.table["mean rank"].iloc[-1])
+    takeaway = sections["Summary"].text.split("\n\n")[0]
+    assert "best mean V_rand: unet-16" in takeaway and "Did not train: unet-16 in 1 of 3 runs" in takeaway
+    assert "unet-16 over" not in takeaway, "nothing is resolved for a variant left out of the test"
+    frame = ReportInputs.of(read_results(tmp_path / "run")).ranked
+    assert "left out of the rank test: unet-16" in stats.ranking_lines(frame)[0]
+    two_seeds = {k: v for k, v in values.items() if k[1] < 2}
+    assert stats.rank_analysis(frame_of(two_seeds), "v_rand") == "2 runs that every variant has; a rank test needs 3"
