@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import pickle
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -33,16 +34,31 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
-    """Load tensors and plain data only; a pickle payload is refused with a clear error."""
+    """Load tensors and plain data only; a pickle payload is refused with a clear error, and so
+    is a file that holds something else than the dict of state ``save_checkpoint`` writes."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's notes on pickle protocols are not the user's concern
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise UnsafeCheckpointError(
             f"{path}: refused to load: it holds objects other than tensors and plain data "
-            f"(loaded with weights_only=True; {first_line(exc)})"
+            f"(loaded with weights_only=True: {unpickler_reason(exc)})"
         ) from None
     except Exception as exc:  # noqa: BLE001 - any other failure to decode (EOF, KeyError, ...) is a damaged file
-        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"{path}: not a readable checkpoint ({type(exc).__name__}: {first_line(exc)})") from None
+    if not isinstance(state, dict):
+        raise CheckpointError(f"{path}: not a unet-bench checkpoint (it holds a {type(state).__name__}, not a dict)")
+    return state
+
+
+def unpickler_reason(exc: pickle.UnpicklingError) -> str:
+    """What torch's weights-only unpickler refused (e.g. 'Trying to load unsupported GLOBAL
+    posix.system ...'), without its first line's advice to load with ``weights_only=False``: the
+    one thing a file from an untrusted source must never get, nor its requests for bug reports."""
+    lines = [line.strip() for line in str(exc).splitlines()[1:] if line.strip()]
+    reasons = [line for line in lines if not line.startswith(("Please file an issue", "Check the documentation"))]
+    return reasons[0].rstrip(".") if reasons else "unsupported content"
 
 
 # training settings a resumed run may change: how long it goes on, and where it runs

@@ -432,6 +432,21 @@ def positive_int(text: str) -> int:
     return value
 
 
+def image_side(text: str) -> int:
+    """argparse type of --input and --tile: a positive side of at most ``MAX_SIDE`` pixels."""
+    from bench.config import MAX_SIDE
+
+    value = positive_int(text)
+    if value > MAX_SIDE:
+        raise argparse.ArgumentTypeError(f"at most {MAX_SIDE} pixels, got {value}")
+    return value
+
+
+def batch_size(text: str) -> int | str:
+    """argparse type of profile --batch: 'auto' or a positive whole number."""
+    return "auto" if text == "auto" else positive_int(text)
+
+
 def command(sub: Commands, name: str, help: str, *examples: str) -> argparse.ArgumentParser:
     """A sub-command whose ``--help`` shows defaults and ends with real command lines."""
     epilog = "examples:\n" + "\n".join(f"  {line}" for line in examples)
@@ -444,7 +459,7 @@ def add_list(sub: Commands) -> None:
     p = command(sub, "list", "list registered variants with parameters, FLOPs and sizes",
                 "unet-bench list", "unet-bench list 'unet-*' --input 508", "unet-bench list --json")  # fmt: skip
     p.add_argument("pattern", nargs="?", help="shell-style filter, e.g. 'unet-*' or 'res*' (default: all)")
-    p.add_argument("--input", type=positive_int, default=572, metavar="N", help="reference input side")
+    p.add_argument("--input", type=image_side, default=572, metavar="N", help="reference input side")
     p.add_argument("--json", action="store_true", help="print a JSON list instead of a table")
     p.set_defaults(func=cmd_list)
 
@@ -509,7 +524,7 @@ def add_predict(sub: Commands) -> None:
     p.add_argument("-o", "--output", required=True, help="output folder: probabilities/STEM.tif (float32 "
                    "P(interior) in [0, 1]) and masks/STEM.png (255 = interior, 0 = membrane)")  # fmt: skip
     p.add_argument("--threshold", type=float, default=0.5, help="P(interior) above which a mask pixel is interior")
-    p.add_argument("--tile", type=positive_int, help="input tile side (default: the checkpoint's validation tile)")
+    p.add_argument("--tile", type=image_side, help="input tile side (default: the checkpoint's validation tile)")
     p.set_defaults(func=cmd_predict)
 
 
@@ -577,8 +592,9 @@ def add_profile(sub: Commands) -> None:
     p.add_argument("--minutes", type=float, help="with --suite: time budget (default: the suite's)")
     p.add_argument("--resume", action="store_true",
                    help="with --suite: go on with its latest run under --results, skipping what it measured")  # fmt: skip
-    p.add_argument("--input", type=positive_int, default=572, metavar="N", help="input side (nearest accepted is used)")
-    p.add_argument("--batch", default="1", metavar="N|auto", help="batch size, or 'auto': double until out of memory")
+    p.add_argument("--input", type=image_side, default=572, metavar="N", help="input side (nearest accepted is used)")
+    p.add_argument("--batch", type=batch_size, default=1, metavar="N|auto",
+                   help="batch size, or 'auto': double until out of memory")  # fmt: skip
     p.add_argument("--max-batch", type=positive_int, default=1024, help="largest batch an auto sweep tries")
     p.add_argument("--mode", choices=["infer", "train", "both"], default="infer",
                    help="measure inference (forward), training steps (forward, backward, optimizer) or both")  # fmt: skip

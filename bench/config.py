@@ -20,6 +20,10 @@ from variants.overrides import ConfigError, apply_overrides
 WARPING_UNSCORED = "{name} 'warping_error' is scored each epoch only with val_warping = true"
 
 
+# the largest tile or input side any command takes: 16384 px is 1 GiB per fp32 channel already;
+# beyond it sizes overflowed index arithmetic and tensor sizes with a traceback instead of a line
+MAX_SIDE = 16384
+
 # TrainCfg's numbers: the test each must pass and what it allows. None (where a field allows it)
 # is not tested; NaN and infinities never pass. A negative grad_clip would turn each step into ascent.
 RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
@@ -31,8 +35,8 @@ RANGES: dict[str, tuple[Callable[[float], bool], str]] = {
     "max_minutes": (lambda v: v > 0, "a positive number of minutes"),
     "target": (lambda v: True, "a finite number"),
     "batch_size": (lambda v: v > 0, "positive"),
-    "tile": (lambda v: v > 0, "positive"),
-    "val_tile": (lambda v: v > 0, "positive"),
+    "tile": (lambda v: 0 < v <= MAX_SIDE, f"positive and at most {MAX_SIDE} pixels"),
+    "val_tile": (lambda v: 0 < v <= MAX_SIDE, f"positive and at most {MAX_SIDE} pixels"),
     "w0": (lambda v: v >= 0, "0 or more (0 = class weights only)"),
     "sigma": (lambda v: v > 0, "a positive number of pixels"),
     "min_size": (lambda v: v >= 0, "0 or more pixels"),

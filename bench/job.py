@@ -32,7 +32,7 @@ from bench.data import (
     stratified_split,
 )  # fmt: skip
 from bench.device import resolve_device
-from bench.errors import UsageError
+from bench.errors import UsageError, UserError
 from bench.instances import NUM_CLASSES
 from bench.metrics import InstanceName
 from bench.schema import config_hash
@@ -290,12 +290,29 @@ def load_trained(path: Path) -> tuple[TrainJob, torch.nn.Module, torch.device]:
     meta = state.get("meta")
     if not meta:
         raise CheckpointError(f"{path}: no run metadata; it was not written by `unet-bench train`")
-    job = TrainJob.from_meta(meta)
-    job = replace(job, train=with_chosen_decoding(job.train, state.get("best") or {}))
-    model = job.model_config().build()
-    model.load_state_dict(state["model"])
+    try:  # a damaged or edited file: its metadata, or weights of another variant or width
+        job = TrainJob.from_meta(meta)
+        job = replace(job, train=with_chosen_decoding(job.train, state.get("best") or {}))
+        model = job.model_config().build()
+        model.load_state_dict(state["model"])
+    except (UserError, LookupError, TypeError, ValueError, RuntimeError) as exc:
+        raise CheckpointError(f"{path}: its run metadata and weights do not make a {meta_variant(meta)} model "
+                              f"({type(exc).__name__}: {error_detail(exc)}); was it edited?") from None  # fmt: skip
     device = resolve_device(job.train.device)
     return job, model.to(device), device
+
+
+def error_detail(exc: BaseException, limit: int = 160) -> str:
+    """An error's first line, or its second where the first only announces a list (torch's
+    'Error(s) in loading state_dict for UNet:'), cut to ``limit`` characters."""
+    lines = [line.strip() for line in str(exc).splitlines() if line.strip()] or [""]
+    text = lines[1] if lines[0].endswith(":") and len(lines) > 1 else lines[0]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def meta_variant(meta: object) -> str:
+    """The variant a checkpoint's metadata names, for messages about a damaged checkpoint."""
+    return repr(meta.get("variant")) if isinstance(meta, dict) else "unet-bench"
 
 
 def score_checkpoint(path: Path, data_spec: str | None = None, val_sections: Sequence[int] | None = None) -> Evaluation:

@@ -124,11 +124,13 @@ def _read_part(path: Path) -> pd.DataFrame:
         raise ResultsError(f"{path}: columns are out of order for schema v{version}")
     required = [c for c in INT_COLUMNS if c in expected] + ["value"]
     numeric = frame[required].apply(pd.to_numeric, errors="coerce")
-    damaged = numeric.isna().any(axis=1) | frame["extra"].isna()
+    integers = numeric.drop(columns="value")  # a seed of 1.5 or 1e30 is damage, not a number to truncate or wrap
+    whole = ((integers % 1 == 0) & (integers.abs() < 2**63)).all(axis=1)
+    damaged = numeric.isna().any(axis=1) | ~whole | frame["extra"].isna()
     if damaged.any():
         line = int(damaged.idxmax()) + 2  # header is line 1
         raise ResultsError(
-            f"{path}: truncated or damaged row at line {line} (a required value is missing or not a number)"
+            f"{path}: truncated or damaged row at line {line} (a required value is missing, not a number, or not a whole number where one is needed)"
         )
     return upgrade_v1(frame, path) if version == 1 else frame
 

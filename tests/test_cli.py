@@ -50,6 +50,37 @@ def test_train_rejects_bad_settings_in_one_line() -> None:
     assert result.returncode == 2 and "epochs must be positive" in result.stderr
 
 
+def test_a_bad_batch_or_a_huge_size_is_refused_by_the_parser(tmp_path: Path) -> None:
+    """profile --batch -3 or 1e9, and sides past MAX_SIDE (profile --input, a --set tile)
+    ended in a traceback from torch or int(); now argparse's own line (or one error line) and
+    exit 2, before a model is built or a folder made."""
+    from bench.config import MAX_SIDE
+
+    out = tmp_path / "run"
+    results = run_cli_many({
+        "negative_batch": ["profile", "--variant", "unet-16", "--batch", "-3"],
+        "float_batch": ["profile", "--variant", "unet-16", "--batch", "1e9"],
+        "huge_input": ["profile", "--variant", "unet-16", "--input", "99999999999"],
+        "huge_list_input": ["list", "--input", str(MAX_SIDE + 1)],
+        "huge_predict_tile": ["predict", "x.pt", str(tmp_path), "-o", str(out), "--tile", str(MAX_SIDE + 1)],
+        "huge_tile": ["train", "--variant", "unet-16", "--set", "tile=99999999999999999999999", "-o", str(out)],
+    })  # fmt: skip
+    expected = {
+        "negative_batch": "argument --batch: must be positive, got -3",
+        "float_batch": "argument --batch: expected a whole number, got '1e9'",
+        "huge_input": f"argument --input: at most {MAX_SIDE} pixels, got 99999999999",
+        "huge_list_input": f"argument --input: at most {MAX_SIDE} pixels, got {MAX_SIDE + 1}",
+        "huge_predict_tile": f"argument --tile: at most {MAX_SIDE} pixels, got {MAX_SIDE + 1}",
+        "huge_tile": f"unet-bench: error: tile must be positive and at most {MAX_SIDE} pixels, got 99999999999999999999999",
+    }
+    for case, line in expected.items():
+        result = results[case]
+        assert result.returncode == 2 and "Traceback" not in result.stderr, (case, result.stderr[-2000:])
+        assert result.stderr.strip().splitlines()[-1].endswith(line), (case, result.stderr)
+    assert not out.exists(), "nothing was written"
+    assert main(["profile", "--variant", "unet-16", "--batch", "2", "--input", "92", "--max-seconds", "0.1"]) == 0
+
+
 def test_score_folders_like_the_challenge(tmp_path) -> None:
     import numpy as np
     from PIL import Image

@@ -91,6 +91,26 @@ def test_schema_version_mismatch_names_file_and_both_versions(tmp_path: Path) ->
     assert f"schema version {SCHEMA_VERSION + 1}" in str(err.value) and f"reads version {SCHEMA_VERSION}" in str(err.value)
 
 
+@pytest.mark.parametrize("seed", ["1.5", "1e30"])
+def test_a_row_with_a_fraction_or_huge_number_in_an_integer_column_is_named(tmp_path: Path, seed: str) -> None:
+    """A seed of 1.5 was read as 1 and one of 1e30 wrapped to -2**63, so compare and report
+    counted a seed that was never run; now the row is named as damaged, and no report written."""
+    from tests.conftest import assert_user_error, run_cli
+
+    run_a, run_b = tmp_path / "a", tmp_path / "b"
+    ResultWriter(run_a).append([row(0), row(1)])
+    path = ResultWriter(run_b).append([row(0), row(1)])
+    lines = path.read_text().splitlines()
+    fields = lines[2].split(",")
+    fields[COLUMNS.index("seed")] = seed
+    path.write_text("\n".join([*lines[:2], ",".join(fields)]) + "\n")
+    needle = f"{path}: truncated or damaged row at line 3"
+    assert_user_error(run_cli("compare", str(run_a), str(run_b)), needle, "not a whole number")
+    assert_user_error(run_cli("report", str(run_b), "-o", str(tmp_path / "report")), needle)
+    assert not (tmp_path / "report").exists(), "nothing was written"
+    assert len(read_results(run_a)) == 2
+
+
 def test_truncated_part_is_named(tmp_path: Path) -> None:
     path = ResultWriter(tmp_path).append([row(0), row(1)])
     text = path.read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import pickle
 import re
 import signal
 import subprocess
@@ -122,6 +123,56 @@ def test_a_pickle_payload_checkpoint_is_refused(tmp_path: Path) -> None:
     torch.save({"model": Payload()}, path)
     with pytest.raises(UnsafeCheckpointError, match="evil.pt: refused to load"):
         load_checkpoint(path)
+
+
+def test_the_refusal_of_a_pickle_payload_never_advises_weights_only_false(tmp_path: Path) -> None:
+    """torch's message says re-running with weights_only=False "will likely succeed": the one
+    thing an untrusted file must never get. The line names what was refused, and torch's warning
+    about the pickle protocol does not reach the terminal."""
+    from tests.conftest import assert_user_error, run_cli
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, ("echo pwned",))
+
+    evil = tmp_path / "evil.pt"
+    torch.save({"model": Payload()}, evil)
+    result = run_cli("eval", str(evil))
+    message = assert_user_error(result, "evil.pt: refused to load", "unsupported GLOBAL posix.system")
+    assert "weights_only` set to `False`" not in message and "will likely succeed" not in message
+    protocol4 = tmp_path / "protocol4.pt"
+    protocol4.write_bytes(pickle.dumps({"model": 1}, protocol=4))  # a dict, but not torch's zip format
+    assert_user_error(run_cli("eval", str(protocol4)), "protocol4.pt:")
+
+
+def test_a_checkpoint_that_is_not_a_state_dict_or_was_edited_is_one_line(tmp_path: Path) -> None:
+    """A bare tensor, a list, metadata that is not a dict, or weights of another variant or width
+    under a checkpoint's metadata ended in a traceback; now one line naming the file."""
+    from bench.checkpoint import save_checkpoint
+    from bench.data import DataSpec
+    from bench.job import TrainJob
+    from tests.conftest import assert_user_error, run_cli
+
+    job = TrainJob(variant="unet-16", data=DataSpec.parse("synthetic"), train=TrainCfg(), overrides={"base_width": 2})
+    meta = job.to_meta([10, 11])
+    weights = job.model_config().build().state_dict()
+    other = TrainJob(variant="resunet", data=job.data, train=job.train, overrides={"base_width": 2})
+    cases = {
+        "tensor": (torch.zeros(3), "not a unet-bench checkpoint (it holds a Tensor, not a dict)"),
+        "list": ([1, 2], "not a unet-bench checkpoint (it holds a list, not a dict)"),
+        "meta_text": ({"model": weights, "meta": "unet-16"}, "do not make a unet-bench model"),
+        "no_weights": ({"meta": meta}, "do not make a 'unet-16' model (KeyError: 'model')"),
+        "other_variant": ({"model": weights, "meta": other.to_meta([10, 11])}, "'resunet' model (RuntimeError: Missing key"),
+        "other_width": ({"model": weights, "meta": {**meta, "overrides": {"base_width": 4}}}, "size mismatch for"),
+    }  # fmt: skip
+    for name, (state, needle) in cases.items():
+        path = tmp_path / f"{name}.pt"
+        torch.save(state, path)
+        assert_user_error(run_cli("eval", str(path)), f"{name}.pt: ", needle)
+        assert_user_error(run_cli("predict", str(path), str(tmp_path), "-o", str(tmp_path / "out")), needle)
+    assert not (tmp_path / "out").exists(), "nothing was written"
+    save_checkpoint(tmp_path / "good.pt", {"model": weights, "meta": meta})
+    assert load_checkpoint(tmp_path / "good.pt")["meta"] == meta
 
 
 def test_a_run_folder_is_resumed_only_by_the_same_run(tmp_path: Path) -> None:
