@@ -339,7 +339,8 @@ def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | N
     deltas = aggregate.ablation_deltas(inputs.ranked[inputs.ranked["stage"] == "eval"], baseline, main)
     deltas = with_image_intervals(deltas, inputs.ranked, baseline, main, folds=bool(inputs.folds))
     deltas = deltas.drop(columns="better").assign(
-        verdict=[interval_verdict(r.ci_low, r.ci_high, main) for r in deltas.itertuples()]
+        verdict=[interval_verdict(r.ci_low, r.ci_high, main) for r in deltas.itertuples()],
+        effect_size_dz=deltas["effect_size_dz"].round(1),  # from 3 pairs d_z is rough; 17.632 claimed too much
     )
     fig, ax = _plt().subplots(figsize=(7, 0.45 * len(deltas) + 1.5))
     ax.errorbar(deltas["delta"], deltas["variant"],
@@ -351,7 +352,8 @@ def ablation_section(inputs: ReportInputs, figures: FigureFolder) -> Section | N
     paired = "seed, fold" if inputs.folds else "seed"
     return Section(
         f"Ablation deltas against {baseline}",
-        f"Paired by {run}: mean difference in {main}, Wilcoxon signed-rank p and Cohen's d_z. The 95 % interval is a "
+        f"Paired by {run}: mean difference in {main}, Wilcoxon signed-rank p and Cohen's d_z (rough from few "
+        f"{inputs.runs}: one decimal). The 95 % interval is a "
         f"hierarchical bootstrap over {inputs.runs}, then the held-out images within each, where per-image scores were "
         f"stored (`paired_by` {paired}, image), never narrower than the t interval over the {inputs.runs}' differences "
         f"(else that t interval alone). Fewer than 3 {inputs.runs} give no "

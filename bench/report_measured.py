@@ -174,4 +174,5 @@ def takeaway(ranked: pd.DataFrame, metric: str, analysis: RankAnalysis | str) ->
                 "the order above is not evidence that one variant is better.")  # fmt: skip
     open_pairs = int((~analysis.pairs["resolved"]).sum())
     return (f"{head} Resolved by the rank test: {', '.join(resolved)}; {open_pairs} other pair(s) not resolved "
-            "(see Ranking).")  # fmt: skip
+            "(see Ranking). Its p-values are optimistic (the blocks of one seed share a trained model): where "
+            "the ablation deltas' intervals disagree, trust the intervals.")  # fmt: skip
