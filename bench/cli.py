@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TypeAlias
 
 from bench.console import format_table
-from bench.errors import UsageError, UserError
+from bench.errors import UsageError, UserError, first_line
 from bench.outputs import OutputRoot, add_out_argument, dashboard_line, output_root
 from bench.schema import COMPILE_MODES
 
@@ -404,7 +404,7 @@ def cmd_ingest(args: argparse.Namespace) -> int:
     from bench.store import ResultWriter
 
     rows = benchmark_rows(Path(args.json_file))
-    path = ResultWriter(Path(args.results) / rows[0].run_id).append(rows) if rows else None
+    path = ResultWriter(Path(args.results) / rows[0].run_id).append(rows)
     print(f"{len(rows)} rows from {args.json_file} -> {path}")
     return 0
 
@@ -749,7 +749,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         hint = "; rerun the same command with --resume to continue" if hasattr(args, "resume") else ""
         print(f"unet-bench: interrupted{hint}", file=sys.stderr)
         return 130
-    except Exception:  # noqa: BLE001 - anything else is a bug: its traceback, then a request to report it
+    except Exception as exc:  # noqa: BLE001 - anything else is a bug: its traceback, then a request to report it
+        from bench.profile import is_oom
+
+        if is_oom(exc):  # a model, batch or tile too large for this machine is the user's to shrink
+            print(
+                f"unet-bench: error: out of memory ({first_line(exc)}): lower the width, batch or tile", file=sys.stderr
+            )
+            return 2
         traceback.print_exc()
         print(BUG_HINT, file=sys.stderr)
         return 1

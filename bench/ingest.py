@@ -22,6 +22,8 @@ def benchmark_rows(path: Path, suite: str = "micro") -> list[ResultRow]:
         benchmarks = list(json.loads(Path(path).read_text())["benchmarks"])
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ResultsError(f"{path}: not a pytest-benchmark JSON file ({type(exc).__name__}: {exc})") from None
+    if not benchmarks:  # pytest-benchmark writes this when every benchmark was skipped or deselected
+        raise ResultsError(f"{path}: no benchmarks in it: nothing to ingest")
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     factory = RowFactory(f"micro-{uuid.uuid4().hex[:8]}", suite, device).bind(stage="profile", unit="ms")
     env = row_environment(device)

@@ -685,20 +685,27 @@ def pareto_section(inputs: ReportInputs, figures: FigureFolder) -> Section | Non
 
     if inputs.quality.empty or inputs.throughput.empty:
         return None
-    front = pareto_table(inputs.quality, inputs.throughput)
+    front = pareto_table(inputs.quality, inputs.profile)
     if front.empty:
         return None
+    speed = "MPix/s" if "MPix/s" in front else "img/s"
     fig, ax = _plt().subplots(figsize=(7, 4.5))
     shown = front.assign(front=front["pareto"].map({True: "on the front", False: "dominated"}))
-    sns.scatterplot(data=shown, x="img/s", y="quality", hue="front", style="front", s=80, ax=ax)
+    sns.scatterplot(data=shown, x=speed, y="quality", hue="front", style="front", s=80, ax=ax)
     ax.set_ylabel(f"{metric_label(headline_metric(inputs.quality))} (mean over {inputs.runs})")
-    ax.set_xlabel("img/s (best measured)")
+    ax.set_xlabel("output megapixels/s" if speed == "MPix/s" else "img/s")
     for _, row in front.iterrows():
-        ax.annotate(row["variant"], (row["img/s"], row["quality"]), fontsize=8, xytext=(4, 4),
+        ax.annotate(row["variant"], (row[speed], row["quality"]), fontsize=8, xytext=(4, 4),
                     textcoords="offset points")  # fmt: skip
     figures.save(fig, "pareto")
-    return Section("Quality vs throughput (Pareto front)",
-                   "A variant is on the front when no other is both better and faster.", front, "pareto")  # fmt: skip
+    return Section(
+        "Quality vs throughput (Pareto front)",
+        "A variant is on the front when no other is both better and faster"
+        + (", in output megapixels/s (valid and same padding yield different outputs from one tile)"
+           if speed == "MPix/s" else "") + ", at the measurement the Summary shows. Throughput is a median of one measurement on this machine: a front decided by a few "
+        "percent of speed is within its noise (see the intervals under Runtime).",
+        front, "pareto",
+    )  # fmt: skip
 
 
 def search_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:
@@ -928,29 +935,16 @@ def main_setting(throughput: pd.DataFrame) -> tuple[str, int, str]:
 
 
 def summary_table(quality: pd.DataFrame, prof: pd.DataFrame, runs: str = "seeds") -> pd.DataFrame:
-    """One row per variant: headline quality with CIs next to throughput and memory. The
-    throughput is the best inference measurement (training if none) at the variant's most
-    measured input size, in the setting, precision and batch most variants share where it has them, and
-    ``at`` says which, since img/s differ by size and setting. ``runs``
-    names the column of the quality's sample size ("runs" under cross-validation)."""
+    """One row per variant: headline quality with CIs next to throughput and memory, at the
+    measurement ``compared_throughput`` picks; ``at`` says which, since img/s differ by size and
+    setting. ``runs`` names the column of the quality's sample size ("runs" under cross-validation)."""
     rows: dict[str, dict[str, Any]] = {}
     for _, q in quality[quality["metric"].isin(RANKED_METRICS)].iterrows():
         label = METRICS[q["metric"]].label
         rows.setdefault(q["variant"], {"variant": q["variant"]})[label] = with_interval(q["mean"], q, int(q["n"]))
         rows[q["variant"]][runs] = int(q["n"])
-    throughput = prof[prof["metric"] == "throughput"]
     memory = memory_rows(prof)
-    alike = ["setting", "precision", "batch_size"]
-    counts = throughput.groupby(alike)["variant"].nunique()
-    shared = pd.MultiIndex.from_tuples(counts[counts == counts.max()].index, names=alike) if len(counts) else None
-    for variant, group in throughput.groupby("variant"):
-        infer = group[group["mode"] == "infer"]
-        group = infer if not infer.empty else group
-        # configurations most variants share, so that a compiled batch-64 run is not set against eager batch-8 ones
-        common = group[pd.MultiIndex.from_frame(group[alike]).isin(shared)] if shared is not None else group
-        group = common if not common.empty else group
-        group = group[group["input_size"] == group["input_size"].mode().iloc[0]]
-        best = group.loc[group["mean"].idxmax()]
+    for variant, best in compared_throughput(prof[prof["metric"] == "throughput"]).iterrows():
         entry = rows.setdefault(variant, {"variant": variant})
         entry["img/s"] = round(float(best["mean"]), 2)
         entry["at"] = f"{best['mode']} {best['precision']} b{best['batch_size']} {best['input_size']} px" + (
@@ -961,6 +955,25 @@ def summary_table(quality: pd.DataFrame, prof: pd.DataFrame, runs: str = "seeds"
         if not match.empty:
             entry["peak MiB"] = round(float(match["mean"].max()), 1)
     return pd.DataFrame(list(rows.values()))
+
+
+def compared_throughput(throughput: pd.DataFrame) -> pd.DataFrame:
+    """The throughput line per variant (index) that variants are compared by: the best inference
+    measurement (training where none) at the variant's most measured input size, among the
+    configurations (setting, precision, batch) most variants share where it has one, so that a
+    compiled batch-64 run is not set against eager batch-8 ones."""
+    alike = ["setting", "precision", "batch_size"]
+    counts = throughput.groupby(alike)["variant"].nunique()
+    shared = pd.MultiIndex.from_tuples(counts[counts == counts.max()].index, names=alike) if len(counts) else None
+    chosen = {}
+    for variant, group in throughput.groupby("variant"):
+        infer = group[group["mode"] == "infer"]
+        group = infer if not infer.empty else group
+        common = group[pd.MultiIndex.from_frame(group[alike]).isin(shared)] if shared is not None else group
+        group = common if not common.empty else group
+        group = group[group["input_size"] == group["input_size"].mode().iloc[0]]
+        chosen[variant] = group.loc[group["mean"].idxmax()]
+    return pd.DataFrame.from_dict(chosen, orient="index")
 
 
 def _with_ci(summary: pd.DataFrame) -> pd.DataFrame:
@@ -1046,16 +1059,23 @@ def time_share_table(measured: pd.DataFrame) -> pd.DataFrame:
     return table.round(1).fillna(0.0).reset_index().rename_axis(columns=None)  # no stray 'kind' header
 
 
-def pareto_table(quality: pd.DataFrame, throughput: pd.DataFrame) -> pd.DataFrame:
-    """Best throughput of each variant against its main quality metric, with front membership."""
+def pareto_table(quality: pd.DataFrame, profile: pd.DataFrame) -> pd.DataFrame:
+    """Each variant's main quality metric against its compared throughput (``compared_throughput``),
+    with front membership by output megapixels/s where measured: a same-padded net's tile yields
+    3.8x the output pixels of a valid one's at 380 px, so per image it would be undersold."""
     main = headline_metric(quality)
     q = quality[quality["metric"] == main].set_index("variant")["mean"].rename("quality")
-    t = throughput.groupby("variant")["mean"].max().rename("img/s")
-    table = pd.concat([q, t], axis=1).dropna().reset_index()
+    best = compared_throughput(profile[profile["metric"] == "throughput"])
+    keys = ["variant", "mode", "precision", "batch_size", "input_size", "setting"]
+    mpix = profile[profile["metric"] == "throughput_mpix"].set_index(keys)["mean"]
+    at = pd.MultiIndex.from_frame(best[keys]) if not best.empty else pd.MultiIndex.from_tuples([], names=keys)
+    cost = pd.DataFrame({"img/s": best["mean"], "MPix/s": mpix.reindex(at).to_numpy()}, index=best.index)
+    table = pd.concat([q, cost], axis=1).dropna(subset=["quality", "img/s"]).rename_axis("variant").reset_index()
     if table.empty:
         return table
-    table["pareto"] = aggregate.pareto_front(table, "quality", "img/s", main in HIGHER_IS_BETTER, True)
-    return table
+    by = "MPix/s" if table["MPix/s"].notna().all() else "img/s"
+    table["pareto"] = aggregate.pareto_front(table, "quality", by, main in HIGHER_IS_BETTER, True)
+    return table.dropna(axis=1, how="all")
 
 
 def _markdown_table(table: pd.DataFrame) -> str:

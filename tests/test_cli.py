@@ -182,3 +182,14 @@ def test_an_out_root_that_is_a_file_is_one_line(tmp_path: Path) -> None:
     result = run_cli("report", str(REPO / "tests" / "data" / "golden"), "--out", str(blocker / "sub"))
     assert_user_error(result, "is a file, not a folder")
     assert blocker.read_text() == "the user's" and sorted(p.name for p in tmp_path.iterdir()) == ["afile"]
+
+
+def test_a_model_too_large_for_this_machine_is_one_line_not_a_bug_report(tmp_path: Path) -> None:
+    """100 billion filters cannot be allocated: the user's to shrink, so one line and exit 2."""
+    result = run_cli("train", "--variant", "unet-16", "--set", "model.base_width=99999999999",
+                     "-o", str(tmp_path / "run"), "--epochs", "1")  # fmt: skip
+    assert result.returncode == 2 and "Traceback" not in result.stderr, result.stderr[-2000:]
+    error = result.stderr.strip().splitlines()[-1]  # after train's 'recipe: ...' line
+    assert error.startswith("unet-bench: error: out of memory (") and "can't allocate memory" in error
+    assert error.endswith("lower the width, batch or tile")
+    assert not any(p.is_file() for p in tmp_path.rglob("*")), "nothing written"

@@ -314,3 +314,18 @@ def test_the_page_says_when_membrane_scores_took_their_threshold_on_the_scored_i
         text = report_measured.split_text(settings)
         assert text.startswith("validation images") and ("a choice made on those images" in text) == says
         assert ("thresholds 0.1 ... 0.9" in text) == (settings["train_cfg"]["val_thresholds"] == "best" and says)
+
+
+def test_the_pareto_front_counts_output_pixels_where_outputs_differ(tmp_path: Path) -> None:
+    """dsb2018: unet-same's 384 px tile yields 384 x 384 output pixels, unet-original's 380 px tile
+    196 x 196; per image unet-same is slower, per output pixel faster, and the front says so."""
+    report = build_report(sorted((REPO / "results" / "dsb2018").glob("*/"))[-1], tmp_path)
+    pareto = {s.title: s for s in report.sections}["Quality vs throughput (Pareto front)"]
+    table = pareto.table.set_index("variant")
+    same, valid = table.loc["unet-same"], table.loc["unet-original"]
+    assert same["img/s"] < valid["img/s"] and same["MPix/s"] > valid["MPix/s"]
+    assert same["MPix/s"] / same["img/s"] == pytest.approx(384 * 384 / 1e6, rel=0.02)
+    assert valid["MPix/s"] / valid["img/s"] == pytest.approx(196 * 196 / 1e6, rel=0.02)
+    front = aggregate.pareto_front(table, "quality", "MPix/s", True, True)
+    assert table["pareto"].tolist() == front.tolist() and bool(table.loc["unet-same", "pareto"])
+    assert "output megapixels/s" in pareto.text

@@ -203,8 +203,9 @@ def test_every_committed_row_names_its_run_code_and_machine() -> None:
         ('{"benchmarks": [', "not a pytest-benchmark JSON file"),
         ('{"benchmarks": [{"name": 3}]}', "benchmark 0 is not a pytest-benchmark entry"),
         ('{"benchmarks": "x"}', "benchmark 0 is not a pytest-benchmark entry"),
+        ('{"benchmarks": []}', "no benchmarks in it: nothing to ingest"),
     ],
-    ids=["truncated", "entry-without-stats", "not-a-list"],
+    ids=["truncated", "entry-without-stats", "not-a-list", "empty"],
 )
 def test_a_malformed_benchmark_json_is_one_line_and_writes_nothing(tmp_path: Path, text: str, expected: str) -> None:
     from tests.conftest import assert_user_error, run_cli
