@@ -662,7 +662,19 @@ def memory_section(inputs: ReportInputs, figures: FigureFolder) -> Section | Non
     if memory.empty:
         return None
     stem = draw_per_batch(figures, memory, "peak memory (MiB)", "memory", plotted)
-    return Section("Peak memory", "", None, stem)
+    return Section("Peak memory", MEMORY_MEANING[str(memory["metric"].iloc[0])] + f" The figure shows {plotted}.",
+                   None, stem)  # fmt: skip
+
+
+# what each of MODEL_MEMORY_METRICS is, as the Peak memory section says it
+MEMORY_MEANING = {
+    "peak_memory_allocated": "Peak CUDA memory allocated by the measured steps (max_memory_allocated after a reset).",
+    "peak_memory_rss_increase": "On a CPU: how far the process's resident memory rose above its level before the "
+    "measured steps (the kernel's high-water mark). It includes the allocator's caching and freed memory not yet "
+    "handed back, so differences of a few tens of MiB between variants are within its noise.",
+    "peak_memory_rss": "On a CPU: the process's peak resident memory during the measured steps, the interpreter "
+    "and libraries included, so it says little about the model alone.",
+}
 
 
 def time_share_section(inputs: ReportInputs, figures: FigureFolder) -> Section | None:

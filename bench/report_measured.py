@@ -120,7 +120,11 @@ def area_note(settings: list[Mapping[str, Any]]) -> str:
     if len(sides) < 2:
         return ""
     ratio = (sides[-1] / sides[0]) ** 2
-    return (f"The variants' training tiles give outputs of {sides[0]} to {sides[-1]} px a side: at equal steps the "
+    inputs = sorted({tile for tile, _ in outputs})
+    tiles = (
+        f"tiles ({inputs[0]} to {inputs[-1]} px: each network's nearest accepted size)" if len(inputs) > 1 else "tiles"
+    )
+    return (f"The variants' training {tiles} give outputs of {sides[0]} to {sides[-1]} px a side: at equal steps the "
             f"largest sees {ratio:.1f}x the supervised pixels of the smallest (valid convolutions lose a border), "
             "so the budget is equal in steps, not in pixels.")  # fmt: skip
 

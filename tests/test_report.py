@@ -275,6 +275,7 @@ def test_the_opening_says_when_equal_steps_are_not_equal_pixels() -> None:
     same = {"variant": "monai-basicunet", "overrides": {}, "train_cfg": {"tile": 384}}
     assert tile_text(valid) == "380 → 196 px" and tile_text(same) == "384 → 384 px"
     assert "196 to 384 px" in area_note([valid, same]) and f"{(384 / 196) ** 2:.1f}x" in area_note([valid, same])
+    assert "tiles (380 to 384 px: each network's nearest accepted size)" in area_note([valid, same]), "not 384 for all"
     assert area_note([valid, valid]) == ""
 
 
@@ -302,6 +303,9 @@ def test_a_profile_only_report_compares_variants_in_the_configuration_they_share
     assert "<th>kind</th>" not in page and "| kind |" not in (tmp_path / "report.md").read_text()
     cpu = {s.title: s for s in build_report(GOLDEN, tmp_path / "cpu").sections}
     assert "no MFU (no dense peak is known for this device)" in cpu["Runtime"].text
+    # the Peak memory section says which memory it plots: CUDA's allocations, or a CPU's resident set
+    assert sections["Peak memory"].text.startswith("Peak CUDA memory allocated by the measured steps")
+    assert cpu["Peak memory"].text.startswith("On a CPU: the process's peak resident memory")
 
 
 def test_the_page_says_when_membrane_scores_took_their_threshold_on_the_scored_images() -> None:
