@@ -130,9 +130,13 @@ def to_unit_float(array: np.ndarray, path: Path | str) -> np.ndarray:
     """Scale integer or float images to float32 in [0, 1]; refuse NaN and infinities."""
     if np.issubdtype(array.dtype, np.integer):
         return array.astype(np.float32) / integer_full_scale(array, path)
-    array = array.astype(np.float32)
+    if not np.issubdtype(array.dtype, np.floating):  # complex, bool, ...: no intensity to scale
+        raise DataError(f"{path}: pixels of type {array.dtype} are not intensities (integer or real images only)")
     if not np.isfinite(array).all():
         raise DataError(f"{path}: image holds NaN or infinite values")
+    if np.abs(array).max() > np.finfo(np.float32).max:  # float64 past float32 would become infinite
+        raise DataError(f"{path}: pixel values up to {np.abs(array).max():.3g} are past float32's range")
+    array = array.astype(np.float32)
     low, high = float(array.min()), float(array.max())
     if 0.0 <= low and high <= 1.0:
         return array

@@ -52,6 +52,20 @@ def nan_image(root: Path) -> tuple[Path, str]:
     return path, "image holds NaN or infinite values"
 
 
+def complex_image(root: Path) -> tuple[Path, str]:
+    (root / "images" / "01.png").unlink()
+    path = root / "images" / "01.tif"
+    tifffile.imwrite(path, np.full((32, 32), 1 + 2j, np.complex64))
+    return path, "pixels of type complex64 are not intensities"
+
+
+def image_past_float32(root: Path) -> tuple[Path, str]:
+    (root / "images" / "01.png").unlink()
+    path = root / "images" / "01.tif"
+    tifffile.imwrite(path, np.full((32, 32), 1e300))
+    return path, "pixel values up to 1e+300 are past float32's range"
+
+
 def mismatched_names(root: Path) -> tuple[Path, str]:
     (root / "labels" / "01.png").rename(root / "labels" / "07.png")
     return root, "no label for ['01'], no image for ['07']"
@@ -71,6 +85,8 @@ CASES: dict[str, Callable[[Path], tuple[Path, str]]] = {
         label_of_another_size,
         non_binary_label,
         nan_image,
+        complex_image,
+        image_past_float32,
         mismatched_names,
         empty_folder,
     )
