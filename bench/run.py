@@ -9,6 +9,7 @@ search resumes through its Optuna storage in the run folder.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Callable
@@ -24,7 +25,7 @@ from bench.curves import curve_rows, target_rows
 from bench.data import format_sections
 from bench.job import JobResult, TrainJob, job_settings, job_split, run_job, suite_job
 from bench.metrics import METRICS, ROW_METRICS
-from bench.profile import ProfileCfg, measure
+from bench.profile import Measurement, ProfileCfg, measure
 from bench.progress import SuiteProgress, format_duration
 from bench.rows import RowFactory
 from bench.runlock import run_lock
@@ -265,15 +266,26 @@ def profile_stage(
     suite: SuiteCfg, run_dir: Path, best: dict[str, dict[str, Any]], log: Callable[[str], None],
     advance: Callable[[int], None] = no_progress,
 ) -> None:  # fmt: skip
-    """Profile each variant at the suite's tile and batch on this machine."""
+    """Profile each variant at the suite's tile and batch on this machine. Arms that differ only
+    in training (a weight map, a learning rate, dropout, which inference skips) are one network:
+    it is measured once and its rows are written under each arm, so that noise between two
+    measurements of one network cannot decide a Pareto front between them."""
+    measured: dict[str, Measurement] = {}
     for number, variant in enumerate(suite.variants, start=1):
         stage = f"profile-{variant}"
         if stage_done(run_dir, stage):
             advance(1)
             continue
         job = suite_job(suite, variant, best.get(variant, {}), 0, owner="best trial")
-        m = measure(ProfileCfg(job.variant, input_size=job.train.tile, batch_size=job.train.batch_size, warmup=1,
-                               min_reps=3, max_reps=20, max_seconds=3.0, overrides=dict(job.overrides)))  # fmt: skip
+        overrides = {k: v for k, v in job.overrides.items() if k != "dropout"}
+        network = json.dumps(
+            [job.variant, job.train.tile, job.train.batch_size, overrides], sort_keys=True, default=str
+        )
+        if network not in measured:
+            measured[network] = measure(ProfileCfg(
+                job.variant, input_size=job.train.tile, batch_size=job.train.batch_size, warmup=1, min_reps=3,
+                max_reps=20, max_seconds=3.0, overrides=overrides))  # fmt: skip
+        m = measured[network]
         ResultWriter(run_dir).append(m.rows(run_dir.name, suite=suite.name, shown_as=job.shown_as), name=stage)
         advance(1)
         log(f"[3/4 profile {number}/{len(suite.variants)}] {variant}: {m.summary()['throughput'][0]:.1f} img/s")

@@ -300,3 +300,26 @@ def test_an_objective_must_score_the_suites_labels(tmp_path: Path) -> None:
     )
     path = broken_suite(tmp_path, 'objective = "v_rand"', 'objective = "dsb_ap"')
     assert "binary labels; use an objective like 'v_rand'" in load_error(path, "objective")
+
+
+def test_arms_of_one_network_share_one_profile_measurement(tmp_path: Path) -> None:
+    """Arms that change only training (w0, dropout) are one network for inference: measured once
+    and written under each arm, so noise cannot put one arm of a network on a Pareto front and
+    its twin off it (ablation-weightmap once showed 34.0 against 31.3 img/s for one network);
+    a different network (resunet) is measured on its own."""
+    from bench.run import profile_stage
+    from bench.store import read_results
+
+    path = broken_suite(tmp_path, "[cpu]", ARMS + "[cpu]")
+    path.write_text(path.read_text().replace('"model.dropout" = { choices = [0.0, 0.5] }\n', ""))
+    suite = load_suite(path)
+    run_dir = tmp_path / "run"
+    lines: list[str] = []
+    profile_stage(suite, run_dir, {}, lines.append)
+    rows = read_results(run_dir)
+    throughput = rows[rows["metric"] == "throughput"].set_index("variant")["value"]
+    arms = [v for v in suite.variants if suite.network(v) == "unet-original"]
+    assert len(arms) == 3 and len(lines) == len(suite.variants)
+    assert throughput[arms].nunique() == 1, "one measurement of unet-original, written under each of its arms"
+    others = [v for v in suite.variants if suite.network(v) == "resunet"]
+    assert throughput[others].nunique() == 1 and throughput[others[0]] != throughput[arms[0]]
