@@ -227,9 +227,10 @@ def fold_note(inputs: ReportInputs) -> str:
 
 def trained_note(inputs: ReportInputs) -> str:
     """How many of the scored runs trained: said even when all did, so a reader knows it was checked."""
-    verdicts = inputs.frame[(inputs.frame["stage"] == "eval") & (inputs.frame["metric"] == "trained")]
-    if not (inputs.frame["stage"] == "eval").any():  # measurements only: no run was trained to check
+    evals = inputs.frame[inputs.frame["stage"] == "eval"]
+    if evals.empty:  # measurements only: no run was trained to check
         return ""
+    verdicts = evals[evals["metric"] == "trained"]
     if verdicts.empty:
         return " Whether each run trained was not checked (rows written before the check existed)."
     failed = len(inputs.untrained)
@@ -910,7 +911,8 @@ def default_title(frame: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]])
     title = f"unetbench: {suites} suite"
     if set(evals["device"]) != {"cpu"}:
         return title
-    scored = [s["train_cfg"] for k, s in configs.items() if k in set(evals["config_hash"]) and "train_cfg" in s]
+    hashes = set(evals["config_hash"])
+    scored = [s["train_cfg"] for k, s in configs.items() if k in hashes and "train_cfg" in s]
     steps = sorted({int(t["epochs"]) * int(t["steps_per_epoch"]) for t in scored})
     span = "" if not steps else f", {steps[0]}" + (f"-{steps[-1]}" if len(steps) > 1 else "") + " steps per run"
     return f"{title} (CPU-sized: trained on a CPU{span})"
@@ -962,11 +964,14 @@ def summary_table(quality: pd.DataFrame, prof: pd.DataFrame, runs: str = "seeds"
         entry["at"] = f"{best['mode']} {best['precision']} b{best['batch_size']} {best['input_size']} px" + (
             "" if best["setting"] == "eager" else f", {best['setting']}"
         )
-        same = ["variant", "mode", "precision", "batch_size", "input_size", "setting"]
-        match = memory[(memory[same] == best[same]).all(axis=1)]
+        match = memory[(memory[MEASUREMENT] == best[MEASUREMENT]).all(axis=1)]
         if not match.empty:
             entry["peak MiB"] = round(float(match["mean"].max()), 1)
     return pd.DataFrame(list(rows.values()))
+
+
+# what makes two rows of ``profile_table`` one measurement: its memory, MPix/s and img/s belong together
+MEASUREMENT = ["variant", "mode", "precision", "batch_size", "input_size", "setting"]
 
 
 def compared_throughput(throughput: pd.DataFrame) -> pd.DataFrame:
@@ -1078,9 +1083,12 @@ def pareto_table(quality: pd.DataFrame, profile: pd.DataFrame) -> pd.DataFrame:
     main = headline_metric(quality)
     q = quality[quality["metric"] == main].set_index("variant")["mean"].rename("quality")
     best = compared_throughput(profile[profile["metric"] == "throughput"])
-    keys = ["variant", "mode", "precision", "batch_size", "input_size", "setting"]
-    mpix = profile[profile["metric"] == "throughput_mpix"].set_index(keys)["mean"]
-    at = pd.MultiIndex.from_frame(best[keys]) if not best.empty else pd.MultiIndex.from_tuples([], names=keys)
+    mpix = profile[profile["metric"] == "throughput_mpix"].set_index(MEASUREMENT)["mean"]
+    at = (
+        pd.MultiIndex.from_frame(best[MEASUREMENT])
+        if not best.empty
+        else pd.MultiIndex.from_tuples([], names=MEASUREMENT)
+    )
     cost = pd.DataFrame({"img/s": best["mean"], "MPix/s": mpix.reindex(at).to_numpy()}, index=best.index)
     table = pd.concat([q, cost], axis=1).dropna(subset=["quality", "img/s"]).rename_axis("variant").reset_index()
     if table.empty:

@@ -99,10 +99,10 @@ def hierarchical_deltas(frame: pd.DataFrame, baseline: str, metric: str) -> pd.D
         if diffs.empty:
             continue
         delta, low, high = hierarchical_bootstrap(diffs)
-        run_low, run_high = mean_interval(diffs.groupby(list(RUN))["value"].mean())
+        per_run = diffs.groupby(list(RUN))["value"].mean()
+        run_low, run_high = mean_interval(per_run)
         low, high = min(low, run_low), max(high, run_high)  # NaN (too few runs) stays NaN
-        runs = len(diffs.drop_duplicates(list(RUN)))
-        out.append({"variant": variant, "seeds": diffs["seed"].nunique(), "runs": runs,
+        out.append({"variant": variant, "seeds": diffs["seed"].nunique(), "runs": len(per_run),
                     "images": diffs["image"].nunique(), "delta": delta, "ci_low": low, "ci_high": high})  # fmt: skip
     return pd.DataFrame(out, columns=["variant", "seeds", "runs", "images", "delta", "ci_low", "ci_high"])
 
