@@ -63,6 +63,9 @@ class ResultRow:
     schema_version: int = SCHEMA_VERSION
 
     def __post_init__(self) -> None:
+        # the reader refuses such a part as damaged, so a writer must never produce one
+        if not math.isfinite(self.value) or math.isinf(self.ci_low) or math.isinf(self.ci_high):
+            raise ValueError(f"{self.metric} = {self.value} [{self.ci_low}, {self.ci_high}]: not a finite number")
         if not self.timestamp:
             object.__setattr__(self, "timestamp", datetime.now(UTC).isoformat(timespec="seconds"))
 

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from bench.atomic import atomic_write_bytes
@@ -126,11 +127,13 @@ def _read_part(path: Path) -> pd.DataFrame:
     numeric = frame[required].apply(pd.to_numeric, errors="coerce")
     integers = numeric.drop(columns="value")  # a seed of 1.5 or 1e30 is damage, not a number to truncate or wrap
     whole = ((integers % 1 == 0) & (integers.abs() < 2**63)).all(axis=1)
-    damaged = numeric.isna().any(axis=1) | ~whole | frame["extra"].isna()
+    bounds = frame[["ci_low", "ci_high"]].apply(pd.to_numeric, errors="coerce").astype(float)  # NaN: no interval
+    finite = np.isfinite(numeric["value"].astype(float)) & ~np.isinf(bounds).any(axis=1)
+    damaged = numeric.isna().any(axis=1) | ~whole | ~finite | frame["extra"].isna()
     if damaged.any():
         line = int(damaged.idxmax()) + 2  # header is line 1
         raise ResultsError(
-            f"{path}: truncated or damaged row at line {line} (a required value is missing, not a number, or not a whole number where one is needed)"
+            f"{path}: truncated or damaged row at line {line} (a required value is missing, not a number, infinite, or not a whole number where one is needed)"
         )
     return upgrade_v1(frame, path) if version == 1 else frame
 

@@ -91,10 +91,17 @@ def test_schema_version_mismatch_names_file_and_both_versions(tmp_path: Path) ->
     assert f"schema version {SCHEMA_VERSION + 1}" in str(err.value) and f"reads version {SCHEMA_VERSION}" in str(err.value)
 
 
-@pytest.mark.parametrize("seed", ["1.5", "1e30"])
-def test_a_row_with_a_fraction_or_huge_number_in_an_integer_column_is_named(tmp_path: Path, seed: str) -> None:
+@pytest.mark.parametrize(
+    ("column", "seed", "reason"),
+    [("seed", "1.5", "not a whole number"), ("seed", "1e30", "not a whole number"), ("value", "inf", "infinite"),
+     ("ci_low", "-inf", "infinite")],
+)
+def test_a_row_with_a_fraction_or_huge_number_in_an_integer_column_is_named(
+    tmp_path: Path, column: str, seed: str, reason: str
+) -> None:
     """A seed of 1.5 was read as 1 and one of 1e30 wrapped to -2**63, so compare and report
-    counted a seed that was never run; now the row is named as damaged, and no report written."""
+    counted a seed that was never run; an infinite value made the report's statistics warn and
+    print inf; now the row is named as damaged, and no report written."""
     from tests.conftest import assert_user_error, run_cli
 
     run_a, run_b = tmp_path / "a", tmp_path / "b"
@@ -102,10 +109,10 @@ def test_a_row_with_a_fraction_or_huge_number_in_an_integer_column_is_named(tmp_
     path = ResultWriter(run_b).append([row(0), row(1)])
     lines = path.read_text().splitlines()
     fields = lines[2].split(",")
-    fields[COLUMNS.index("seed")] = seed
+    fields[COLUMNS.index(column)] = seed
     path.write_text("\n".join([*lines[:2], ",".join(fields)]) + "\n")
     needle = f"{path}: truncated or damaged row at line 3"
-    assert_user_error(run_cli("compare", str(run_a), str(run_b)), needle, "not a whole number")
+    assert_user_error(run_cli("compare", str(run_a), str(run_b)), needle, reason)
     assert_user_error(run_cli("report", str(run_b), "-o", str(tmp_path / "report")), needle)
     assert not (tmp_path / "report").exists(), "nothing was written"
     assert len(read_results(run_a)) == 2
@@ -204,8 +211,10 @@ def test_every_committed_row_names_its_run_code_and_machine() -> None:
         ('{"benchmarks": [{"name": 3}]}', "benchmark 0 is not a pytest-benchmark entry"),
         ('{"benchmarks": "x"}', "benchmark 0 is not a pytest-benchmark entry"),
         ('{"benchmarks": []}', "no benchmarks in it: nothing to ingest"),
+        ('{"benchmarks": [{"name": "test_a", "fullname": "t::test_a", "stats": {"median": Infinity, "rounds": 3, '
+         '"iqr": 0, "mean": 1}}]}', "benchmark 0 is not a pytest-benchmark entry (ValueError: micro_a = inf"),
     ],
-    ids=["truncated", "entry-without-stats", "not-a-list", "empty"],
+    ids=["truncated", "entry-without-stats", "not-a-list", "empty", "infinite-median"],
 )
 def test_a_malformed_benchmark_json_is_one_line_and_writes_nothing(tmp_path: Path, text: str, expected: str) -> None:
     from tests.conftest import assert_user_error, run_cli
@@ -226,3 +235,12 @@ def test_a_runs_own_config_wins_over_a_search_trials_of_the_same_key(tmp_path: P
         folder.mkdir(parents=True)
         (folder / "abc.json").write_text(json.dumps({"from": label}))
     assert read_configs(tmp_path) == {"abc": {"from": "run"}}
+
+
+@pytest.mark.parametrize("changes", [{"value": float("nan")}, {"value": float("inf")}, {"ci_high": float("inf")}])
+def test_no_row_with_a_value_the_reader_would_refuse_can_be_made(changes: dict[str, float]) -> None:
+    """The reader names a part with a NaN or infinite value as damaged, so the writer's side
+    refuses to make such a row: a run stops at the bad number instead of leaving unreadable results."""
+    with pytest.raises(ValueError, match="v_rand = .*not a finite number"):
+        row(**changes)
+    assert row(ci_low=float("nan"), ci_high=float("nan")).value == 0.5, "NaN bounds (no interval) stay allowed"
