@@ -236,14 +236,27 @@ def cmd_profile(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     from bench.paths import safe_part
-    from bench.report import build_report
+    from bench.report import build_report, check_report_folder
+    from bench.report_folders import report_folders
+    from bench.store import ResultsError
 
     results = Path(args.run_folder)
     # the folder's own name (`report ..` names the parent folder), never a path that leaves reports/
     name = safe_part(results.resolve().name, f"the name of results folder {args.run_folder!r}")
     out_dir = Path(args.output) if args.output else output_root(args).reports / name
-    report = build_report(results, out_dir, baseline=args.baseline)
-    print(f"{len(report.sections)} sections, {len(report.figures)} figures -> {out_dir / 'report.html'}")
+    folders = report_folders(results)
+    if len(folders) > 1 and args.baseline:
+        raise ResultsError(
+            f"--baseline {args.baseline!r} names one suite's variant, but {results} holds {len(folders)} "
+            f"suites' folders: report one of them (unet-bench report {folders[0]} --baseline ...)"
+        )
+    targets = {folder: out_dir if folder == results else out_dir / safe_part(folder.name, "a results folder's name")
+               for folder in folders}  # fmt: skip
+    for target in targets.values():  # every folder refused before any report is written
+        check_report_folder(target)
+    for folder, target in targets.items():
+        report = build_report(folder, target, baseline=args.baseline)
+        print(f"{len(report.sections)} sections, {len(report.figures)} figures -> {target / 'report.html'}")
     return 0
 
 
@@ -623,11 +636,15 @@ def add_profile(sub: Commands) -> None:
 def add_report(sub: Commands) -> None:
     p = command(sub, "report", "Markdown + self-contained HTML report from a results tree",
                 "unet-bench report results/quick/RUN", "unet-bench report results/paper -o reports/paper-all",
-                "unet-bench report results/ablation-normalisation/RUN --baseline unet-original")  # fmt: skip
-    p.add_argument("run_folder", metavar="results", help="a run folder or a tree of them (results/...)")
+                "unet-bench report results/ablation-normalisation/RUN --baseline unet-original",
+                "unet-bench report results -o reports   # every suite's folder: reports/<suite>/")  # fmt: skip
+    p.add_argument("run_folder", metavar="results",
+                   help="a run folder or a tree of them (results/...); a tree of several suites' folders gets one "
+                        "report per folder, under -o")  # fmt: skip
     add_out_argument(p)
     p.add_argument("-o", "--output", help="report folder (default: OUT/reports/<name of RESULTS>)")
-    p.add_argument("--baseline", help="variant the ablation deltas compare against (default: unet-original)")
+    p.add_argument("--baseline",
+                   help="variant the ablation deltas compare against (default: the suite's baseline, else unet-original)")  # fmt: skip
     p.set_defaults(func=cmd_report)
 
 

@@ -881,6 +881,9 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     frame = read_results(results)
     if frame.empty:
         raise ResultsError(f"{results}: no result rows to report")
+    if baseline is not None and baseline not in set(frame["variant"]):
+        variants = ", ".join(sorted(set(frame["variant"]) - {""}))
+        raise ResultsError(f"--baseline {baseline!r}: no such variant in {results} (it has {variants})")
     check_report_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _plt()  # the Agg backend before the theme and any figure
