@@ -225,8 +225,21 @@ def rank_analysis(frame: pd.DataFrame, metric: str, alpha: float = ALPHA) -> Ran
                           "median": result.rankdf["median"].astype(float)})  # fmt: skip
     ranks = ranks.sort_values("mean_rank", kind="stable").reset_index(drop=True)  # rank 1 is the best
     cd = float(result.cd) if friedman else math.nan
-    return RankAnalysis(metric, kind, len(wide), str(result.omnibus), float(result.pvalue), statistic, cd, ranks,
-                        rank_pairs(ranks, len(wide), float(result.pvalue), cd, alpha), result, left_out)  # fmt: skip
+    p_value = float(result.pvalue) if friedman else better_ranked_p(wide, ranks, metric)
+    return RankAnalysis(metric, kind, len(wide), str(result.omnibus), p_value, statistic, cd, ranks,
+                        rank_pairs(ranks, len(wide), p_value, cd, alpha), result, left_out)  # fmt: skip
+
+
+def better_ranked_p(wide: pd.DataFrame, ranks: pd.DataFrame, metric: str) -> float:
+    """One-sided Wilcoxon signed-rank p that the better-ranked of two variants is the better one,
+    the claim the report prints. autorank tests whichever has the larger median against the
+    other, which for a lower-is-better metric, or where median and mean rank disagree, is the
+    opposite claim (ablation-kernels printed 'unet-same > unet-k5 (p=0.932)', the p of k5 > same)."""
+    better, worse = ranks["variant"]
+    diff = (wide[better] - wide[worse]).to_numpy()
+    if not diff.any():  # every block ties
+        return 1.0
+    return float(stats.wilcoxon(diff, alternative="greater" if metric in HIGHER_IS_BETTER else "less").pvalue)
 
 
 def left_out_text(left_out: tuple[str, ...], before: str = "") -> str:

@@ -132,13 +132,39 @@ def test_two_variants_use_wilcoxon_and_too_few_blocks_say_so() -> None:
     values = per_image_scores({"unet-original": 0.0, "unet-bn": 0.02})
     analysis = stats.rank_analysis(frame_of(values), "v_rand")
     assert isinstance(analysis, stats.RankAnalysis) and analysis.test == "wilcoxon" and math.isnan(analysis.cd)
-    bn = np.array([x for (v, _, _), x in values.items() if v == "unet-bn"])
-    original = np.array([x for (v, _, _), x in values.items() if v == "unet-original"])
-    better, worse = (bn, original) if np.median(bn) > np.median(original) else (original, bn)
-    assert analysis.p_value == pytest.approx(sp.wilcoxon(better, worse, alternative="greater").pvalue)
+    pair = analysis.pairs.iloc[0]
+    better, worse = (np.array([x for (v, _, _), x in values.items() if v == name]) for name in (pair.better, pair.worse))
+    assert analysis.p_value == pair.p == pytest.approx(sp.wilcoxon(better, worse, alternative="greater").pvalue)
     seed_only = frame_of(values)
     seed_only = seed_only[seed_only["stage"] == "eval"]
     assert stats.rank_analysis(seed_only, "v_rand") == "3 blocks (seed) that every variant has; a rank test needs 5"
+
+
+# ablation-kernels' test V_rand per (seed, section): unet-k5 has the larger median, unet-same the
+# better mean rank (it wins 10 of the 15 blocks) and the better mean
+KERNELS = {
+    "unet-k5": [0.585413, 0.637955, 0.506415, 0.612184, 0.617868, 0.576636, 0.579925, 0.517087, 0.600659,
+                0.561406, 0.636440, 0.629429, 0.510304, 0.669175, 0.629366],
+    "unet-same": [0.573428, 0.668934, 0.566631, 0.669865, 0.628331, 0.574580, 0.652129, 0.589012, 0.634641,
+                  0.596891, 0.600116, 0.582640, 0.468193, 0.691201, 0.645331],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("metric", ["v_rand", "pixel_error"])
+def test_with_two_variants_the_p_value_is_for_the_order_it_is_printed_beside(metric: str) -> None:
+    """autorank tests the larger median against the other: the report printed the kernels
+    ablation's 'unet-same > unet-k5' with p = 0.932, the p of the opposite claim. As pixel errors
+    (1 - V_rand: lower is better) the same numbers keep the order and the p."""
+    sign = 1 if metric == "v_rand" else -1
+    values = {(v, seed, f"test {25 + i}"): (1 - sign) / 2 + sign * scores[5 * seed + i]
+              for v, scores in KERNELS.items() for seed in range(3) for i in range(5)}  # fmt: skip
+    analysis = stats.rank_analysis(frame_of(values, metric), metric)
+    assert isinstance(analysis, stats.RankAnalysis)
+    assert (analysis.pairs.iloc[0].better, analysis.pairs.iloc[0].worse) == ("unet-same", "unet-k5")
+    same, k5 = np.array(KERNELS["unet-same"]), np.array(KERNELS["unet-k5"])
+    assert np.median(k5) > np.median(same), "the case where autorank's direction was the opposite one"
+    assert analysis.p_value == pytest.approx(sp.wilcoxon(same, k5, alternative="greater").pvalue)
+    assert analysis.p_value == pytest.approx(0.0757, abs=1e-4)
 
 
 def mann_whitney_share(x: list[float], y: list[float]) -> float:
