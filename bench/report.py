@@ -921,7 +921,15 @@ def default_title(frame: pd.DataFrame, configs: Mapping[str, Mapping[str, Any]])
     return f"{title} (CPU-sized: trained on a CPU{span})"
 
 
-ENVIRONMENT_DETAILS = ["device_count", "driver_version", "cudnn_version", "cpu_model", "cpu_threads"]
+ENVIRONMENT_DETAILS = [
+    "device_count",
+    "driver_version",
+    "cudnn_version",
+    "cpu_model",
+    "cpu_id",
+    "cpu_capability",
+    "cpu_threads",
+]
 
 
 def environment_table(frame: pd.DataFrame) -> pd.DataFrame:

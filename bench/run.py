@@ -23,6 +23,7 @@ import torch
 from bench.atomic import atomic_write_bytes
 from bench.curves import curve_rows, target_rows
 from bench.data import format_sections
+from bench.environment import row_environment
 from bench.job import JobResult, TrainJob, job_settings, job_split, run_job, suite_job
 from bench.metrics import METRICS, ROW_METRICS
 from bench.profile import Measurement, ProfileCfg, measure
@@ -233,7 +234,10 @@ def eval_rows(base: RowFactory, job: TrainJob, result: JobResult, best_trial: di
     """A retrained run's rows: its scores, whether it trained, its time to target, its learning
     curve and each test image's scores."""
     factory = base.for_job(job, "eval", result.split)
-    extra = make_extra(train_seconds=result.fit.train_seconds, overrides=job.overrides, best_trial=best_trial)
+    extra = make_extra(  # env: threads and CPU kernels change a trained model's scores
+        train_seconds=result.fit.train_seconds, overrides=job.overrides, best_trial=best_trial,
+        env=row_environment(result.device),
+    )  # fmt: skip
     rows = [factory.row(m, result.final[m], extra=extra) for m in ROW_METRICS if m in result.final]
     rows.append(trained_row(factory, result))
     rows += target_rows(factory, result.fit.history, job.train)

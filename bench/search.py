@@ -34,6 +34,7 @@ optuna.logging.set_verbosity(optuna.logging.WARNING)  # our Progress line says i
 from bench.atomic import atomic_write_bytes
 from bench.data import format_sections
 from bench.device import resolve_device
+from bench.environment import row_environment
 from bench.errors import DoesNotFitError, SearchError, StorageError, WorkerError, first_line
 from bench.job import TrainJob, job_settings, job_split, run_job, suite_job, validation_sections
 from bench.metrics import HIGHER_IS_BETTER
@@ -330,7 +331,8 @@ class Objective:
             state = "failed"
             raise
         finally:
-            extra = make_extra(params=params, state=state, untuned=bool(trial.user_attrs.get(UNTUNED)))
+            extra = make_extra(params=params, state=state, untuned=bool(trial.user_attrs.get(UNTUNED)),
+                               env=row_environment(resolve_device(job.train.device)))  # fmt: skip
             rows.append(factory.row("wall_time", time.perf_counter() - started, unit="s", extra=extra))
             if state != "complete":
                 ResultWriter(self.run_dir).append(rows, name=trial_part(trial))

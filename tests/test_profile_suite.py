@@ -146,7 +146,7 @@ def test_the_prepared_gpu_check_runs_end_to_end(tmp_path: Path) -> None:
     frame = read_results(back / "results" / "gpu")
     assert (frame["metric"] == "throughput").any() and frame["git_sha"].notna().all()
     env_details = json.loads(frame["extra"].iloc[0])["env"]
-    assert {"device_count", "driver_version", "cudnn_version", "cpu_model", "cpu_threads"} <= env_details.keys()
+    assert {"device_count", "driver_version", "cudnn_version", "cpu_model", "cpu_id", "cpu_capability", "cpu_threads"} <= env_details.keys()
     assert (back / "reports" / "gpu" / "report.html").exists()
     fit = frame[frame["metric"] == "fit_to_step"]
     assert len(fit) == 1 and 0 < fit["value"].item() < 2 and fit["setting"].item() == "fit"

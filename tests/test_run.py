@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import optuna
+import pandas as pd
 import torch
 
 from bench.store import read_configs, read_results
@@ -138,6 +139,10 @@ def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: P
     assert set(frame["run_id"]) == {run_dir.name}
     assert set(frame.loc[frame["stage"] != "profile", "dataset"]) == {"synthetic:count=5,size=96,seed=0"}
     assert (frame["git_sha"] != "").all() and (frame["host"] != "").all() and (frame["device_name"] != "").all()
+    # a quality number names the threads and CPU kernels that produced it (they move its last digits)
+    scored = pd.concat([evals[evals["metric"] == "v_rand"], search[search["metric"] == "wall_time"]])
+    envs = [json.loads(e)["env"] for e in scored["extra"]]
+    assert len(envs) >= 4 + 2 and all(env["cpu_threads"] >= 1 and env["cpu_capability"] for env in envs)
     # the settings behind every config_hash are stored once, readable without parsing ``extra``
     configs = read_configs(run_dir)
     trained = set(frame.loc[(frame["stage"] == "eval") | (frame["trial"] >= 0), "config_hash"])
