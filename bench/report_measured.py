@@ -160,7 +160,8 @@ def ranked_summary(summary: pd.DataFrame, metric: str) -> pd.DataFrame:
     order = means.sort_values(ascending=not METRICS[metric].higher_is_better, kind="stable").index
     ranked = summary.loc[order].reset_index(drop=True)
     ranked.insert(0, "rank", range(1, len(ranked) + 1))
-    return ranked
+    first = ["rank", "variant", label, *(c for c in ("seeds", "runs") if c in ranked)]  # ranked by: shown first
+    return ranked[first + [c for c in ranked.columns if c not in first]]
 
 
 def takeaway(ranked: pd.DataFrame, metric: str, analysis: RankAnalysis | str) -> str:
