@@ -55,6 +55,24 @@ def cpu_id() -> str:
     return f"{fields['cpu family']}/{fields.get('model', '')}" if fields.get("cpu family") else ""
 
 
+# beyond torch, the libraries whose arithmetic reaches a stored number: the same job scored
+# differently on two machines, and nothing said which versions each had
+NUMERIC_PACKAGES = ("numpy", "scipy", "scikit-image", "segmentation-models-pytorch", "monai", "timm")
+
+
+def package_versions() -> dict[str, str]:
+    """Installed versions of ``NUMERIC_PACKAGES`` (those missing left out)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {}
+    for name in NUMERIC_PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return found
+
+
 @functools.lru_cache(maxsize=1)
 def cpu_model() -> str:
     try:
@@ -97,6 +115,7 @@ def _fingerprint(device_text: str) -> dict[str, Any]:
         "cpu_capability": torch.backends.cpu.get_cpu_capability(),
         "cpu_threads": torch.get_num_threads(),
         "python": platform.python_version(),
+        "packages": package_versions(),
         "git_sha": git_sha(),
         "host": socket.gethostname(),
     }

@@ -17,6 +17,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import optuna
 import pandas as pd
 import torch
@@ -143,6 +144,7 @@ def test_killed_run_resumes_without_redoing_work_or_duplicating_rows(tmp_path: P
     scored = pd.concat([evals[evals["metric"] == "v_rand"], search[search["metric"] == "wall_time"]])
     envs = [json.loads(e)["env"] for e in scored["extra"]]
     assert len(envs) >= 4 + 2 and all(env["cpu_threads"] >= 1 and env["cpu_capability"] for env in envs)
+    assert all(env["packages"]["numpy"] == np.__version__ and "scipy" in env["packages"] for env in envs)
     # the settings behind every config_hash are stored once, readable without parsing ``extra``
     configs = read_configs(run_dir)
     trained = set(frame.loc[(frame["stage"] == "eval") | (frame["trial"] >= 0), "config_hash"])
