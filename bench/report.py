@@ -412,9 +412,20 @@ def budget_text(configs: list[dict[str, Any]]) -> str:
     rates = {float(settings["train_cfg"]["lr"]) for settings in configs}
     rate = f" Learning rate {rates.pop():.3g} for every run." if len(rates) == 1 else " Learning rates: as tuned."
     if len(budgets) == 1:
-        return f"Each run: {next(iter(budgets))}.{rate}"
+        return f"Each run: {next(iter(budgets))}.{rate}{actual_tiles_text(configs)}"
     each = "; ".join(f"{', '.join(sorted(set(variants)))}: {budget}" for budget, variants in budgets.items())
     return f"The runs differ in budget. {each}.{rate}"
+
+
+def actual_tiles_text(configs: list[dict[str, Any]]) -> str:
+    """Where no network trained on the requested tile (same-padded nets take a multiple of 16:
+    380 px becomes 384), the size they did train on, so the sentence matches the model table."""
+    requested = {int(settings["train_cfg"]["tile"]) for settings in configs}
+    actual = {sides[0] for sides in map(opening.trained_sides, configs) if sides is not None}
+    if not actual or actual & requested:
+        return ""  # some train at the requested size, and the opening's area note names the others
+    shown = " to ".join(str(side) for side in sorted({min(actual), max(actual)}))
+    return f" Every network trained on {shown} px tiles, the nearest size it accepts."
 
 
 def run_budget(train: dict[str, Any]) -> str:

@@ -334,3 +334,16 @@ def test_the_pareto_front_counts_output_pixels_where_outputs_differ(tmp_path: Pa
     front = aggregate.pareto_front(table, "quality", "MPix/s", True, True)
     assert table["pareto"].tolist() == front.tolist() and bool(table.loc["unet-same", "pareto"])
     assert "output megapixels/s" in pareto.text
+
+
+def test_the_budget_names_the_tile_every_network_actually_trained_on() -> None:
+    """ablation-kernels said 'at 380 px tiles' above a model table of 384 px tiles: same-padded
+    nets take a multiple of 16. Where some network trains at the requested size, nothing is added."""
+    from bench.report import budget_text
+
+    train = {"epochs": 2, "steps_per_epoch": 50, "batch_size": 1, "tile": 380, "optimizer": "adamw", "lr": 1e-3}
+    same = [{"variant": v, "overrides": {"base_width": 16}, "train_cfg": train} for v in ("unet-same", "unet-k5")]
+    assert budget_text(same).endswith("at 380 px tiles (100 steps), AdamW; budget: equal steps. Learning rate 0.001 "
+                                      "for every run. Every network trained on 384 px tiles, the nearest size it accepts.")
+    mixed = [*same, {"variant": "unet-original", "overrides": {}, "train_cfg": train}]
+    assert "Every network trained on" not in budget_text(mixed)
