@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from typing import Any, Literal, get_args
 
 SCHEMA_VERSION = 2
+MAX_MAGNITUDE = 1e100  # past any measurement; 1.7e308 overflowed the report's sums into a traceback
 
 Stage = Literal["search", "search-pareto", "train", "eval", "eval-image", "curve", "profile"]
 Mode = Literal["train", "infer", ""]
@@ -64,7 +65,8 @@ class ResultRow:
 
     def __post_init__(self) -> None:
         # the reader refuses such a part as damaged, so a writer must never produce one
-        if not math.isfinite(self.value) or math.isinf(self.ci_low) or math.isinf(self.ci_high):
+        bounds = [abs(v) for v in (self.ci_low, self.ci_high) if not math.isnan(v)]
+        if not math.isfinite(self.value) or max([abs(self.value), *bounds]) > MAX_MAGNITUDE:
             raise ValueError(f"{self.metric} = {self.value} [{self.ci_low}, {self.ci_high}]: not a finite number")
         if not self.timestamp:
             object.__setattr__(self, "timestamp", datetime.now(UTC).isoformat(timespec="seconds"))

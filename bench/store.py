@@ -27,7 +27,16 @@ from bench.atomic import atomic_write_bytes
 from bench.data import DataSpec
 from bench.errors import UserError, first_line
 from bench.paths import safe_part
-from bench.schema import COLUMNS, FLOAT_COLUMNS, INT_COLUMNS, SCHEMA_VERSION, ResultRow, profile_setting, row_values
+from bench.schema import (
+    COLUMNS,
+    FLOAT_COLUMNS,
+    INT_COLUMNS,
+    MAX_MAGNITUDE,
+    SCHEMA_VERSION,
+    ResultRow,
+    profile_setting,
+    row_values,
+)
 
 PART_GLOB = "rows-*.csv"
 SUMMARY_NAME = "summary.csv"  # a run folder's Summary (bench.run), derived from its parts: not one
@@ -81,7 +90,17 @@ def read_configs(root: Path) -> dict[str, dict[str, object]]:
     """Every stored job config under ``root``, by ``config_hash``. Where a search trial and a
     retrained run share a key, the run's (the shallower folder's) is kept: it is what was scored."""
     paths = sorted(Path(root).rglob("configs/*.json"), key=lambda p: (-len(p.parts), str(p)))
-    return {p.stem: json.loads(p.read_text()) for p in paths}
+    return {p.stem: _read_config(p) for p in paths}
+
+
+def _read_config(path: Path) -> dict[str, object]:
+    try:
+        settings = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise ResultsError(f"{path}: not a readable job config ({first_line(exc)})") from None
+    if not isinstance(settings, dict):
+        raise ResultsError(f"{path}: not a job config (a JSON object of settings)")
+    return settings
 
 
 # Text columns stay text: a CUDA version "13.0" would otherwise read as 13, and a git sha of
@@ -128,12 +147,14 @@ def _read_part(path: Path) -> pd.DataFrame:
     integers = numeric.drop(columns="value")  # a seed of 1.5 or 1e30 is damage, not a number to truncate or wrap
     whole = ((integers % 1 == 0) & (integers.abs() < 2**63)).all(axis=1)
     bounds = frame[["ci_low", "ci_high"]].apply(pd.to_numeric, errors="coerce").astype(float)  # NaN: no interval
-    finite = np.isfinite(numeric["value"].astype(float)) & ~np.isinf(bounds).any(axis=1)
-    damaged = numeric.isna().any(axis=1) | ~whole | ~finite | frame["extra"].isna()
+    unreadable = (bounds.isna() & frame[["ci_low", "ci_high"]].notna()).any(axis=1)  # 'abc', not '' or 'nan'
+    values = pd.concat([numeric["value"].astype(float), bounds], axis=1).abs()
+    finite = (values.fillna(0) <= MAX_MAGNITUDE).all(axis=1) & np.isfinite(numeric["value"].astype(float))
+    damaged = numeric.isna().any(axis=1) | ~whole | ~finite | unreadable | frame["extra"].isna()
     if damaged.any():
         line = int(damaged.idxmax()) + 2  # header is line 1
         raise ResultsError(
-            f"{path}: truncated or damaged row at line {line} (a required value is missing, not a number, infinite, or not a whole number where one is needed)"
+            f"{path}: truncated or damaged row at line {line} (a required value is missing, not a number, infinite or past 1e100, an interval bound not a number, or not a whole number where one is needed)"
         )
     return upgrade_v1(frame, path) if version == 1 else frame
 
@@ -178,6 +199,11 @@ def read_results(root: Path) -> pd.DataFrame:
     root = Path(root)
     if not root.exists():
         raise ResultsError(f"{root}: no such results folder")
+    links = sorted(p for p in root.rglob("*") if p.is_symlink() and p.is_dir())
+    if links:  # rglob does not follow them, so their rows would drop out of the report unsaid
+        raise ResultsError(
+            f"{links[0]}: a link to a folder in the results tree, which is read without following links; report its target itself"
+        )
     parts = sorted(root.rglob(PART_GLOB))
     strays = sorted(p for p in root.rglob("*.csv") if p not in set(parts) and p.name != SUMMARY_NAME)
     if strays:

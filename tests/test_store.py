@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from bench.schema import COLUMNS, IDENTITY_COLUMNS, SCHEMA_VERSION, ResultRow, config_hash
-from bench.store import ResultsError, ResultWriter, read_results
+from bench.store import ResultsError, ResultWriter, read_configs, read_results
 from tests.conftest import REPO
 
 
@@ -94,7 +94,7 @@ def test_schema_version_mismatch_names_file_and_both_versions(tmp_path: Path) ->
 @pytest.mark.parametrize(
     ("column", "seed", "reason"),
     [("seed", "1.5", "not a whole number"), ("seed", "1e30", "not a whole number"), ("value", "inf", "infinite"),
-     ("ci_low", "-inf", "infinite")],
+     ("ci_low", "-inf", "infinite"), ("value", "1.7e308", "past 1e100"), ("ci_high", "abc", "bound not a number")],
 )
 def test_a_row_with_a_fraction_or_huge_number_in_an_integer_column_is_named(
     tmp_path: Path, column: str, seed: str, reason: str
@@ -244,3 +244,17 @@ def test_no_row_with_a_value_the_reader_would_refuse_can_be_made(changes: dict[s
     with pytest.raises(ValueError, match="v_rand = .*not a finite number"):
         row(**changes)
     assert row(ci_low=float("nan"), ci_high=float("nan")).value == 0.5, "NaN bounds (no interval) stay allowed"
+
+
+def test_a_linked_folder_or_an_unreadable_config_in_a_tree_is_named(tmp_path: Path) -> None:
+    """rglob does not follow a link to a folder, so its rows dropped out of a report unsaid; a
+    truncated configs/*.json was a JSONDecodeError traceback."""
+    run = tmp_path / "tree" / "run"
+    ResultWriter(run).append([row(0), row(1)])
+    (tmp_path / "tree" / "linked").symlink_to(run, target_is_directory=True)
+    with pytest.raises(ResultsError, match=re.escape(str(tmp_path / "tree" / "linked")) + ": a link to a folder"):
+        read_results(tmp_path / "tree")
+    (run / "configs").mkdir()
+    (run / "configs" / "abc.json").write_text('{"train_cfg": ')
+    with pytest.raises(ResultsError, match=r"abc\.json: not a readable job config"):
+        read_configs(run)
