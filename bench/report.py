@@ -421,8 +421,9 @@ def actual_tiles_text(configs: list[dict[str, Any]]) -> str:
     """Where no network trained on the requested tile (same-padded nets take a multiple of 16:
     380 px becomes 384), the size they did train on, so the sentence matches the model table."""
     requested = {int(settings["train_cfg"]["tile"]) for settings in configs}
-    actual = {sides[0] for sides in map(opening.trained_sides, configs) if sides is not None}
-    if not actual or actual & requested:
+    sides = [opening.trained_sides(settings) for settings in configs]
+    actual = {side[0] for side in sides if side is not None}
+    if None in sides or actual & requested:  # a network of unknown size may have trained at the request
         return ""  # some train at the requested size, and the opening's area note names the others
     shown = " to ".join(str(side) for side in sorted({min(actual), max(actual)}))
     return f" Every network trained on {shown} px tiles, the nearest size it accepts."
@@ -892,9 +893,10 @@ def build_report(results: Path, out_dir: Path, title: str | None = None, baselin
     frame = read_results(results)
     if frame.empty:
         raise ResultsError(f"{results}: no result rows to report")
-    if baseline is not None and baseline not in set(frame["variant"]):
-        variants = ", ".join(sorted(set(frame["variant"]) - {""}))
-        raise ResultsError(f"--baseline {baseline!r}: no such variant in {results} (it has {variants})")
+    scored = set(frame.loc[frame["stage"] == "eval", "variant"])  # a profiled-only variant has no deltas
+    if baseline is not None and baseline not in scored:
+        variants = ", ".join(sorted(scored)) or "none"
+        raise ResultsError(f"--baseline {baseline!r}: no such variant with scores in {results} (scored: {variants})")
     check_report_folder(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     _plt()  # the Agg backend before the theme and any figure
@@ -947,10 +949,19 @@ def environment_table(frame: pd.DataFrame) -> pd.DataFrame:
     """One line per distinct machine and software: the row columns, and the rest of the
     fingerprint where rows carry it in ``extra["env"]`` (profiles and micro-benchmarks)."""
     columns = list(ENVIRONMENT_COLUMNS)
-    env = frame.drop_duplicates(columns).reset_index(drop=True)
-    details = pd.DataFrame([json.loads(e).get("env") or {} for e in env["extra"]])
+    candidates = frame.drop_duplicates([*columns, "extra"])  # a few distinct extras per run, not one per row
+    details = pd.DataFrame(
+        [json.loads(e).get("env") or {} for e in candidates["extra"]], index=candidates.index, dtype=object
+    )
     shown = [c for c in ENVIRONMENT_DETAILS if c in details]
-    return pd.concat([env[columns], details[shown]], axis=1).astype(object).fillna("")
+    lines = pd.concat([candidates[columns], details[shown]], axis=1).astype(object)
+    known = details[shown].notna().any(axis=1) if shown else pd.Series(False, index=lines.index)
+    # a machine's rows without a fingerprint (scores written before rows carried one) add nothing
+    # where others of it have one; distinct threads or kernels on one machine are lines of their own
+    described = lines[known].drop_duplicates()
+    bare = lines[~known].drop_duplicates(columns)
+    bare = bare[~bare.set_index(columns).index.isin(described.set_index(columns).index)]
+    return pd.concat([described, bare]).sort_index().reset_index(drop=True).fillna("")
 
 
 def memory_rows(prof: pd.DataFrame) -> pd.DataFrame:

@@ -105,3 +105,15 @@ def test_each_dsb_row_is_its_reports_numbers(suite: str, baseline: str, header: 
         assert_shown(interval(change), delta(tables, variant), 3, f"{variant} delta")
         (verdict,) = [r["verdict"] for r in tables["deltas"] if r["variant"] == variant]
         assert row["verdict"] == verdict
+
+
+def test_every_isbi_ablation_and_each_of_its_variants_has_a_row() -> None:
+    """A deleted row went unnoticed: every committed ISBI ablation report, and each variant it
+    compares with its baseline, has its row in the overview."""
+    axes = {r["axis"] for r in ISBI_ROWS}
+    committed = {p.name.removeprefix("ablation-") for p in (REPO / "reports").glob("ablation-*")} - {"weightmap"}
+    assert axes == committed
+    for axis in sorted(axes):
+        tables = report(f"ablation-{axis}")
+        compared = {r["variant"] for r in tables["summary"]} - {r["baseline"] for r in tables["deltas"]}
+        assert {r["variant"] for r in ISBI_ROWS if r["axis"] == axis} == compared, axis

@@ -347,3 +347,22 @@ def test_the_budget_names_the_tile_every_network_actually_trained_on() -> None:
                                       "for every run. Every network trained on 384 px tiles, the nearest size it accepts.")
     mixed = [*same, {"variant": "unet-original", "overrides": {}, "train_cfg": train}]
     assert "Every network trained on" not in budget_text(mixed)
+
+
+def test_the_environment_table_shows_each_fingerprint_and_no_bare_line_beside_it() -> None:
+    """It kept the first row of each machine: a score written before rows carried a fingerprint
+    hid the profile rows' threads and CPU, and runs on 1 and 2 threads made one line."""
+    import json as json_module
+
+    from bench.report import environment_table
+    from bench.schema import ResultRow
+
+    common = {"run_id": "r", "suite": "s", "variant": "v", "config_hash": "c", "seed": 0, "host": "h", "git_sha": "g"}
+    env = {"cpu_model": "AMD EPYC", "cpu_id": "25/17", "cpu_capability": "AVX512", "device_count": 1}
+    rows = [ResultRow(stage="eval", metric="v_rand", value=0.5, **common),  # no fingerprint, first
+            *(ResultRow(stage="profile", metric="throughput", value=10.0 * threads, seed=threads,
+                        extra=json_module.dumps({"env": {**env, "cpu_threads": threads}}),
+                        **{k: v for k, v in common.items() if k != "seed"}) for threads in (1, 2, 2))]  # fmt: skip
+    table = environment_table(pd.DataFrame([vars(r) for r in rows]))
+    assert table["cpu_threads"].tolist() == [1, 2] and set(table["cpu_capability"]) == {"AVX512"}
+    assert table["cpu_id"].tolist() == ["25/17", "25/17"]

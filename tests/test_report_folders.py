@@ -58,7 +58,7 @@ def test_several_suites_mixed_in_one_folder_are_refused(tmp_path: Path, where: s
     shutil.move(suite_run(tmp_path / "gamma", "gamma"), tmp_path / "results" / "gamma")
     target = mixed if where == "one run folder" else tmp_path / "results"
     assert_user_error(run_cli("report", str(target), "-o", str(tmp_path / "reports")), f"{named}: ",
-                      "several suites (alpha, beta)", "one protocol")
+                      "several suites (alpha, beta)")
     assert not (tmp_path / "reports").exists(), "nothing written"
 
 
@@ -74,3 +74,22 @@ def test_a_baseline_is_checked_before_anything_is_written(tmp_path: Path) -> Non
     assert not (tmp_path / "one").exists() and not (tmp_path / "all").exists(), "nothing written"
     result = run_cli("report", str(tmp_path / "results" / "beta"), "-o", str(tmp_path / "b"), "--baseline", "unet-gelu")
     assert result.returncode == 0 and "Ablation deltas against unet-gelu" in (tmp_path / "b" / "report.md").read_text()
+
+
+def test_a_suite_without_scores_is_not_merged_and_a_bad_folder_stops_all_before_writing(tmp_path: Path) -> None:
+    """A suite with no eval rows (a run interrupted after its search) was merged into the other
+    suite's report and ranked beside it; a folder that could not be reported stopped the command
+    only after the reports before it were written."""
+    suite_run(tmp_path / "results" / "alpha" / "run1", "alpha")
+    beta = suite_run(tmp_path / "results" / "beta" / "run1", "beta")
+    for part in beta.glob("rows-*.csv"):  # beta's eval rows become search rows: no scores left
+        part.write_text(part.read_text().replace(",eval,-1,", ",search,0,"))
+    result = run_cli("report", str(tmp_path / "results"), "-o", str(tmp_path / "reports"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["alpha", "beta"]
+    header = next(GOLDEN_RUN.glob("rows-*.csv")).read_text().splitlines()[0]
+    (tmp_path / "results" / "zeta" / "run1").mkdir(parents=True)
+    (tmp_path / "results" / "zeta" / "run1" / "rows-x.csv").write_text(header + "\n")
+    assert_user_error(run_cli("report", str(tmp_path / "results"), "-o", str(tmp_path / "again")),
+                      "zeta: no result rows to report")
+    assert not (tmp_path / "again").exists(), "nothing written, not even the folders before the bad one"
