@@ -254,8 +254,6 @@ def cmd_report(args: argparse.Namespace) -> int:
                for folder in folders}  # fmt: skip
     for target in targets.values():  # every folder refused before any report is written
         check_report_folder(target)
-        if target.is_symlink() or (target.exists() and not target.is_dir()):
-            raise ResultsError(f"{target}: a link or a file where the report's folder would go; choose another -o")
     for folder, target in targets.items():
         report = build_report(folder, target, baseline=args.baseline)
         print(f"{len(report.sections)} sections, {len(report.figures)} figures -> {target / 'report.html'}")

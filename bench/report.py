@@ -875,6 +875,8 @@ def check_report_folder(out_dir: Path) -> None:
     """Refuse, before writing anything, a folder where the report would replace a file it did
     not write (a user's ``report.md``, say): each existing ``report.md``, ``report.html`` and
     ``fig/`` file must be listed in the folder's manifest, which only a report writes."""
+    if out_dir.is_symlink() or (out_dir.exists() and not out_dir.is_dir()):
+        raise ReportFolderError(f"{out_dir}: a link or a file where the report's folder would go; choose another -o")
     candidates = [out_dir / "report.md", out_dir / "report.html", out_dir / "fig"]  # a file named fig blocks fig/
     candidates += sorted(p for kind in ("png", "svg") for p in (out_dir / "fig").glob(f"*.{kind}"))
     check_owned(out_dir, MANIFEST, candidates, "choose another report folder (-o)", ReportFolderError)

@@ -25,25 +25,30 @@ def report_folders(results: Path) -> list[Path]:
     holds rows (each must then hold at most one); each read and checked here, so that a bad
     folder stops the command before the first report is written."""
     results = Path(results)
-    suites = trained_suites(read_results(results))
-    folders = [results]
-    if len(suites) > 1:
-        if any(results.glob(PART_GLOB)):
-            raise ResultsError(
-                f"{results}: rows of several suites ({', '.join(suites)}) with results parts directly in it; a report "
-                "ranks one suite's variants under one protocol: give each suite's parts a folder of its own"
-            )
-        folders = [
-            child for child in sorted(results.iterdir()) if child.is_dir() and next(child.rglob(PART_GLOB), None)
-        ]
+    frame = read_results(results)
+    suites = trained_suites(frame)
+    if len(suites) <= 1:
+        check_folder(results, frame)
+        return [results]
+    if any(results.glob(PART_GLOB)):
+        raise ResultsError(
+            f"{results}: rows of several suites ({', '.join(suites)}) with results parts directly in it; a report "
+            "ranks one suite's variants under one protocol: give each suite's parts a folder of its own"
+        )
+    folders = [child for child in sorted(results.iterdir()) if child.is_dir() and next(child.rglob(PART_GLOB), None)]
     for folder in folders:
-        frame = read_results(folder)
-        if frame.empty:
-            raise ResultsError(f"{folder}: no result rows to report")
-        if len(inner := trained_suites(frame)) > 1:
-            raise ResultsError(
-                f"{folder}: runs of several suites ({', '.join(inner)}); a report ranks one suite's variants "
-                "under one protocol: report each run folder on its own"
-            )
-        read_configs(folder)
+        check_folder(folder, read_results(folder))
     return folders
+
+
+def check_folder(folder: Path, frame: pd.DataFrame) -> None:
+    """Refuse a folder one report cannot be made of: no rows, several trained suites, or a
+    stored config that cannot be read."""
+    if frame.empty:
+        raise ResultsError(f"{folder}: no result rows to report")
+    if len(inner := trained_suites(frame)) > 1:
+        raise ResultsError(
+            f"{folder}: runs of several suites ({', '.join(inner)}); a report ranks one suite's variants "
+            "under one protocol: report each run folder on its own"
+        )
+    read_configs(folder)

@@ -332,7 +332,7 @@ class Objective:
             raise
         finally:
             extra = make_extra(params=params, state=state, untuned=bool(trial.user_attrs.get(UNTUNED)),
-                               env=row_environment(resolve_device(job.train.device)))  # fmt: skip
+                               env=row_environment(factory.device))  # fmt: skip
             rows.append(factory.row("wall_time", time.perf_counter() - started, unit="s", extra=extra))
             if state != "complete":
                 ResultWriter(self.run_dir).append(rows, name=trial_part(trial))

@@ -20,7 +20,6 @@ import uuid
 from collections.abc import Iterable
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from bench.atomic import atomic_write_bytes
@@ -148,8 +147,8 @@ def _read_part(path: Path) -> pd.DataFrame:
     whole = ((integers % 1 == 0) & (integers.abs() < 2**63)).all(axis=1)
     bounds = frame[["ci_low", "ci_high"]].apply(pd.to_numeric, errors="coerce").astype(float)  # NaN: no interval
     unreadable = (bounds.isna() & frame[["ci_low", "ci_high"]].notna()).any(axis=1)  # 'abc', not '' or 'nan'
-    values = pd.concat([numeric["value"].astype(float), bounds], axis=1).abs()
-    finite = (values.fillna(0) <= MAX_MAGNITUDE).all(axis=1) & np.isfinite(numeric["value"].astype(float))
+    magnitudes = pd.concat([numeric["value"].astype(float), bounds], axis=1).abs()  # inf is past the bound too
+    finite = (magnitudes.fillna(0) <= MAX_MAGNITUDE).all(axis=1)
     damaged = numeric.isna().any(axis=1) | ~whole | ~finite | unreadable | frame["extra"].isna()
     if damaged.any():
         line = int(damaged.idxmax()) + 2  # header is line 1

@@ -93,3 +93,14 @@ def test_a_suite_without_scores_is_not_merged_and_a_bad_folder_stops_all_before_
     assert_user_error(run_cli("report", str(tmp_path / "results"), "-o", str(tmp_path / "again")),
                       "zeta: no result rows to report")
     assert not (tmp_path / "again").exists(), "nothing written, not even the folders before the bad one"
+
+
+def test_a_link_where_a_suites_report_folder_would_go_is_refused_before_writing(tmp_path: Path) -> None:
+    """A dangling link at reports/beta was a FileExistsError traceback after alpha's report was written."""
+    suite_run(tmp_path / "results" / "alpha" / "run1", "alpha")
+    suite_run(tmp_path / "results" / "beta" / "run1", "beta")
+    (tmp_path / "reports").mkdir()
+    (tmp_path / "reports" / "beta").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    assert_user_error(run_cli("report", str(tmp_path / "results"), "-o", str(tmp_path / "reports")),
+                      "beta: a link or a file where the report's folder would go")
+    assert sorted(p.name for p in (tmp_path / "reports").iterdir()) == ["beta"] and not (tmp_path / "elsewhere").exists()
